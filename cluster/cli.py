@@ -1,0 +1,112 @@
+"""The `eilab` command. Bad input exits with status 2 and a message naming the field or file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from eilab.sim.config import ConfigError, load_config
+from eilab.sim.store import RunExistsError
+
+EXIT_BAD_INPUT = 2
+BENCH_CONFIGS = {"brunel": "brunel.toml", "coba": "coba.toml", "ring600": "ring600.toml"}
+
+
+def configs_dir() -> Path:
+    """The bundled configs/ folder (beside the package sources)."""
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def default_run_dir(config_path: str, seed: int) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{Path(config_path).stem}-{stamp}-seed{seed}"
+
+
+def _format_summary(summary: dict) -> str:
+    lines = [f"{'population':<12}{'n':>8}{'spikes':>12}{'rate (Hz)':>12}"]
+    for name, p in summary["populations"].items():
+        lines.append(f"{name:<12}{p['n']:>8}{p['spikes']:>12}{p['rate_hz']:>12.3f}")
+    t = summary["timings"]
+    lines.append(
+        f"{summary['spikes']} spikes, mean rate {summary['mean_rate_hz']:.3f} Hz, {summary['synapses']} synapses; "
+        f"build {t['build_s']:.2f} s, simulate {t['simulate_s']:.2f} s, wall {t['wall_s']:.2f} s"
+    )
+    lines.append(f"run stored in {summary['run_dir']}")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from eilab.sim.engine import run
+
+    overrides = list(args.set or [])
+    if args.seed is not None:
+        overrides.append(f"run.seed={args.seed}")
+    cfg, raw = load_config(args.config, overrides)
+    out = Path(args.out) if args.out else default_run_dir(args.config, cfg.run.seed)
+    summary = run(cfg, raw, out, force=args.force, progress=cfg.run.progress and not args.quiet)
+    print(_format_summary(summary))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from eilab.sim.engine import run
+
+    config = configs_dir() / BENCH_CONFIGS[args.network]
+    overrides = [f"run.t_ms={args.t_ms}", "run.progress=false", *(args.set or [])]
+    if args.network == "brunel":
+        overrides.append(f"vars.order={args.order}")
+    cfg, raw = load_config(config, overrides)
+    with tempfile.TemporaryDirectory(prefix="eilab-bench-") as tmp:
+        s = run(cfg, raw, Path(tmp) / "run", progress=False)
+    t = s["timings"]
+    print(json.dumps({
+        "simulator": "eilab", "network": args.network, "order": args.order if args.network == "brunel" else None,
+        "n_neurons": cfg.n_total, "t_ms": cfg.run.t_ms, "build_s": t["build_s"], "jit_s": t["jit_s"],
+        "simulate_s": t["simulate_s"], "record_s": t["record_s"], "spikes": s["spikes"],
+        "synaptic_events": s["synaptic_events"], "synapses": s["synapses"],
+        "bytes_per_synapse": s["connectivity_bytes"] / max(1, s["synapses"]),
+        "mean_rate_hz": s["mean_rate_hz"],
+        **{f"rate_{k}_hz": v["rate_hz"] for k, v in s["populations"].items()},
+        "peak_rss_mb": s["peak_rss_mb"],
+    }))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eilab", description="E/I spiking-network experiments")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="simulate a config into a run directory")
+    p.add_argument("config", help="TOML config, e.g. configs/ring600.toml")
+    p.add_argument("--out", help="run directory (default runs/<config>-<time>-seed<N>)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set run.t_ms=500 --set vars.order=500")
+    p.add_argument("--seed", type=int, help="random seed (same as --set run.seed=N)")
+    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("bench", help="time a bundled network and print one JSON line")
+    b.add_argument("network", choices=sorted(BENCH_CONFIGS))
+    b.add_argument("--order", type=int, default=2500, help="Brunel order N (N_E = 4N, N_I = N)")
+    b.add_argument("--t-ms", type=float, default=1000.0, help="simulated time, ms")
+    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
+    b.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, RunExistsError) as e:
+        print(f"eilab: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,391 @@
+"""The validated experiment description: what a TOML file in configs/ may say.
+
+Units are in the field names (ms, mV, pA, pF, nS, Hz). Every field has a default except
+population and projection essentials; unknown keys are errors. Numbers may be written as
+expressions over `[vars]`, e.g. ``n = "= 4 * order"`` (see `expressions.py`).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from eilab.sim.expressions import ExpressionError, resolve_expressions
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NeuronModel = Literal["lif_delta", "lif_exp", "lif_cond_exp", "eif", "hh"]
+
+
+class ConfigError(ValueError):
+    """A config problem, with the field or file named and the fix said."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------- neuron parameters
+class LifDeltaParams(Strict):
+    """LIF with delta synapses (NEST iaf_psc_delta): a spike of weight w moves V by w mV."""
+
+    tau_m: float = Field(10.0, gt=0, description="membrane time constant, ms")
+    C_m: float = Field(250.0, gt=0, description="capacitance, pF")
+    E_L: float = Field(-70.0, description="resting potential, mV")
+    V_th: float = Field(-55.0, description="threshold, mV")
+    V_reset: float = Field(-70.0, description="reset, mV")
+    t_ref: float = Field(2.0, ge=0, description="absolute refractory period, ms")
+    I_e: float = Field(0.0, description="constant current, pA")
+    integration: Literal["exact", "euler"] = Field(
+        "exact", description="leak propagator: exact exp(-dt/tau_m) or forward Euler 1 - dt/tau_m"
+    )
+
+
+class LifExpParams(Strict):
+    """LIF with exponential current synapses (NEST iaf_psc_exp), exact integration; w in pA."""
+
+    tau_m: float = Field(10.0, gt=0)
+    C_m: float = Field(250.0, gt=0)
+    E_L: float = -70.0
+    V_th: float = -55.0
+    V_reset: float = -70.0
+    t_ref: float = Field(2.0, ge=0)
+    I_e: float = 0.0
+    tau_syn_ex: float = Field(2.0, gt=0, description="ms")
+    tau_syn_in: float = Field(2.0, gt=0, description="ms")
+
+
+class LifCondExpParams(Strict):
+    """LIF with exponential conductances (NEST iaf_cond_exp); w in nS."""
+
+    C_m: float = Field(250.0, gt=0)
+    g_L: float = Field(16.6667, gt=0, description="leak conductance, nS")
+    E_L: float = -70.0
+    V_th: float = -55.0
+    V_reset: float = -60.0
+    t_ref: float = Field(2.0, ge=0)
+    I_e: float = 0.0
+    E_ex: float = 0.0
+    E_in: float = -85.0
+    tau_syn_ex: float = Field(0.2, gt=0)
+    tau_syn_in: float = Field(2.0, gt=0)
+
+
+class EifParams(Strict):
+    """Exponential integrate-and-fire (Fourcaud-Trocmé 2003) with exponential currents; w in pA."""
+
+    C_m: float = Field(281.0, gt=0)
+    g_L: float = Field(30.0, gt=0)
+    E_L: float = -70.6
+    V_T: float = -50.4
+    Delta_T: float = Field(2.0, gt=0)
+    V_peak: float = 0.0
+    V_reset: float = -60.0
+    t_ref: float = Field(2.0, ge=0)
+    I_e: float = 0.0
+    tau_syn_ex: float = Field(0.2, gt=0)
+    tau_syn_in: float = Field(2.0, gt=0)
+
+
+class HHParams(Strict):
+    """Hodgkin-Huxley squid axon (1952 parameters, NEST hh_psc_alpha units) with exp currents."""
+
+    C_m: float = Field(100.0, gt=0)
+    g_Na: float = Field(12000.0, ge=0)
+    g_K: float = Field(3600.0, ge=0)
+    g_L: float = Field(30.0, ge=0)
+    E_Na: float = 50.0
+    E_K: float = -77.0
+    E_L: float = -54.402
+    I_e: float = 0.0
+    tau_syn_ex: float = Field(0.2, gt=0)
+    tau_syn_in: float = Field(2.0, gt=0)
+    V_spike: float = Field(0.0, description="upward crossing that counts as a spike, mV")
+    dt_sub: float = Field(0.01, gt=0, description="RK4 sub-step, ms (at most dt)")
+
+
+PARAMS: dict[str, type[Strict]] = {
+    "lif_delta": LifDeltaParams,
+    "lif_exp": LifExpParams,
+    "lif_cond_exp": LifCondExpParams,
+    "eif": EifParams,
+    "hh": HHParams,
+}
+
+
+# ---------------------------------------------------------------- the experiment
+class RunSpec(Strict):
+    name: str = "run"
+    t_ms: float = Field(1000.0, gt=0, description="simulated time, ms")
+    dt_ms: float = Field(0.1, gt=0, description="time step, ms")
+    seed: int = Field(1, ge=0, lt=2**63)
+    progress: bool = True
+
+
+class Population(Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    n: int = Field(gt=0, description="number of neurons")
+    type: Literal["E", "I"]
+    model: NeuronModel = "lif_delta"
+    params: dict[str, Any] = Field(default_factory=dict)
+    v_init: float | tuple[float, float] | None = Field(
+        None, description="initial V, mV: a number or [low, high) for uniform; default E_L (HH: -65)"
+    )
+    syn_init_ex: float | tuple[float, float] = Field(
+        0.0, description="initial excitatory synaptic variable (pA or nS): a number or [low, high)"
+    )
+    syn_init_in: float | tuple[float, float] = Field(
+        0.0, description="initial inhibitory synaptic variable (magnitude, pA or nS): a number or [low, high)"
+    )
+
+    @model_validator(mode="after")
+    def _check_params(self) -> Population:
+        try:
+            checked = PARAMS[self.model](**self.params)
+        except ValidationError as e:
+            raise ValueError(f"params for model {self.model!r}: {_first_error(e)}") from None
+        object.__setattr__(self, "params", checked.model_dump())
+        for name in ("v_init", "syn_init_ex", "syn_init_in"):
+            value = getattr(self, name)
+            if isinstance(value, tuple) and not value[0] <= value[1]:
+                raise ValueError(f"{name} [low, high] needs low <= high")
+        if self.model == "lif_delta" and (self.syn_init_ex or self.syn_init_in):
+            raise ValueError("syn_init_ex/syn_init_in need a model with synaptic variables (not lif_delta)")
+        return self
+
+    def typed_params(self) -> Strict:
+        return PARAMS[self.model](**self.params)
+
+
+class Projection(Strict):
+    name: str = ""
+    pre: str
+    post: str
+    rule: Literal["fixed_indegree", "bernoulli", "ring"]
+    k: int | None = Field(None, ge=0, description="in-degree (fixed_indegree)")
+    p: float | None = Field(None, ge=0, le=1, description="probability (bernoulli; peak for ring)")
+    radius: float = Field(0.5, gt=0, le=0.5, description="ring: cutoff distance, fraction of the ring")
+    profile: Literal["box", "gaussian", "vonmises"] = "box"
+    width: float = Field(0.1, gt=0, description="ring: gaussian sigma (fraction of ring) or vonmises kappa")
+    weight: float = Field(ge=0, description="magnitude: mV (delta), pA (current), nS (conductance)")
+    scale: Literal["none", "sqrt_n"] = Field("none", description="sqrt_n: J = weight / sqrt(N total)")
+    delay_ms: float = Field(1.5, gt=0)
+    autapses: bool = False
+    multapses: bool = True
+
+    @model_validator(mode="after")
+    def _check_rule(self) -> Projection:
+        if not self.name:
+            object.__setattr__(self, "name", f"{self.pre}{self.post}")
+        if self.rule == "fixed_indegree" and self.k is None:
+            raise ValueError("rule 'fixed_indegree' needs k (the in-degree)")
+        if self.rule in ("bernoulli", "ring") and self.p is None:
+            object.__setattr__(self, "p", 1.0 if self.rule == "ring" else None)
+            if self.p is None:
+                raise ValueError("rule 'bernoulli' needs p (connection probability)")
+        return self
+
+
+class Drive(Strict):
+    target: str = Field(description="population name")
+    kind: Literal["poisson", "current", "spikes"]
+    rate_hz: float = Field(0.0, ge=0, description="poisson: rate of each source, Hz")
+    indegree: int = Field(1, ge=0, description="poisson: independent sources per neuron")
+    weight: float = Field(0.0, ge=0, description="poisson/spikes: excitatory weight (model units)")
+    amplitude: float = Field(0.0, description="current: constant part, pA")
+    formula: str | None = Field(None, description="current: expression of t (ms), pA, added")
+    file: str | None = Field(None, description="current: .npy/.txt/.csv samples, pA, added")
+    file_dt_ms: float = Field(1.0, gt=0, description="current: sample spacing of `file`, ms")
+    start_ms: float = Field(0.0, ge=0)
+    stop_ms: float | None = Field(None, ge=0)
+    times_ms: list[float] = Field(default_factory=list, description="spikes: input times, ms")
+
+
+class Probe(Strict):
+    population: str
+    neurons: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0])
+
+
+class Record(Strict):
+    spikes: bool = True
+    counts_bin_ms: float = Field(1.0, ge=0, description="bin width of spike counts, ms; 0 turns counts off")
+    probes: list[Probe] = Field(default_factory=list)
+    probe_every_ms: float | None = Field(None, gt=0, description="probe sampling interval; default dt")
+
+
+class Config(Strict):
+    vars: dict[str, float] = Field(default_factory=dict)
+    run: RunSpec = Field(default_factory=RunSpec)
+    populations: list[Population] = Field(min_length=1)
+    projections: list[Projection] = Field(default_factory=list)
+    drive: list[Drive] = Field(default_factory=list)
+    record: Record = Field(default_factory=Record)
+
+    @field_validator("populations")
+    @classmethod
+    def _unique_names(cls, pops: list[Population]) -> list[Population]:
+        names = [p.name for p in pops]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"population names must be unique; repeated: {sorted(dup)}")
+        return pops
+
+    @model_validator(mode="after")
+    def _check_refs(self) -> Config:
+        pops = {p.name: p for p in self.populations}
+        dt = self.run.dt_ms
+        _on_grid(self.run.t_ms, dt, "run.t_ms")
+        for i, pr in enumerate(self.projections):
+            for end in ("pre", "post"):
+                if getattr(pr, end) not in pops:
+                    raise ValueError(f"projections.{i}.{end}: no population named {getattr(pr, end)!r}")
+            _on_grid(pr.delay_ms, dt, f"projections.{i}.delay_ms")
+            if pr.rule == "fixed_indegree" and not pr.multapses and pr.k > pops[pr.pre].n:
+                raise ValueError(f"projections.{i}.k: {pr.k} > size of {pr.pre} without multapses")
+        names = [pr.name for pr in self.projections]
+        if len(set(names)) != len(names):
+            raise ValueError(f"projection names must be unique: {names}")
+        seen_poisson: set[str] = set()
+        for i, d in enumerate(self.drive):
+            if d.target not in pops:
+                raise ValueError(f"drive.{i}.target: no population named {d.target!r}")
+            if d.kind == "poisson":
+                if d.target in seen_poisson:
+                    raise ValueError(f"drive.{i}: one poisson drive per population ({d.target!r} has two)")
+                seen_poisson.add(d.target)
+            if d.file is not None and not Path(d.file).is_file():
+                raise ValueError(f"drive.{i}.file: {d.file!r} does not exist (give a path to .npy/.txt/.csv)")
+        for i, pb in enumerate(self.record.probes):
+            if pb.population not in pops:
+                raise ValueError(f"record.probes.{i}.population: no population named {pb.population!r}")
+            n = pops[pb.population].n
+            bad = [k for k in pb.neurons if k >= n]
+            if bad:
+                raise ValueError(f"record.probes.{i}.neurons: {bad} out of range for {pb.population} (n={n})")
+        if self.record.counts_bin_ms > 0:
+            _on_grid(self.record.counts_bin_ms, dt, "record.counts_bin_ms")
+        if self.record.probe_every_ms is not None:
+            _on_grid(self.record.probe_every_ms, dt, "record.probe_every_ms")
+        for p in self.populations:
+            if p.model == "hh" and p.params["dt_sub"] > dt:
+                raise ValueError(f"populations.{p.name}.params.dt_sub must be <= run.dt_ms ({dt})")
+        return self
+
+    @property
+    def n_total(self) -> int:
+        return sum(p.n for p in self.populations)
+
+    def steps(self, ms: float) -> int:
+        """A duration in ms as a whole number of steps (validated to lie on the grid)."""
+        return round(ms / self.run.dt_ms)
+
+
+def _on_grid(value: float, dt: float, field: str) -> None:
+    steps = value / dt
+    if steps < 1 - 1e-9:
+        raise ValueError(f"{field} = {value} ms is below the time step dt = {dt} ms")
+    if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+        raise ValueError(f"{field} = {value} ms is not a multiple of dt = {dt} ms")
+
+
+def _first_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"])
+    return f"{loc}: {err['msg']} (got {err.get('input')!r})" if loc else err["msg"]
+
+
+def format_validation_error(e: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config"]
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (remove it or check its spelling)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        got = "" if err["type"] in ("missing", "value_error") else f" (got {err.get('input')!r})"
+        lines.append(f"  {loc}: {msg}{got}" if loc else f"  {msg}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- loading
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply ``a.b.c=value`` to a raw config dict; list items by index or by name."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. run.t_ms=500")
+    path, _, text = assignment.partition("=")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    keys = path.strip().split(".")
+    node: Any = raw
+    for i, key in enumerate(keys[:-1]):
+        node = _child(node, key, ".".join(keys[: i + 1]), create=True)
+    last = keys[-1]
+    if isinstance(node, list):
+        node[_index(node, last, path)] = value
+    else:
+        node[last] = value
+
+
+def _child(node: Any, key: str, where: str, create: bool) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, key, where)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"--set {where}: cannot descend into a value")
+    if key not in node and create:
+        node[key] = {}
+    return node[key]
+
+
+def _index(items: list, key: str, where: str) -> int:
+    if key.isdigit() and int(key) < len(items):
+        return int(key)
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name", f"{item.get('pre', '')}{item.get('post', '')}") == key:
+            return i
+    raise ConfigError(f"--set {where}: no list item {key!r} (use an index or a name)")
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    raw: dict | None = None,
+) -> tuple[Config, dict]:
+    """Read, override, resolve and validate a config. Returns (config, raw dict as given)."""
+    source = str(path) if path is not None else "<dict>"
+    if raw is None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{source}: no such config file (give the path to a .toml file)")
+        try:
+            raw = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    raw = _deep_copy(raw)
+    for a in overrides or []:
+        apply_override(raw, a)
+    try:
+        resolved = resolve_expressions(raw)
+    except ExpressionError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    try:
+        cfg = Config.model_validate(resolved)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+    return cfg, raw
+
+
+def _deep_copy(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _deep_copy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_deep_copy(v) for v in x]
+    return x
+
+
+def weight_scale(cfg: Config, proj: Projection) -> float:
+    """Factor applied to a projection's weight: 1 or 1/sqrt(N total)."""
+    return 1.0 / math.sqrt(cfg.n_total) if proj.scale == "sqrt_n" else 1.0

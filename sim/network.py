@@ -1,0 +1,207 @@
+"""Connectivity: rules generated per postsynaptic neuron, stored pre-major and compact.
+
+Each projection's inputs to a postsynaptic neuron are drawn from the stream
+(seed, connect/projection, post gid), so a rank that owns gids [lo, hi) builds exactly its
+own neurons' inputs and the network is the same for any partition (Arbor's recipe idea).
+Two passes over the same streams (count, then fill) build the pre-major CSR without a
+temporary edge list: 4 bytes (int32 local target) per synapse plus one int64 row pointer
+per presynaptic neuron and projection; weights and delays are shared per projection.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from eilab.sim.config import Config, weight_scale
+from eilab.sim.rng import PURPOSE_CONNECT, below, stream_key, uniform
+from numba import njit
+
+RULE_IDS = {"fixed_indegree": 0, "bernoulli": 1, "ring": 2}
+PROFILE_IDS = {"box": 0, "gaussian": 1, "vonmises": 2}
+RECEPTOR_E, RECEPTOR_I = 0, 1
+
+
+@dataclass
+class Connectivity:
+    """Pre-major CSR of all projections onto one rank's neurons.
+
+    For projection q, presynaptic gids pre_gid0[q] .. pre_gid0[q] + pre_n[q] - 1; the targets of
+    pre neuron r are targets[rowptr[row0[q] + r] : rowptr[row0[q] + r + 1]] (rank-local indices),
+    each receiving weight[q] on receptor[q] after delay_steps[q].
+    """
+
+    pre_gid0: np.ndarray     # int64 (n_proj,)
+    pre_n: np.ndarray        # int64 (n_proj,)
+    row0: np.ndarray         # int64 (n_proj,)
+    receptor: np.ndarray     # int64 (n_proj,) 0 = E, 1 = I
+    delay_steps: np.ndarray  # int64 (n_proj,)
+    weight: np.ndarray       # float64 (n_proj,)
+    rowptr: np.ndarray       # int64
+    targets: np.ndarray      # int32
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.targets.size)
+
+    def out_degree(self, n_total: int) -> np.ndarray:
+        """Local targets of every gid (summed over projections), int64 (n_total,)."""
+        deg = np.zeros(n_total, np.int64)
+        for q in range(self.pre_gid0.size):
+            r0, n = self.row0[q], self.pre_n[q]
+            deg[self.pre_gid0[q] : self.pre_gid0[q] + n] += np.diff(self.rowptr[r0 : r0 + n + 1])
+        return deg
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.rowptr.nbytes + self.targets.nbytes)
+
+
+def population_offsets(cfg: Config) -> dict[str, int]:
+    """First gid of every population (gid order: populations in config order)."""
+    offsets, start = {}, 0
+    for p in cfg.populations:
+        offsets[p.name] = start
+        start += p.n
+    return offsets
+
+
+@njit(cache=True, inline="always")
+def _ring_prob(profile: int, d: float, p: float, width: float) -> float:
+    if profile == 0:
+        return p
+    if profile == 1:
+        return p * math.exp(-0.5 * (d / width) ** 2)
+    return p * math.exp(width * (math.cos(2.0 * math.pi * d) - 1.0))
+
+
+@njit(cache=True)
+def _inputs_of(rule, key, j, n_pre, n_post, same_pop, k, p, radius, profile, width,
+               autapses, multapses, buf, mark) -> int:
+    """Fill buf with the presynaptic indices of post neuron j (index in its population)."""
+    cnt = 0
+    if rule == 0:  # fixed in-degree: k draws, redrawing autapses and (optionally) repeats
+        c = 0
+        while cnt < k:
+            i = below(key, c, n_pre)
+            c += 1
+            if same_pop and not autapses and i == j:
+                continue
+            if not multapses:
+                if mark[i]:
+                    continue
+                mark[i] = True
+            buf[cnt] = i
+            cnt += 1
+        if not multapses:
+            for t in range(cnt):
+                mark[buf[t]] = False
+    elif rule == 1:  # Bernoulli by geometric skipping: exact, O(expected in-degree)
+        if p <= 0.0:
+            return 0
+        i, c = -1, 0
+        lq = math.log1p(-p) if p < 1.0 else 0.0
+        while True:
+            if p >= 1.0:
+                i += 1
+            else:
+                u = uniform(key, c)
+                c += 1
+                i += 1 + math.floor(math.log1p(-u) / lq)
+            if i >= n_pre:
+                break
+            if same_pop and not autapses and i == j:
+                continue
+            buf[cnt] = i
+            cnt += 1
+    else:  # ring: positions i/n_pre and j/n_post on a unit circle, exact integer distances
+        span = math.ceil(radius * n_pre) + 1
+        full = 2 * span + 1 >= n_pre
+        centre = (j * n_pre) // n_post
+        ring = n_pre * n_post
+        for t in range(n_pre if full else 2 * span + 1):
+            i = t if full else (centre - span + t) % n_pre
+            diff = abs(i * n_post - j * n_pre)
+            circ = min(diff, ring - diff)
+            d = circ / ring
+            if d > radius * (1.0 + 1e-9) + 1e-12:
+                continue
+            if same_pop and not autapses and i == j:
+                continue
+            prob = _ring_prob(profile, d, p, width)
+            if prob < 1.0 and uniform(key, i) >= prob:
+                continue
+            buf[cnt] = i
+            cnt += 1
+    return cnt
+
+
+@njit(cache=True)
+def _build(rule, seed, purpose, post_gid0, j_lo, j_hi, local0, n_pre, n_post, same_pop, k, p,
+           radius, profile, width, autapses, multapses, counts, targets, fill):
+    """Pass 1 (targets empty): count per pre. Pass 2: write local targets row by row."""
+    size = max(k, n_pre) + 1
+    buf = np.empty(size, np.int64)
+    mark = np.zeros(n_pre, np.bool_)
+    count_only = targets.size == 0
+    for j in range(j_lo, j_hi):
+        key = stream_key(seed, purpose, post_gid0 + j)
+        cnt = _inputs_of(rule, key, j, n_pre, n_post, same_pop, k, p, radius, profile, width,
+                         autapses, multapses, buf, mark)
+        for t in range(cnt):
+            i = buf[t]
+            if count_only:
+                counts[i] += 1
+            else:
+                targets[fill[i]] = local0 + j - j_lo
+                fill[i] += 1
+
+
+def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
+    """All projections onto the neurons with gids [lo, hi) (one rank's share)."""
+    offs = population_offsets(cfg)
+    pops = {p.name: p for p in cfg.populations}
+    n_proj = len(cfg.projections)
+    pre_gid0 = np.zeros(n_proj, np.int64)
+    pre_n = np.zeros(n_proj, np.int64)
+    row0 = np.zeros(n_proj, np.int64)
+    receptor = np.zeros(n_proj, np.int64)
+    delay = np.zeros(n_proj, np.int64)
+    weight = np.zeros(n_proj, np.float64)
+    rows: list[np.ndarray] = []
+    plans = []
+    total_rows = 0
+    for q, pr in enumerate(cfg.projections):
+        pre, post = pops[pr.pre], pops[pr.post]
+        pre_gid0[q], pre_n[q] = offs[pr.pre], pre.n
+        row0[q] = total_rows + q
+        total_rows += pre.n
+        receptor[q] = RECEPTOR_E if pre.type == "E" else RECEPTOR_I
+        delay[q] = cfg.steps(pr.delay_ms)
+        weight[q] = pr.weight * weight_scale(cfg, pr)
+        post0 = offs[pr.post]
+        j_lo, j_hi = max(lo, post0) - post0, min(hi, post0 + post.n) - post0
+        args = (
+            RULE_IDS[pr.rule], cfg.run.seed, (PURPOSE_CONNECT << 32) | q, post0, max(j_lo, 0),
+            max(j_hi, 0), post0 + max(j_lo, 0) - lo, pre.n, post.n, pr.pre == pr.post,
+            pr.k or 0, float(pr.p or 0.0), pr.radius, PROFILE_IDS[pr.profile], pr.width,
+            pr.autapses, pr.multapses,
+        )
+        counts = np.zeros(pre.n, np.int64)
+        _build(*args, counts, np.empty(0, np.int32), counts)
+        rows.append(counts)
+        plans.append(args)
+    rowptr = np.zeros(total_rows + n_proj, np.int64)
+    start = 0
+    for q, counts in enumerate(rows):
+        seg = rowptr[row0[q] : row0[q] + counts.size + 1]
+        seg[0] = start
+        np.cumsum(counts, out=seg[1:])
+        seg[1:] += start
+        start = int(seg[-1])
+    targets = np.empty(start, np.int32)
+    for q, args in enumerate(plans):
+        fill = rowptr[row0[q] : row0[q] + pre_n[q]].copy()
+        _build(*args, np.empty(0, np.int64), targets, fill)
+    return Connectivity(pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets)

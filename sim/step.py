@@ -1,0 +1,98 @@
+"""The numba time loop: update local neurons slice by slice and deliver spikes.
+
+A slice is one minimum delay (m steps): nothing a neuron emits inside a slice can reach any
+neuron before the slice ends, so populations advance independently through a slice and spikes
+are delivered (after exchange, on several ranks) only at slice ends (NEST's scheme).
+
+Ring buffer ``ring[receptor, slot, neuron]`` holds the weight arriving at step t in slot t % R;
+a step reads and clears its slot. Spikes are delivered in (step, gid) order, so each target
+sums its inputs in the same order whatever the partition.
+"""
+
+import numpy as np
+from eilab.sim.models import P_IE, probe, step_neuron
+from eilab.sim.rng import TABLE_MAX_MU, poisson, poisson_tabled
+from numba import njit
+
+
+@njit(cache=True)
+def deliver(spk_step, spk_gid, a, b, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets):
+    """Scatter-add spikes a..b-1 into the ring buffer of their targets."""
+    r_len = ring.shape[1]
+    for s in range(a, b):
+        g = spk_gid[s]
+        for q in range(pre_gid0.size):
+            r = g - pre_gid0[q]
+            if r < 0 or r >= pre_n[q]:
+                continue
+            buf = ring[receptor[q], (spk_step[s] + delay[q]) % r_len]
+            w = weight[q]
+            row = row0[q] + r
+            for k in range(rowptr[row], rowptr[row + 1]):
+                buf[targets[k]] += w
+
+
+@njit(cache=True)
+def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w, pois_keys, pois_cdf, pois_guide,
+            cur_win, kick_win, win_t0, ring, t0, n_slices, m, deliver_local,
+            pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets,
+            spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0,
+            probe_slot, probe_every, probe_k0, probe_buf):
+    """Advance up to n_slices slices of m steps from step t0.
+
+    Stops early, at a slice end, when the spike buffer could overflow; returns
+    (slices done, spikes now in the buffer). counts[(t // bin_steps) - bin_t0, j] counts spikes
+    of local neuron j; probe_buf[k - probe_k0, var, probe_slot[j]] samples neuron j after every
+    step t with (t + 1) % probe_every == 0, k = (t + 1) // probe_every - 1.
+    """
+    r_len = ring.shape[1]
+    n_local = state.shape[1]
+    cap = spk_step.size
+    tmp = np.empty(4)
+    done = 0
+    for sl in range(n_slices):
+        if cap - n_spk < n_local * m:
+            break
+        first = n_spk
+        for t in range(t0 + sl * m, t0 + (sl + 1) * m):
+            slot = t % r_len
+            ring_e = ring[0, slot]
+            ring_i = ring[1, slot]
+            sample = probe_every > 0 and (t + 1) % probe_every == 0
+            for pi in range(pop_model.size):
+                model = pop_model[pi]
+                p = params[pi]
+                mu = pois_mu[pi]
+                w = pois_w[pi]
+                tabled = mu < TABLE_MAX_MU
+                cdf = pois_cdf[pi]
+                guide = pois_guide[pi]
+                cur = p[P_IE] + cur_win[pi, t - win_t0]
+                kick = kick_win[pi, t - win_t0]
+                for j in range(pop_lo[pi], pop_hi[pi]):
+                    e = ring_e[j]
+                    i = ring_i[j]
+                    ring_e[j] = 0.0
+                    ring_i[j] = 0.0
+                    x = kick
+                    if mu > 0.0:
+                        if tabled:
+                            x += w * poisson_tabled(pois_keys[j], t, cdf, guide)
+                        else:
+                            x += w * poisson(pois_keys[j], t, mu)
+                    if step_neuron(model, state, j, p, e, i, x, cur):
+                        spk_step[n_spk] = t
+                        spk_gid[n_spk] = pop_gid0[pi] + j - pop_lo[pi]
+                        n_spk += 1
+                        if bin_steps > 0:
+                            counts[t // bin_steps - bin_t0, j] += 1
+                    if sample and probe_slot[j] >= 0:
+                        probe(model, state, j, p, e, i, x, cur, tmp)
+                        k = (t + 1) // probe_every - 1 - probe_k0
+                        for v in range(4):
+                            probe_buf[k, v, probe_slot[j]] = tmp[v]
+        if deliver_local:
+            deliver(spk_step, spk_gid, first, n_spk, ring, pre_gid0, pre_n, row0, receptor, delay,
+                    weight, rowptr, targets)
+        done += 1
+    return done, n_spk

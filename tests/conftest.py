@@ -1,0 +1,52 @@
+"""Shared helpers: small configs and the eilab command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+
+
+def small_network(**run: object) -> dict:
+    """Two LIF populations with Poisson drive: a quick, active E/I network."""
+    return {
+        "run": {"t_ms": 200.0, "dt_ms": 0.1, "seed": 3, "progress": False, **run},
+        "populations": [
+            {"name": "E", "n": 80, "type": "E", "model": "lif_delta",
+             "params": {"tau_m": 20.0, "E_L": 0.0, "V_th": 20.0, "V_reset": 10.0, "t_ref": 2.0},
+             "v_init": [0.0, 20.0]},
+            {"name": "I", "n": 20, "type": "I", "model": "lif_delta",
+             "params": {"tau_m": 20.0, "E_L": 0.0, "V_th": 20.0, "V_reset": 10.0, "t_ref": 2.0},
+             "v_init": [0.0, 20.0]},
+        ],
+        "projections": [
+            {"pre": "E", "post": "E", "rule": "fixed_indegree", "k": 8, "weight": 0.2, "delay_ms": 1.5},
+            {"pre": "E", "post": "I", "rule": "fixed_indegree", "k": 8, "weight": 0.2, "delay_ms": 1.0},
+            {"pre": "I", "post": "E", "rule": "bernoulli", "p": 0.2, "weight": 1.0, "delay_ms": 0.8},
+            {"pre": "I", "post": "I", "rule": "bernoulli", "p": 0.2, "weight": 1.0, "delay_ms": 2.0},
+        ],
+        "drive": [
+            {"target": "E", "kind": "poisson", "rate_hz": 20.0, "indegree": 100, "weight": 0.25},
+            {"target": "I", "kind": "poisson", "rate_hz": 20.0, "indegree": 100, "weight": 0.25},
+        ],
+        "record": {"counts_bin_ms": 1.0, "probe_every_ms": 0.5,
+                   "probes": [{"population": "E", "neurons": [0, 5]}, {"population": "I", "neurons": [1]}]},
+    }
+
+
+def eilab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `eilab` command as a user would."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "eilab.cluster.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+@pytest.fixture
+def configs() -> Path:
+    return CONFIGS
