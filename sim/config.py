@@ -12,8 +12,9 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from eilab.sim.expressions import ExpressionError, resolve_expressions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from eilab.sim.expressions import ExpressionError, resolve_expressions
 
 NeuronModel = Literal["lif_delta", "lif_exp", "lif_cond_exp", "eif", "hh"]
 

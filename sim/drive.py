@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from eilab.sim.config import Config, ConfigError, Drive
 from eilab.sim.expressions import ARRAY_FUNCTIONS, ExpressionError, evaluate
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
+
 from eilab.sim import provenance
 from eilab.sim.config import Config
 from eilab.sim.drive import DriveTable
@@ -24,7 +26,6 @@ from eilab.sim.network import Connectivity, build_connectivity, population_offse
 from eilab.sim.rng import PURPOSE_INIT, PURPOSE_POISSON, keys_for, poisson_table, uniforms_for
 from eilab.sim.step import advance
 from eilab.sim.store import RunWriter, prepare_run_dir
-from tqdm import tqdm
 
 CHUNK_TARGET_STEPS = 2000
 MIN_SPIKE_CAPACITY = 1 << 21

@@ -19,8 +19,9 @@ The `probe` kernel gives V and the E, I and external input as contributions to d
 import math
 
 import numpy as np
-from eilab.sim.config import Population
 from numba import njit
+
+from eilab.sim.config import Population
 
 V, REF, SE, SI, SX, GM, GH, GN = range(8)
 N_STATE = 8

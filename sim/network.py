@@ -14,9 +14,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
+
 from eilab.sim.config import Config, weight_scale
 from eilab.sim.rng import PURPOSE_CONNECT, below, stream_key, uniform
-from numba import njit
 
 RULE_IDS = {"fixed_indegree": 0, "bernoulli": 1, "ring": 2}
 PROFILE_IDS = {"box": 0, "gaussian": 1, "vonmises": 2}

@@ -10,9 +10,10 @@ sums its inputs in the same order whatever the partition.
 """
 
 import numpy as np
+from numba import njit
+
 from eilab.sim.models import P_IE, probe, step_neuron
 from eilab.sim.rng import TABLE_MAX_MU, poisson, poisson_tabled
-from numba import njit
 
 
 @njit(cache=True)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+
 from eilab.sim.config import Config
 
 FORMAT = "eilab-run/1"

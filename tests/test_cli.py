@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+
 from conftest import CONFIGS, eilab, small_network
 from eilab.sim.store import open_run
 
