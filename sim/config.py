@@ -124,21 +124,27 @@ class RunSpec(Strict):
     progress: bool = True
 
 
+class Normal(Strict):
+    """A normally distributed initial value: {mean = ..., sd = ...}."""
+
+    mean: float
+    sd: float = Field(ge=0)
+
+
+InitValue = float | tuple[float, float] | Normal
+
+
 class Population(Strict):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     n: int = Field(gt=0, description="number of neurons")
     type: Literal["E", "I"]
     model: NeuronModel = "lif_delta"
     params: dict[str, Any] = Field(default_factory=dict)
-    v_init: float | tuple[float, float] | None = Field(
-        None, description="initial V, mV: a number or [low, high) for uniform; default E_L (HH: -65)"
+    v_init: InitValue | None = Field(
+        None, description="initial V, mV: a number, [low, high) uniform or {mean, sd}; default E_L (HH: -65)"
     )
-    syn_init_ex: float | tuple[float, float] = Field(
-        0.0, description="initial excitatory synaptic variable (pA or nS): a number or [low, high)"
-    )
-    syn_init_in: float | tuple[float, float] = Field(
-        0.0, description="initial inhibitory synaptic variable (magnitude, pA or nS): a number or [low, high)"
-    )
+    syn_init_ex: InitValue = Field(0.0, description="initial excitatory synaptic variable, pA or nS")
+    syn_init_in: InitValue = Field(0.0, description="initial inhibitory synaptic variable (magnitude), pA or nS")
 
     @model_validator(mode="after")
     def _check_params(self) -> Population:

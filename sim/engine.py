@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from eilab.sim import provenance
-from eilab.sim.config import Config
+from eilab.sim.config import Config, InitValue, Normal
 from eilab.sim.drive import DriveTable
 from eilab.sim.models import MODEL_IDS, N_STATE, REF, SE, SI, V, default_v0, initial_extra_state, parameter_vector
 from eilab.sim.network import Connectivity, build_connectivity, population_offsets
@@ -67,6 +67,18 @@ def probe_gids(cfg: Config) -> np.ndarray:
     return np.unique(np.asarray(gids, dtype=np.int64))
 
 
+def initial_values(value: InitValue, seed: int, gid0: int, n: int, counter: int) -> np.ndarray | float:
+    """Initial values of gids gid0.. from the (seed, init, gid) streams at `counter` (and counter + 1)."""
+    if isinstance(value, tuple):
+        a, b = value
+        return a + (b - a) * uniforms_for(seed, PURPOSE_INIT, gid0, n, counter)
+    if isinstance(value, Normal):  # Box-Muller from two uniforms of the same stream
+        u1 = uniforms_for(seed, PURPOSE_INIT, gid0, n, counter)
+        u2 = uniforms_for(seed, PURPOSE_INIT, gid0, n, counter + 1)
+        return value.mean + value.sd * np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
+    return value
+
+
 def build_local(cfg: Config, lo: int, hi: int) -> LocalNetwork:
     """Neuron state, drive, connectivity and buffers for the gids [lo, hi)."""
     t_start = time.perf_counter()
@@ -90,12 +102,8 @@ def build_local(cfg: Config, lo: int, hi: int) -> LocalNetwork:
             continue
         cols = slice(g0 - lo, g1 - lo)
         v_init = default_v0(pop) if pop.v_init is None else pop.v_init
-        for counter, (row, value) in enumerate(((V, v_init), (SE, pop.syn_init_ex), (SI, pop.syn_init_in))):
-            if isinstance(value, tuple):
-                a, b = value
-                state[row, cols] = a + (b - a) * uniforms_for(seed, PURPOSE_INIT, g0, g1 - g0, counter)
-            else:
-                state[row, cols] = value
+        for k, (row, value) in enumerate(((V, v_init), (SE, pop.syn_init_ex), (SI, pop.syn_init_in))):
+            state[row, cols] = initial_values(value, seed, g0, g1 - g0, 2 * k)
         for row, values in initial_extra_state(pop, state[V, cols]).items():
             state[row, cols] = values
     state[REF] = 0.0

@@ -244,22 +244,45 @@ def hh_step(state, j, p, e, i, x, cur) -> bool:
     return v_start < p[17] <= v
 
 
-@njit(cache=True, inline="always")
-def step_neuron(model, state, j, p, e, i, x, cur) -> bool:
+@njit(cache=True)
+def update_population(model, state, lo, hi, p, e, i, x, cur, fired) -> int:
+    """Step neurons lo..hi-1 of one population; returns n, with fired[:n] the neurons that spiked.
+
+    One tight loop per model: the model test stays outside the loop, so each loop inlines its
+    kernel (a per-neuron dispatch, or a store per neuron, costs several times the update itself).
+    """
+    n = 0
     if model == LIF_DELTA:
-        return lif_delta_step(state, j, p, e, i, x, cur)
-    if model == LIF_EXP:
-        return lif_exp_step(state, j, p, e, i, x, cur)
-    if model == LIF_COND_EXP:
-        return lif_cond_exp_step(state, j, p, e, i, x, cur)
-    if model == EIF:
-        return eif_step(state, j, p, e, i, x, cur)
-    return hh_step(state, j, p, e, i, x, cur)
+        for j in range(lo, hi):
+            if lif_delta_step(state, j, p, e[j], i[j], x[j], cur):
+                fired[n] = j
+                n += 1
+    elif model == LIF_EXP:
+        for j in range(lo, hi):
+            if lif_exp_step(state, j, p, e[j], i[j], x[j], cur):
+                fired[n] = j
+                n += 1
+    elif model == LIF_COND_EXP:
+        for j in range(lo, hi):
+            if lif_cond_exp_step(state, j, p, e[j], i[j], x[j], cur):
+                fired[n] = j
+                n += 1
+    elif model == EIF:
+        for j in range(lo, hi):
+            if eif_step(state, j, p, e[j], i[j], x[j], cur):
+                fired[n] = j
+                n += 1
+    else:
+        for j in range(lo, hi):
+            if hh_step(state, j, p, e[j], i[j], x[j], cur):
+                fired[n] = j
+                n += 1
+    return n
 
 
 @njit(cache=True)
 def probe(model, state, j, p, e, i, x, cur, out) -> None:
-    """Write V (mV) and E, I, external input (mV/ms) of neuron j into out[0:4]."""
+    """Write V (mV) and E, I, external input (mV/ms) of neuron j after its step into out[0:4]."""
     out[0] = state[V, j]
     cm = p[P_CM]
     if model == LIF_DELTA:

@@ -12,7 +12,7 @@ sums its inputs in the same order whatever the partition.
 import numpy as np
 from numba import njit
 
-from eilab.sim.models import P_IE, probe, step_neuron
+from eilab.sim.models import P_IE, probe, update_population
 from eilab.sim.rng import TABLE_MAX_MU, poisson, poisson_tabled
 
 
@@ -34,6 +34,24 @@ def deliver(spk_step, spk_gid, a, b, ring, pre_gid0, pre_n, row0, receptor, dela
 
 
 @njit(cache=True)
+def _gather_inputs(lo, hi, ring_e, ring_i, kick, mu, w, pois_keys, cdf, guide, t, e, i, x) -> None:
+    """Take this step's arrivals out of the ring buffer and draw the Poisson drive."""
+    for j in range(lo, hi):
+        e[j] = ring_e[j]
+        i[j] = ring_i[j]
+        ring_e[j] = 0.0
+        ring_i[j] = 0.0
+    if mu <= 0.0:
+        x[lo:hi] = kick
+    elif mu < TABLE_MAX_MU:
+        for j in range(lo, hi):
+            x[j] = kick + w * poisson_tabled(pois_keys[j], t, cdf, guide)
+    else:
+        for j in range(lo, hi):
+            x[j] = kick + w * poisson(pois_keys[j], t, mu)
+
+
+@njit(cache=True)
 def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w, pois_keys, pois_cdf, pois_guide,
             cur_win, kick_win, win_t0, ring, t0, n_slices, m, deliver_local,
             pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets,
@@ -49,7 +67,11 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
     r_len = ring.shape[1]
     n_local = state.shape[1]
     cap = spk_step.size
-    tmp = np.empty(4)
+    e_in = np.empty(n_local)
+    i_in = np.empty(n_local)
+    x_in = np.empty(n_local)
+    fired = np.empty(n_local, np.int64)
+    probe_local = np.flatnonzero(probe_slot >= 0)
     done = 0
     for sl in range(n_slices):
         if cap - n_spk < n_local * m:
@@ -63,35 +85,23 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
             for pi in range(pop_model.size):
                 model = pop_model[pi]
                 p = params[pi]
-                mu = pois_mu[pi]
-                w = pois_w[pi]
-                tabled = mu < TABLE_MAX_MU
-                cdf = pois_cdf[pi]
-                guide = pois_guide[pi]
                 cur = p[P_IE] + cur_win[pi, t - win_t0]
-                kick = kick_win[pi, t - win_t0]
-                for j in range(pop_lo[pi], pop_hi[pi]):
-                    e = ring_e[j]
-                    i = ring_i[j]
-                    ring_e[j] = 0.0
-                    ring_i[j] = 0.0
-                    x = kick
-                    if mu > 0.0:
-                        if tabled:
-                            x += w * poisson_tabled(pois_keys[j], t, cdf, guide)
-                        else:
-                            x += w * poisson(pois_keys[j], t, mu)
-                    if step_neuron(model, state, j, p, e, i, x, cur):
-                        spk_step[n_spk] = t
-                        spk_gid[n_spk] = pop_gid0[pi] + j - pop_lo[pi]
-                        n_spk += 1
-                        if bin_steps > 0:
-                            counts[t // bin_steps - bin_t0, j] += 1
-                    if sample and probe_slot[j] >= 0:
-                        probe(model, state, j, p, e, i, x, cur, tmp)
-                        k = (t + 1) // probe_every - 1 - probe_k0
-                        for v in range(4):
-                            probe_buf[k, v, probe_slot[j]] = tmp[v]
+                lo, hi = pop_lo[pi], pop_hi[pi]
+                _gather_inputs(lo, hi, ring_e, ring_i, kick_win[pi, t - win_t0], pois_mu[pi], pois_w[pi],
+                               pois_keys, pois_cdf[pi], pois_guide[pi], t, e_in, i_in, x_in)
+                n_fired = update_population(model, state, lo, hi, p, e_in, i_in, x_in, cur, fired)
+                for f in range(n_fired):
+                    j = fired[f]
+                    spk_step[n_spk] = t
+                    spk_gid[n_spk] = pop_gid0[pi] + j - lo
+                    n_spk += 1
+                    if bin_steps > 0:
+                        counts[t // bin_steps - bin_t0, j] += 1
+                if sample:
+                    k = (t + 1) // probe_every - 1 - probe_k0
+                    for j in probe_local:
+                        if lo <= j < hi:
+                            probe(model, state, j, p, e_in[j], i_in[j], x_in[j], cur, probe_buf[k, :, probe_slot[j]])
         if deliver_local:
             deliver(spk_step, spk_gid, first, n_spk, ring, pre_gid0, pre_n, row0, receptor, delay,
                     weight, rowptr, targets)
