@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONFIGS, ROOT
 
+from conftest import CONFIGS, ROOT
 from eilab.sim.config import load_config
 from eilab.sim.engine import run
 from eilab.sim.store import open_run
