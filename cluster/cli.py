@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from eilab.sim.config import ConfigError, load_config
+from eilab.cluster.comm import world
+from eilab.cluster.partition import block_size, bounds
+from eilab.sim.config import Config, ConfigError, load_config
 from eilab.sim.store import RunExistsError
 
 EXIT_BAD_INPUT = 2
@@ -39,34 +42,51 @@ def _format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def run_on_world(cfg: Config, raw: dict, out: Path, force: bool, progress: bool, separate_phases: bool = False) -> dict:
+    """Run on however many ranks this process was started with (mpiexec/srun), or on one."""
     from eilab.sim.engine import run
 
+    comm = world()
+    block = block_size(cfg.n_total)
+    out = Path(comm.bcast(str(out)))
+    return run(cfg, raw, out, force=force, progress=progress, comm=comm, separate_phases=separate_phases,
+               bounds=bounds(cfg.n_total, comm.size, block), block=block)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.seed is not None:
         overrides.append(f"run.seed={args.seed}")
     cfg, raw = load_config(args.config, overrides)
     out = Path(args.out) if args.out else default_run_dir(args.config, cfg.run.seed)
-    summary = run(cfg, raw, out, force=args.force, progress=cfg.run.progress and not args.quiet)
-    print(_format_summary(summary))
+    summary = run_on_world(cfg, raw, out, args.force, cfg.run.progress and not args.quiet)
+    if world().rank == 0:
+        print(_format_summary(summary))
     return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from eilab.sim.engine import run
-
     config = configs_dir() / BENCH_CONFIGS[args.network]
     overrides = [f"run.t_ms={args.t_ms}", "run.progress=false", *(args.set or [])]
     if args.network == "brunel":
         overrides.append(f"vars.order={args.order}")
     cfg, raw = load_config(config, overrides)
-    with tempfile.TemporaryDirectory(prefix="eilab-bench-") as tmp:
-        s = run(cfg, raw, Path(tmp) / "run", progress=False)
+    comm = world()
+    tmp = Path(comm.bcast(tempfile.mkdtemp(prefix="eilab-bench-")))
+    try:
+        s = run_on_world(cfg, raw, tmp / "run", force=False, progress=False, separate_phases=args.profile)
+    finally:
+        comm.barrier()
+        if comm.rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if comm.rank != 0:
+        return 0
     t = s["timings"]
     print(json.dumps({
         "simulator": "eilab", "network": args.network, "order": args.order if args.network == "brunel" else None,
-        "n_neurons": cfg.n_total, "t_ms": cfg.run.t_ms, "build_s": t["build_s"], "jit_s": t["jit_s"],
-        "simulate_s": t["simulate_s"], "record_s": t["record_s"], "spikes": s["spikes"],
+        "n_neurons": cfg.n_total, "t_ms": cfg.run.t_ms, "n_ranks": s["n_ranks"], "build_s": t["build_s"],
+        "jit_s": t["jit_s"], "simulate_s": t["simulate_s"],
+        **{k: t[k] for k in ("update_s", "exchange_s", "deliver_s", "record_s")}, "spikes": s["spikes"],
         "synaptic_events": s["synaptic_events"], "synapses": s["synapses"],
         "bytes_per_synapse": s["connectivity_bytes"] / max(1, s["synapses"]),
         "mean_rate_hz": s["mean_rate_hz"],
@@ -95,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--order", type=int, default=2500, help="Brunel order N (N_E = 4N, N_I = N)")
     b.add_argument("--t-ms", type=float, default=1000.0, help="simulated time, ms")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
+    b.add_argument("--profile", action="store_true",
+                   help="time update, exchange and delivery apart (one kernel call per slice)")
     b.set_defaults(func=cmd_bench)
     return parser
 

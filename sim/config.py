@@ -153,6 +153,9 @@ class Population(Strict):
         except ValidationError as e:
             raise ValueError(f"params for model {self.model!r}: {_first_error(e)}") from None
         object.__setattr__(self, "params", checked.model_dump())
+        top = self.params.get("V_peak", self.params.get("V_th"))
+        if top is not None and self.params["V_reset"] >= top:
+            raise ValueError(f"params.V_reset ({self.params['V_reset']}) must lie below the threshold ({top})")
         for name in ("v_init", "syn_init_ex", "syn_init_in"):
             value = getattr(self, name)
             if isinstance(value, tuple) and not value[0] <= value[1]:

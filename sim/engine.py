@@ -21,13 +21,14 @@ from tqdm import tqdm
 from eilab.sim import provenance
 from eilab.sim.config import Config, InitValue, Normal
 from eilab.sim.drive import DriveTable
+from eilab.sim.exchange import Comm, SingleProcess, decode, encode
 from eilab.sim.models import MODEL_IDS, N_STATE, REF, SE, SI, V, default_v0, initial_extra_state, parameter_vector
 from eilab.sim.network import Connectivity, build_connectivity, population_offsets
 from eilab.sim.rng import PURPOSE_INIT, PURPOSE_POISSON, keys_for, poisson_table, uniforms_for
-from eilab.sim.step import advance
-from eilab.sim.store import RunWriter, prepare_run_dir
+from eilab.sim.step import advance, deliver
+from eilab.sim.store import RankWriter, RunExistsError, create_store, mark_failed, prepare_run_dir
 
-CHUNK_TARGET_STEPS = 2000
+CHUNK_TARGET_STEPS = 10000
 MIN_SPIKE_CAPACITY = 1 << 21
 
 
@@ -131,54 +132,70 @@ def _chunk_steps(m: int, bin_steps: int, probe_every: int) -> int:
     return unit * max(1, CHUNK_TARGET_STEPS // unit)
 
 
-def _advance(net: LocalNetwork, cur, kick, win_t0, t, n_slices, m, spk_step, spk_gid, n_spk,
+def _advance(net: LocalNetwork, cur, kick, win_t0, t, n_slices, m, deliver_local, spk_step, spk_gid, n_spk,
              counts, bin_steps, bin_t0, probe_every, probe_k0, probe_buf):
     c = net.conn
     return advance(net.state, net.pop_model, net.pop_lo, net.pop_hi, net.pop_gid0, net.params, net.pois_mu,
                    net.pois_w, net.pois_keys, net.pois_cdf, net.pois_guide, cur, kick, win_t0, net.ring, t,
-                   n_slices, m, True,
+                   n_slices, m, deliver_local,
                    c.pre_gid0, c.pre_n, c.row0, c.receptor, c.delay_steps, c.weight, c.rowptr, c.targets,
                    spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0, net.probe_slot, probe_every,
                    probe_k0, probe_buf)
 
 
-def simulate(cfg: Config, net: LocalNetwork, writer: RunWriter, progress: bool = True) -> dict[str, Any]:
-    """Run the whole duration; returns spike totals per population and timers."""
+def _deliver(net: LocalNetwork, steps: np.ndarray, gids: np.ndarray) -> None:
+    c = net.conn
+    deliver(steps, gids, 0, steps.size, net.ring, c.pre_gid0, c.pre_n, c.row0, c.receptor, c.delay_steps,
+            c.weight, c.rowptr, c.targets)
+
+
+def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, progress: bool = True,
+             separate_phases: bool = False) -> dict[str, Any]:
+    """Run the whole duration on this rank; returns its spike totals per population and timers.
+
+    One process delivers its own spikes inside the kernel, many slices per call. With several
+    ranks (or `separate_phases`, to time each phase) every slice is followed by the exchange of
+    the slice's spikes and their delivery, so the per-phase timers are separate.
+    """
+    n_total = cfg.n_total
     t_total = cfg.steps(cfg.run.t_ms)
     m = net.min_delay
     bin_steps = cfg.steps(cfg.record.counts_bin_ms) if cfg.record.counts_bin_ms > 0 else 0
     probe_every = cfg.steps(cfg.record.probe_every_ms or cfg.run.dt_ms) if net.probe_gids.size else 0
     chunk = _chunk_steps(m, bin_steps, probe_every)
+    in_kernel = comm.size == 1 and not separate_phases
     cap = max(MIN_SPIKE_CAPACITY, 2 * net.n_local * m)
     spk_step = np.empty(cap, np.int64)
     spk_gid = np.empty(cap, np.int32)
-    cols = np.flatnonzero(net.probe_slot >= 0)
-    probe_cols = net.probe_slot[cols]
-    n_probe_local = net.probe_gids.size
-    pop_spikes = np.zeros(len(cfg.populations), np.int64)
-    pop_edges = np.append(net.pop_gid0, net.pop_gid0[-1] + (net.pop_hi[-1] - net.pop_lo[-1]))
-    out_degree = net.conn.out_degree(cfg.n_total)
-    record_s = 0.0
+    n_probes = max(1, net.probe_gids.size)
+    pop_starts = np.array(list(population_offsets(cfg).values()), np.int64)
+    pop_spikes = np.zeros(pop_starts.size, np.int64)
+    out_degree = net.conn.out_degree(n_total)
+    timers = dict.fromkeys(("update_s", "exchange_s", "deliver_s", "record_s"), 0.0)
     events = 0
 
-    def flush(n: int) -> None:
-        nonlocal record_s, events
-        events += int(out_degree[spk_gid[:n]].sum())
+    def take(n: int) -> None:
+        """Move the first n buffered spikes to the writer and the totals."""
+        nonlocal events
         t0 = time.perf_counter()
+        if in_kernel:
+            events += int(out_degree[spk_gid[:n]].sum())
         if cfg.record.spikes:
-            writer.append_spikes(spk_step[:n], spk_gid[:n])
-        pop_spikes[:] += np.bincount(np.searchsorted(pop_edges, spk_gid[:n], side="right") - 1,
-                                     minlength=pop_spikes.size)[: pop_spikes.size]
-        record_s += time.perf_counter() - t0
+            writer.add_spikes(spk_step[:n].copy(), spk_gid[:n].copy())
+        pop_spikes[:] += np.bincount(np.searchsorted(pop_starts, spk_gid[:n], side="right") - 1,
+                                     minlength=pop_spikes.size)
+        timers["record_s"] += time.perf_counter() - t0
 
     # compile (or load the cached kernels) before timing the loop
     t_jit = time.perf_counter()
     cur0, kick0 = net.drive.window(0, 1)
-    _advance(net, cur0, kick0, 0, 0, 0, m, spk_step, spk_gid, 0, np.zeros((1, net.n_local), np.uint16),
-             bin_steps, 0, probe_every, 0, np.zeros((1, 4, max(1, n_probe_local)), np.float32))
+    _advance(net, cur0, kick0, 0, 0, 0, m, in_kernel, spk_step, spk_gid, 0, np.zeros((1, net.n_local), np.uint16),
+             bin_steps, 0, probe_every, 0, np.zeros((1, 4, n_probes), np.float32))
+    _deliver(net, spk_step[:0], spk_gid[:0])
     jit_s = time.perf_counter() - t_jit
 
-    bar = tqdm(total=round(cfg.run.t_ms), unit="ms", disable=not progress, desc=cfg.run.name, leave=False)
+    bar = tqdm(total=round(cfg.run.t_ms), unit="ms", disable=not progress or comm.rank != 0,
+               desc=cfg.run.name, leave=False)
     t_sim = time.perf_counter()
     for t0 in range(0, t_total, chunk):
         n = min(chunk, t_total - t0)
@@ -186,36 +203,46 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RunWriter, progress: bool =
         bin_t0 = t0 // bin_steps if bin_steps else 0
         n_bins = ((t0 + n - 1) // bin_steps - bin_t0 + 1) if bin_steps else 0
         counts = np.zeros((n_bins, net.n_local), np.uint16)
-        if probe_every:
-            k0 = -(-(t0 + 1) // probe_every) - 1
-            n_k = (t0 + n) // probe_every - 1 - k0 + 1
-        else:
-            k0, n_k = 0, 0
-        probe_buf = np.full((max(n_k, 0), 4, max(1, n_probe_local)), np.nan, np.float32)
+        k0 = -(-(t0 + 1) // probe_every) - 1 if probe_every else 0
+        n_k = (t0 + n) // probe_every - 1 - k0 + 1 if probe_every else 0
+        probe_buf = np.full((max(n_k, 0), 4, n_probes), np.nan, np.float32)
         t, n_spk = t0, 0
         while t < t0 + n:
             m_eff = min(m, t0 + n - t)
-            slices = (t0 + n - t) // m_eff
-            done, n_spk = _advance(net, cur, kick, t0, t, slices, m_eff, spk_step, spk_gid, n_spk, counts,
-                                   bin_steps, bin_t0, probe_every, k0, probe_buf)
+            slices = (t0 + n - t) // m_eff if in_kernel else 1
+            first = n_spk
+            ta = time.perf_counter()
+            done, n_spk = _advance(net, cur, kick, t0, t, slices, m_eff, in_kernel, spk_step, spk_gid, n_spk,
+                                   counts, bin_steps, bin_t0, probe_every, k0, probe_buf)
+            timers["update_s"] += time.perf_counter() - ta
+            if done == 0:  # buffer full: hand spikes over, then run the slice
+                take(n_spk)
+                n_spk = 0
+                continue
+            if not in_kernel:
+                tb = time.perf_counter()
+                keys = comm.allgather_keys(encode(spk_step[first:n_spk], spk_gid[first:n_spk], t, n_total))
+                steps, gids = decode(keys, t, n_total)
+                tc = time.perf_counter()
+                _deliver(net, steps, gids)
+                events += int(out_degree[gids].sum())
+                timers["exchange_s"] += tc - tb
+                timers["deliver_s"] += time.perf_counter() - tc
             t += done * m_eff
             if done < slices:
-                flush(n_spk)
+                take(n_spk)
                 n_spk = 0
-        flush(n_spk)
+        take(n_spk)
         t_rec = time.perf_counter()
         writer.write_counts(bin_t0, counts)
-        if n_k > 0 and cols.size:
-            writer.write_probes(k0, probe_buf[:, :, probe_cols], probe_cols)
-        record_s += time.perf_counter() - t_rec
+        if n_k > 0:
+            writer.write_probes(k0, probe_buf[:, :, writer.probe_cols or slice(0, 0)])
+        writer.flush_spikes()
+        timers["record_s"] += time.perf_counter() - t_rec
         bar.update(round((t0 + n) * cfg.run.dt_ms) - bar.n)
     bar.close()
-    sim_s = time.perf_counter() - t_sim
-    return {
-        "pop_spikes": pop_spikes,
-        "synaptic_events": events,
-        "timings": {"jit_s": jit_s, "simulate_s": sim_s, "record_s": record_s},
-    }
+    timers["simulate_s"] = time.perf_counter() - t_sim
+    return {"pop_spikes": pop_spikes, "synaptic_events": events, "timings": {"jit_s": jit_s, **timers}}
 
 
 def peak_rss_mb() -> float:
@@ -241,38 +268,59 @@ def run_attrs(cfg: Config, raw: dict, n_ranks: int) -> dict[str, Any]:
     }
 
 
-def run(cfg: Config, raw: dict, run_dir: str | Path, force: bool = False, progress: bool = True) -> dict[str, Any]:
+def run(cfg: Config, raw: dict, run_dir: str | Path, force: bool = False, progress: bool = True,
+        comm: Comm | None = None, bounds: np.ndarray | None = None, block: int | None = None,
+        separate_phases: bool = False) -> dict[str, Any]:
     """Simulate `cfg` into a new run directory and return the summary (also stored in attrs).
 
-    Bad input raises before anything is written; a failure during the run leaves the run
-    marked `failed` with the error.
+    On several ranks every rank calls this with its communicator, the rank boundaries (whole
+    blocks of `block` gids) and the same arguments. Bad input raises on every rank before
+    anything is written; a failure during the run leaves the run marked `failed`.
     """
+    comm = comm or SingleProcess()
     run_dir = Path(run_dir)
+    n = cfg.n_total
+    bounds = np.array([0, n]) if bounds is None else bounds
+    block = block or min(n, 4096)
+    lo, hi = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
     t_wall = time.perf_counter()
-    net = build_local(cfg, 0, cfg.n_total)
-    prepare_run_dir(run_dir, force)
-    writer = RunWriter(run_dir, cfg, run_attrs(cfg, raw, 1), net.probe_gids)
+    net = build_local(cfg, lo, hi)
+    error = None
+    if comm.rank == 0:
+        try:
+            prepare_run_dir(run_dir, force)
+            create_store(run_dir, cfg, run_attrs(cfg, raw, comm.size), net.probe_gids, block)
+        except RunExistsError as e:
+            error = str(e)
+    error = comm.bcast(error)
+    if error:
+        raise RunExistsError(error)
+    writer = RankWriter(run_dir, cfg, comm, lo, hi, net.probe_gids)
     try:
-        result = simulate(cfg, net, writer, progress)
+        result = simulate(cfg, net, writer, comm, progress, separate_phases)
     except BaseException as e:
-        writer.close("failed", error=f"{type(e).__name__}: {e}")
+        mark_failed(run_dir, f"rank {comm.rank}: {type(e).__name__}: {e}")
         raise
+    totals = comm.allgather((result["pop_spikes"].tolist(), result["synaptic_events"], net.conn.n_synapses,
+                             net.conn.nbytes, peak_rss_mb(), result["timings"], net.timings["build_s"]))
+    pop_spikes = np.sum([np.array(t[0]) for t in totals], axis=0)
     secs = cfg.run.t_ms / 1000.0
-    pops = {}
-    for k, p in enumerate(cfg.populations):
-        pops[p.name] = {"n": p.n, "spikes": int(result["pop_spikes"][k]),
-                        "rate_hz": float(result["pop_spikes"][k]) / p.n / secs}
-    total = int(result["pop_spikes"].sum())
+    pops = {p.name: {"n": p.n, "spikes": int(pop_spikes[k]), "rate_hz": float(pop_spikes[k]) / p.n / secs}
+            for k, p in enumerate(cfg.populations)}
+    total = int(pop_spikes.sum())
+    timings = {key: max(t[5][key] for t in totals) for key in result["timings"]}
     summary = {
         "populations": pops,
         "spikes": total,
-        "mean_rate_hz": total / cfg.n_total / secs,
-        "synapses": net.conn.n_synapses,
-        "synaptic_events": result["synaptic_events"],
-        "connectivity_bytes": net.conn.nbytes,
-        "timings": {"build_s": net.timings["build_s"], **result["timings"],
-                    "wall_s": time.perf_counter() - t_wall},
-        "peak_rss_mb": peak_rss_mb(),
+        "mean_rate_hz": total / n / secs,
+        "synapses": sum(t[2] for t in totals),
+        "synaptic_events": sum(t[1] for t in totals),
+        "connectivity_bytes": sum(t[3] for t in totals),
+        "n_ranks": comm.size,
+        "timings": {"build_s": max(t[6] for t in totals), **timings, "wall_s": time.perf_counter() - t_wall},
+        "timings_per_rank": [t[5] for t in totals],
+        "peak_rss_mb": max(t[4] for t in totals),
+        "peak_rss_mb_per_rank": [t[4] for t in totals],
         "run_dir": str(run_dir),
     }
     writer.close("complete", summary=summary, finished=datetime.now(UTC).isoformat())

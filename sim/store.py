@@ -5,7 +5,8 @@
                        resolved), seed, dt_ms, t_ms, populations, n_ranks, versions, git commit,
                        timings, summary
       spikes/times_ms  (spike,) float64  emission time: end of the step, ms
-      spikes/gids      (spike,) int32    sorted by (time, gid)
+      spikes/gids      (spike,) int32    one region per rank per flush, chunk-aligned, padded with
+                                         gid -1 / NaN; the reader drops padding and sorts (time, gid)
       counts           (time_bin, neuron) uint16: spikes with time in (k*bin, (k+1)*bin]
       time_bin, neuron coordinates: bin start (ms) and gid
       probes/<var>     (time, probe) float32, var in v (mV), syn_e, syn_i, ext (mV/ms)
@@ -26,10 +27,11 @@ import numpy as np
 import zarr
 
 from eilab.sim.config import Config
+from eilab.sim.exchange import Comm
 
 FORMAT = "eilab-run/1"
 PROBE_VARS = ("v", "syn_e", "syn_i", "ext")
-SPIKE_CHUNK = 1 << 20
+SPIKE_CHUNK = 1 << 18
 
 
 class RunExistsError(FileExistsError):
@@ -55,79 +57,174 @@ def prepare_run_dir(run_dir: Path, force: bool) -> None:
     shutil.rmtree(run_dir)
 
 
-class RunWriter:
-    """Writes one run; every array is created up front with its final shape (spikes grow)."""
+def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: np.ndarray, block: int) -> None:
+    """Lay out a new run (one process does this): attributes and every array at its final shape.
 
-    def __init__(self, run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: np.ndarray) -> None:
-        self.run_dir = run_dir
-        run_dir.mkdir(parents=True)
-        self.root = zarr.open_group(_zarr_path(run_dir), mode="w-")
-        self.root.attrs.update({"format": FORMAT, "status": "running", **attrs})
-        n = cfg.n_total
-        spikes = self.root.create_group("spikes")
-        self.times = spikes.create_array("times_ms", shape=(0,), dtype="float64", chunks=(SPIKE_CHUNK,),
-                                         dimension_names=["spike"])
-        self.gids = spikes.create_array("gids", shape=(0,), dtype="int32", chunks=(SPIKE_CHUNK,),
-                                        dimension_names=["spike"])
-        self.n_spikes = 0
+    Neuron chunks of `counts` are `block` wide, the partition grid, so each chunk has one writer;
+    probe chunks are one probe wide for the same reason.
+    """
+    run_dir.mkdir(parents=True)
+    root = zarr.open_group(_zarr_path(run_dir), mode="w-")
+    root.attrs.update({"format": FORMAT, "status": "running", "partition_block": block,
+                       "spike_chunk": SPIKE_CHUNK, **attrs})
+    n = cfg.n_total
+    spikes = root.create_group("spikes", attributes={
+        "layout": "one region per rank per flush, padded to whole chunks with gid -1 (time NaN); "
+                  "open_run().spikes() drops the padding and sorts by (time, gid)"})
+    spikes.create_array("times_ms", shape=(0,), dtype="float64", chunks=(SPIKE_CHUNK,), fill_value=np.nan,
+                        dimension_names=["spike"], attributes={"units": "ms"})
+    spikes.create_array("gids", shape=(0,), dtype="int32", chunks=(SPIKE_CHUNK,), fill_value=-1,
+                        dimension_names=["spike"])
+    if cfg.record.counts_bin_ms > 0:
+        bin_ms = cfg.record.counts_bin_ms
+        n_bins = -(-cfg.steps(cfg.run.t_ms) // cfg.steps(bin_ms))
+        rows = max(1, min(n_bins, (1 << 20) // block))
+        root.create_array("counts", shape=(n_bins, n), dtype="uint16", chunks=(rows, block),
+                          dimension_names=["time_bin", "neuron"], fill_value=0,
+                          attributes={"bin_ms": bin_ms, "interval": "right-closed: (start, start + bin_ms]"})
+        root.create_array("time_bin", data=np.arange(n_bins) * bin_ms, dimension_names=["time_bin"],
+                          attributes={"units": "ms"})
+        root.create_array("neuron", data=np.arange(n, dtype=np.int32), dimension_names=["neuron"])
+    if probe_gids.size:
+        every = cfg.steps(cfg.record.probe_every_ms or cfg.run.dt_ms)
+        n_samples = cfg.steps(cfg.run.t_ms) // every
+        group = root.create_group("probes")
+        group.create_array("time", data=(np.arange(n_samples) + 1) * every * cfg.run.dt_ms,
+                           dimension_names=["time"], attributes={"units": "ms"})
+        group.create_array("probe", data=probe_gids.astype(np.int32), dimension_names=["probe"])
+        units = {"v": "mV", "syn_e": "mV/ms", "syn_i": "mV/ms", "ext": "mV/ms"}
+        rows = max(1, min(n_samples, 1 << 18))
+        for var in PROBE_VARS:
+            group.create_array(var, shape=(n_samples, probe_gids.size), dtype="float32", chunks=(rows, 1),
+                               dimension_names=["time", "probe"], fill_value=np.nan,
+                               attributes={"units": units[var]})
+
+
+class RowBuffer:
+    """Consecutive rows of this rank's columns of a 2-D array, written as whole chunk rows.
+
+    The engine produces rows window by window; buffering them up to chunk-row boundaries means no
+    chunk is ever read back and rewritten (and a chunk's only writer is the rank owning its columns).
+    """
+
+    def __init__(self, array: Any, cols: slice, first_row: int = 0) -> None:
+        self.array, self.cols = array, cols
+        self.chunk_rows = array.chunks[0]
+        self.start = first_row
+        self.parts: list[np.ndarray] = []
+        self.n = 0
+
+    def add(self, row0: int, block: np.ndarray) -> None:
+        if row0 != self.start + self.n:
+            raise ValueError(f"rows must be consecutive: got {row0}, expected {self.start + self.n}")
+        self.parts.append(block)
+        self.n += block.shape[0]
+        boundary = (self.start + self.n) // self.chunk_rows * self.chunk_rows
+        if boundary > self.start:
+            self._write(boundary - self.start)
+
+    def flush(self) -> None:
+        if self.n:
+            self._write(self.n)
+
+    def _write(self, k: int) -> None:
+        data = np.concatenate(self.parts) if len(self.parts) > 1 else self.parts[0]
+        self.array[self.start : self.start + k, self.cols] = data[:k]
+        self.parts = [data[k:]] if k < self.n else []
+        self.start += k
+        self.n -= k
+
+
+class RankWriter:
+    """One rank's part of a run: its neurons' counts, its probes, its regions of the spike arrays.
+
+    Spikes are buffered and written in whole chunks; `flush_spikes` is collective: every rank
+    calls it, rank 0 grows the arrays, each rank then fills its own chunk-aligned region.
+    """
+
+    def __init__(self, run_dir: Path, cfg: Config, comm: Comm, lo: int, hi: int, probe_gids: np.ndarray,
+                 stored: int = 0) -> None:
+        self.path = _zarr_path(run_dir)
+        self.comm = comm
+        self.lo, self.hi = lo, hi
         self.dt = cfg.run.dt_ms
-        self.counts = None
-        if cfg.record.counts_bin_ms > 0:
-            bin_ms = cfg.record.counts_bin_ms
-            n_bins = -(-cfg.steps(cfg.run.t_ms) // cfg.steps(bin_ms))
-            rows = max(1, min(n_bins, (1 << 22) // max(1, min(n, 4096))))
-            self.counts = self.root.create_array(
-                "counts", shape=(n_bins, n), dtype="uint16", chunks=(rows, min(n, 4096)),
-                dimension_names=["time_bin", "neuron"], fill_value=0,
-                attributes={"bin_ms": bin_ms, "interval": "right-closed: (start, start + bin_ms]"},
-            )
-            self.root.create_array("time_bin", data=np.arange(n_bins) * bin_ms, dimension_names=["time_bin"],
-                                   attributes={"units": "ms"})
-            self.root.create_array("neuron", data=np.arange(n, dtype=np.int32), dimension_names=["neuron"])
-        self.probes: dict[str, Any] = {}
-        if probe_gids.size:
-            every = cfg.steps(cfg.record.probe_every_ms or cfg.run.dt_ms)
-            n_samples = cfg.steps(cfg.run.t_ms) // every
-            group = self.root.create_group("probes")
-            group.create_array("time", data=(np.arange(n_samples) + 1) * every * self.dt,
-                               dimension_names=["time"], attributes={"units": "ms"})
-            group.create_array("probe", data=probe_gids.astype(np.int32), dimension_names=["probe"])
-            units = {"v": "mV", "syn_e": "mV/ms", "syn_i": "mV/ms", "ext": "mV/ms"}
-            rows = max(1, min(n_samples, (1 << 20) // probe_gids.size))
-            for var in PROBE_VARS:
-                self.probes[var] = group.create_array(
-                    var, shape=(n_samples, probe_gids.size), dtype="float32", chunks=(rows, probe_gids.size),
-                    dimension_names=["time", "probe"], fill_value=np.nan, attributes={"units": units[var]},
-                )
+        self.root = zarr.open_group(self.path, mode="r+")
+        self.counts = RowBuffer(self.root["counts"], slice(lo, hi)) if "counts" in self.root and hi > lo else None
+        mine = np.flatnonzero((probe_gids >= lo) & (probe_gids < hi))
+        self.probe_cols = slice(int(mine[0]), int(mine[-1]) + 1) if mine.size else None
+        self.probes = ({var: RowBuffer(self.root[f"probes/{var}"], self.probe_cols) for var in PROBE_VARS}
+                       if self.probe_cols else {})
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.n_pending = 0
+        self.stored = stored
 
-    def append_spikes(self, steps: np.ndarray, gids: np.ndarray) -> None:
-        """Append spikes emitted at `steps` (time = (step + 1) * dt), already in (time, gid) order."""
-        k = steps.size
-        if k == 0:
+    def add_spikes(self, steps: np.ndarray, gids: np.ndarray) -> None:
+        """Queue spikes emitted at `steps` (time = (step + 1) * dt), in (time, gid) order."""
+        if steps.size:
+            self.pending.append(((steps + 1) * self.dt, gids.astype(np.int32)))
+            self.n_pending += steps.size
+
+    def flush_spikes(self, final: bool = False) -> None:
+        """Collective: write every whole chunk of queued spikes (all of them, padded, if final)."""
+        c = SPIKE_CHUNK
+        mine = -(-self.n_pending // c) if final else self.n_pending // c
+        chunks = self.comm.allgather(mine)
+        total = sum(chunks)
+        if total == 0:
             return
-        end = self.n_spikes + k
-        self.times.resize((end,))
-        self.gids.resize((end,))
-        self.times[self.n_spikes:end] = (steps + 1) * self.dt
-        self.gids[self.n_spikes:end] = gids
-        self.n_spikes = end
+        start = self.stored + c * sum(chunks[: self.comm.rank])
+        end = self.stored + c * total
+        if self.comm.rank == 0:
+            for name in ("times_ms", "gids"):
+                self.root[f"spikes/{name}"].resize((end,))
+        self.comm.barrier()
+        self.stored = end
+        if mine == 0:
+            return
+        times = np.concatenate([t for t, _ in self.pending])
+        gids = np.concatenate([g for _, g in self.pending])
+        k = min(mine * c, times.size)
+        region_t = np.full(mine * c, np.nan)
+        region_g = np.full(mine * c, -1, np.int32)
+        region_t[:k], region_g[:k] = times[:k], gids[:k]
+        root = zarr.open_group(self.path, mode="r+")  # the arrays' new shape
+        root["spikes/times_ms"][start : start + mine * c] = region_t
+        root["spikes/gids"][start : start + mine * c] = region_g
+        self.pending = [(times[k:], gids[k:])] if k < times.size else []
+        self.n_pending = times.size - k
 
     def write_counts(self, bin0: int, block: np.ndarray) -> None:
+        """Counts of bins bin0.. for this rank's neurons (windows end on bin edges, so bins come in order)."""
         if self.counts is not None and block.shape[0]:
-            self.counts[bin0 : bin0 + block.shape[0]] = block
+            self.counts.add(bin0, block)
 
-    def write_probes(self, k0: int, block: np.ndarray, cols: np.ndarray) -> None:
-        """block[sample, var, probe] for samples k0.. and the probe columns `cols`."""
-        if not self.probes or block.shape[0] == 0:
+    def write_probes(self, k0: int, block: np.ndarray) -> None:
+        """block[sample, var, probe] for samples k0.. of this rank's probes (gid order)."""
+        if block.shape[0] == 0:
             return
         for v, var in enumerate(PROBE_VARS):
-            self.probes[var].oindex[k0 : k0 + block.shape[0], cols] = block[:, v, :]
+            if var in self.probes:
+                self.probes[var].add(k0, block[:, v, :])
 
-    def update_attrs(self, **attrs: Any) -> None:
-        self.root.attrs.update(attrs)
+    def flush(self) -> None:
+        """Write every buffered row (checkpoints and the end of the run)."""
+        for buf in (self.counts, *self.probes.values()):
+            if buf is not None:
+                buf.flush()
 
     def close(self, status: str, **attrs: Any) -> None:
-        self.root.attrs.update({**attrs, "status": status})
+        """Collective: write the last spikes; the run takes `status` once every rank is done."""
+        self.flush()
+        self.flush_spikes(final=True)
+        self.comm.barrier()
+        if self.comm.rank == 0:
+            self.root.attrs.update({**attrs, "spikes_stored": self.stored, "status": status})
+        self.comm.barrier()
+
+
+def mark_failed(run_dir: Path, error: str) -> None:
+    """Record a failure (from whichever rank saw it); the run is never `complete` afterwards."""
+    zarr.open_group(_zarr_path(run_dir), mode="r+").attrs.update({"status": "failed", "error": error})
 
 
 # ---------------------------------------------------------------- reading
@@ -168,8 +265,12 @@ class Run:
         return slice(p["gid0"], p["gid0"] + p["n"])
 
     def spikes(self) -> tuple[np.ndarray, np.ndarray]:
-        """(times_ms, gids), sorted by time then gid."""
-        return self.root["spikes/times_ms"][:], self.root["spikes/gids"][:]
+        """(times_ms, gids), padding dropped, sorted by time then gid (the same for any rank count)."""
+        times, gids = self.root["spikes/times_ms"][:], self.root["spikes/gids"][:]
+        keep = gids >= 0
+        times, gids = times[keep], gids[keep]
+        order = np.lexsort((gids, times))
+        return times[order], gids[order]
 
     @property
     def bin_ms(self) -> float | None:

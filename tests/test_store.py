@@ -72,21 +72,21 @@ def test_plain_xarray_and_zarr_read_the_store(ring600: Path) -> None:
 
 
 def test_failed_run_is_marked_and_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg, raw = load_config(raw=small_network(t_ms=500.0))
+    cfg, raw = load_config(raw=small_network(t_ms=2500.0))
 
     class BoomError(RuntimeError):
         pass
 
     import eilab.sim.engine as engine
 
-    original = engine.RunWriter.write_counts
+    original = engine.RankWriter.write_counts
 
     def explode(self, bin0, block):  # a disk failure in the middle of the run
         if bin0 > 0:
             raise BoomError("disk full")
         original(self, bin0, block)
 
-    monkeypatch.setattr(engine.RunWriter, "write_counts", explode)
+    monkeypatch.setattr(engine.RankWriter, "write_counts", explode)
     with pytest.raises(BoomError):
         run(cfg, raw, tmp_path / "r", progress=False)
     with pytest.raises(RunNotCompleteError, match="failed"):

@@ -1,0 +1,58 @@
+"""The MPI communicator (mpi4py) behind eilab's `Comm` interface, with the one-process fallback.
+
+`world()` gives an MPI communicator when the process was started by mpiexec/srun with more than
+one rank, and `SingleProcess` otherwise, so `eilab run` needs no MPI at all by default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from eilab.sim.exchange import Comm, SingleProcess
+
+
+class MPIComm:
+    """COMM_WORLD through mpi4py; spikes travel with Allgatherv of int64 keys."""
+
+    def __init__(self, comm: Any) -> None:
+        from mpi4py import MPI
+
+        self._mpi = MPI
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+
+    def allgather_keys(self, keys: np.ndarray) -> np.ndarray:
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        counts = np.empty(self.size, np.int64)
+        self.comm.Allgather(np.array([keys.size], np.int64), counts)
+        out = np.empty(int(counts.sum()), np.int64)
+        displs = np.zeros(self.size, np.int64)
+        np.cumsum(counts[:-1], out=displs[1:])
+        self.comm.Allgatherv(keys, [out, counts, displs, self._mpi.INT64_T])
+        return out
+
+    def allgather(self, value: Any) -> list[Any]:
+        return self.comm.allgather(value)
+
+    def bcast(self, value: Any) -> Any:
+        return self.comm.bcast(value, root=0)
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
+
+    def abort(self, code: int) -> None:
+        self.comm.Abort(code)
+
+
+def world() -> Comm:
+    """MPI's world communicator when running on several ranks, else the one-process one."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return SingleProcess()
+    if MPI.COMM_WORLD.Get_size() == 1:
+        return SingleProcess()
+    return MPIComm(MPI.COMM_WORLD)

@@ -1,0 +1,62 @@
+"""How ranks talk: the communicator interface the engine uses, its one-process form, and the
+spike exchange encoding.
+
+`eilab.cluster.comm` provides the MPI implementation (mpi4py); the engine sees only this
+interface. Every rank makes every collective call, also with nothing to send.
+
+Spikes of one slice travel as int64 keys ``(step - slice_start) * n_total + gid``: sorting the
+gathered keys orders the slice's spikes by (step, gid), the order every rank then delivers in,
+so sums into the ring buffer are bitwise the same for any number of ranks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Comm(Protocol):
+    rank: int
+    size: int
+
+    def allgather_keys(self, keys: np.ndarray) -> np.ndarray:
+        """Concatenate every rank's int64 keys, in rank order."""
+
+    def allgather(self, value: Any) -> list[Any]:
+        """One small Python object from every rank."""
+
+    def bcast(self, value: Any) -> Any:
+        """Rank 0's object on every rank."""
+
+    def barrier(self) -> None: ...
+
+
+class SingleProcess:
+    """The communicator of a run on one process: nothing to exchange."""
+
+    rank = 0
+    size = 1
+
+    def allgather_keys(self, keys: np.ndarray) -> np.ndarray:
+        return keys
+
+    def allgather(self, value: Any) -> list[Any]:
+        return [value]
+
+    def bcast(self, value: Any) -> Any:
+        return value
+
+    def barrier(self) -> None:
+        return None
+
+
+def encode(steps: np.ndarray, gids: np.ndarray, slice_start: int, n_total: int) -> np.ndarray:
+    return (steps - slice_start) * n_total + gids
+
+
+def decode(keys: np.ndarray, slice_start: int, n_total: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted keys back to (steps, gids) in (step, gid) order."""
+    keys = np.sort(keys)
+    steps, gids = np.divmod(keys, n_total)
+    return steps + slice_start, gids.astype(np.int32)
