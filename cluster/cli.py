@@ -13,7 +13,7 @@ from pathlib import Path
 from eilab.cluster.comm import world
 from eilab.cluster.partition import block_size, bounds
 from eilab.sim.config import Config, ConfigError, load_config
-from eilab.sim.store import RunExistsError
+from eilab.sim.store import RunExistsError, RunNotCompleteError
 
 EXIT_BAD_INPUT = 2
 BENCH_CONFIGS = {"brunel": "brunel.toml", "coba": "coba.toml", "ring600": "ring600.toml"}
@@ -65,6 +65,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from eilab.sim.engine import resume
+    from eilab.sim.store import open_run
+
+    comm = world()
+    try:
+        run = open_run(args.run_dir, allow_incomplete=True)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    n, block = int(run.attrs["n_neurons"]), int(run.attrs["partition_block"])
+    summary = resume(args.run_dir, progress=not args.quiet, comm=comm, bounds=bounds(n, comm.size, block))
+    if comm.rank == 0:
+        print(_format_summary(summary))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     config = configs_dir() / BENCH_CONFIGS[args.network]
     overrides = [f"run.t_ms={args.t_ms}", "run.progress=false", *(args.set or [])]
@@ -110,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
+    r = sub.add_parser("resume", help="continue a killed run from its last checkpoint (any number of ranks)")
+    r.add_argument("run_dir", help="the run directory")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_resume)
+
     b = sub.add_parser("bench", help="time a bundled network and print one JSON line")
     b.add_argument("network", choices=sorted(BENCH_CONFIGS))
     b.add_argument("--order", type=int, default=2500, help="Brunel order N (N_E = 4N, N_I = N)")
@@ -125,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, RunExistsError) as e:
+    except (ConfigError, RunExistsError, RunNotCompleteError) as e:
         print(f"eilab: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

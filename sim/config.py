@@ -122,6 +122,7 @@ class RunSpec(Strict):
     dt_ms: float = Field(0.1, gt=0, description="time step, ms")
     seed: int = Field(1, ge=0, lt=2**63)
     progress: bool = True
+    checkpoint_every_ms: float = Field(0.0, ge=0, description="engine state saved this often, ms; 0: never")
 
 
 class Normal(Strict):
@@ -246,6 +247,8 @@ class Config(Strict):
         pops = {p.name: p for p in self.populations}
         dt = self.run.dt_ms
         _on_grid(self.run.t_ms, dt, "run.t_ms")
+        if self.run.checkpoint_every_ms > 0:
+            _on_grid(self.run.checkpoint_every_ms, dt, "run.checkpoint_every_ms")
         for i, pr in enumerate(self.projections):
             for end in ("pre", "post"):
                 if getattr(pr, end) not in pops:
@@ -285,6 +288,11 @@ class Config(Strict):
     @property
     def n_total(self) -> int:
         return sum(p.n for p in self.populations)
+
+    @property
+    def max_delay_steps(self) -> int:
+        """Length of the delay ring buffer, steps."""
+        return max((self.steps(p.delay_ms) for p in self.projections), default=1)
 
     def steps(self, ms: float) -> int:
         """A duration in ms as a whole number of steps (validated to lie on the grid)."""

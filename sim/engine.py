@@ -26,7 +26,16 @@ from eilab.sim.models import MODEL_IDS, N_STATE, REF, SE, SI, V, default_v0, ini
 from eilab.sim.network import Connectivity, build_connectivity, population_offsets
 from eilab.sim.rng import PURPOSE_INIT, PURPOSE_POISSON, keys_for, poisson_table, uniforms_for
 from eilab.sim.step import advance, deliver
-from eilab.sim.store import RankWriter, RunExistsError, create_store, mark_failed, prepare_run_dir
+from eilab.sim.store import (
+    RankWriter,
+    RunExistsError,
+    create_store,
+    load_checkpoint,
+    mark_failed,
+    open_run,
+    prepare_run_dir,
+    reopen_for_resume,
+)
 
 CHUNK_TARGET_STEPS = 10000
 MIN_SPIKE_CAPACITY = 1 << 21
@@ -127,9 +136,11 @@ def build_local(cfg: Config, lo: int, hi: int) -> LocalNetwork:
     return net
 
 
-def _chunk_steps(m: int, bin_steps: int, probe_every: int) -> int:
+def _chunk_steps(m: int, bin_steps: int, probe_every: int, checkpoint_steps: int) -> int:
+    """Steps per window: whole slices, bins and probe intervals, at most one checkpoint interval."""
     unit = math.lcm(m, bin_steps or 1, probe_every or 1)
-    return unit * max(1, CHUNK_TARGET_STEPS // unit)
+    target = min(CHUNK_TARGET_STEPS, checkpoint_steps) if checkpoint_steps else CHUNK_TARGET_STEPS
+    return unit * max(1, target // unit)
 
 
 def _advance(net: LocalNetwork, cur, kick, win_t0, t, n_slices, m, deliver_local, spk_step, spk_gid, n_spk,
@@ -150,29 +161,31 @@ def _deliver(net: LocalNetwork, steps: np.ndarray, gids: np.ndarray) -> None:
 
 
 def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, progress: bool = True,
-             separate_phases: bool = False) -> dict[str, Any]:
+             separate_phases: bool = False, start: int = 0, totals: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the whole duration on this rank; returns its spike totals per population and timers.
 
     One process delivers its own spikes inside the kernel, many slices per call. With several
     ranks (or `separate_phases`, to time each phase) every slice is followed by the exchange of
-    the slice's spikes and their delivery, so the per-phase timers are separate.
+    the slice's spikes and their delivery, so the per-phase timers are separate. A resumed run
+    starts at step `start` with the checkpoint's `totals` (spikes per population, events).
     """
     n_total = cfg.n_total
     t_total = cfg.steps(cfg.run.t_ms)
     m = net.min_delay
     bin_steps = cfg.steps(cfg.record.counts_bin_ms) if cfg.record.counts_bin_ms > 0 else 0
     probe_every = cfg.steps(cfg.record.probe_every_ms or cfg.run.dt_ms) if net.probe_gids.size else 0
-    chunk = _chunk_steps(m, bin_steps, probe_every)
+    ck_steps = cfg.steps(cfg.run.checkpoint_every_ms) if cfg.run.checkpoint_every_ms > 0 else 0
+    chunk = _chunk_steps(m, bin_steps, probe_every, ck_steps)
     in_kernel = comm.size == 1 and not separate_phases
     cap = max(MIN_SPIKE_CAPACITY, 2 * net.n_local * m)
     spk_step = np.empty(cap, np.int64)
     spk_gid = np.empty(cap, np.int32)
     n_probes = max(1, net.probe_gids.size)
     pop_starts = np.array(list(population_offsets(cfg).values()), np.int64)
-    pop_spikes = np.zeros(pop_starts.size, np.int64)
+    pop_spikes = np.array(totals["pop_spikes"], np.int64) if totals else np.zeros(pop_starts.size, np.int64)
     out_degree = net.conn.out_degree(n_total)
-    timers = dict.fromkeys(("update_s", "exchange_s", "deliver_s", "record_s"), 0.0)
-    events = 0
+    timers = dict.fromkeys(("update_s", "exchange_s", "deliver_s", "record_s", "checkpoint_s"), 0.0)
+    events = int(totals["synaptic_events"]) if totals else 0
 
     def take(n: int) -> None:
         """Move the first n buffered spikes to the writer and the totals."""
@@ -194,10 +207,10 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     _deliver(net, spk_step[:0], spk_gid[:0])
     jit_s = time.perf_counter() - t_jit
 
-    bar = tqdm(total=round(cfg.run.t_ms), unit="ms", disable=not progress or comm.rank != 0,
-               desc=cfg.run.name, leave=False)
+    bar = tqdm(total=round(cfg.run.t_ms), initial=round(start * cfg.run.dt_ms), unit="ms",
+               disable=not progress or comm.rank != 0, desc=cfg.run.name, leave=False)
     t_sim = time.perf_counter()
-    for t0 in range(0, t_total, chunk):
+    for t0 in range(start, t_total, chunk):
         n = min(chunk, t_total - t0)
         cur, kick = net.drive.window(t0, n)
         bin_t0 = t0 // bin_steps if bin_steps else 0
@@ -239,6 +252,11 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
             writer.write_probes(k0, probe_buf[:, :, writer.probe_cols or slice(0, 0)])
         writer.flush_spikes()
         timers["record_s"] += time.perf_counter() - t_rec
+        if ck_steps and (t0 + n) // ck_steps > t0 // ck_steps and t0 + n < t_total:
+            t_ck = time.perf_counter()
+            writer.checkpoint(t0 + n, net.state, net.ring,
+                              {"pop_spikes": pop_spikes.tolist(), "synaptic_events": events})
+            timers["checkpoint_s"] += time.perf_counter() - t_ck
         bar.update(round((t0 + n) * cfg.run.dt_ms) - bar.n)
     bar.close()
     timers["simulate_s"] = time.perf_counter() - t_sim
@@ -289,38 +307,78 @@ def run(cfg: Config, raw: dict, run_dir: str | Path, force: bool = False, progre
     if comm.rank == 0:
         try:
             prepare_run_dir(run_dir, force)
-            create_store(run_dir, cfg, run_attrs(cfg, raw, comm.size), net.probe_gids, block)
+            create_store(run_dir, cfg, run_attrs(cfg, raw, comm.size), net.probe_gids, block, N_STATE)
         except RunExistsError as e:
             error = str(e)
     error = comm.bcast(error)
     if error:
         raise RunExistsError(error)
     writer = RankWriter(run_dir, cfg, comm, lo, hi, net.probe_gids)
+    return _simulate_and_close(cfg, net, writer, comm, run_dir, t_wall, progress, separate_phases, 0, None)
+
+
+def resume(run_dir: str | Path, progress: bool = True, comm: Comm | None = None,
+           bounds: np.ndarray | None = None) -> dict[str, Any]:
+    """Continue a killed or failed run from its last checkpoint, on any number of ranks.
+
+    The final raster is bitwise the one an uninterrupted run gives: the state and the delay
+    buffer are stored per gid, and every random draw is a function of (seed, gid, step).
+    """
+    comm = comm or SingleProcess()
+    run_dir = Path(run_dir)
+    run_info = open_run(run_dir, allow_incomplete=True)
+    if run_info.status == "complete":
+        raise RunExistsError(f"{run_dir} is complete already; nothing to resume")
+    cfg = run_info.config
+    bounds = np.array([0, cfg.n_total]) if bounds is None else bounds
+    lo, hi = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
+    t_wall = time.perf_counter()
+    net = build_local(cfg, lo, hi)
+    info, state, ring = load_checkpoint(run_dir, lo, hi)
+    net.state[:] = state
+    net.ring[:] = ring
+    comm.barrier()
+    if comm.rank == 0:
+        reopen_for_resume(run_dir, comm.size)
+    comm.barrier()
+    step = int(info["step"])
+    bin_steps = cfg.steps(cfg.record.counts_bin_ms) if cfg.record.counts_bin_ms > 0 else 1
+    every = cfg.steps(cfg.record.probe_every_ms or cfg.run.dt_ms)
+    writer = RankWriter(run_dir, cfg, comm, lo, hi, net.probe_gids, stored=int(info["spikes_stored"]),
+                        first_bin=step // bin_steps, first_sample=-(-(step + 1) // every) - 1)
+    totals = {k: info[k] for k in ("pop_spikes", "synaptic_events")} if comm.rank == 0 else None
+    return _simulate_and_close(cfg, net, writer, comm, run_dir, t_wall, progress, False, step, totals)
+
+
+def _simulate_and_close(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, run_dir: Path,
+                        t_wall: float, progress: bool, separate_phases: bool, start: int,
+                        totals: dict[str, Any] | None) -> dict[str, Any]:
     try:
-        result = simulate(cfg, net, writer, comm, progress, separate_phases)
+        result = simulate(cfg, net, writer, comm, progress, separate_phases, start, totals)
     except BaseException as e:
         mark_failed(run_dir, f"rank {comm.rank}: {type(e).__name__}: {e}")
         raise
-    totals = comm.allgather((result["pop_spikes"].tolist(), result["synaptic_events"], net.conn.n_synapses,
-                             net.conn.nbytes, peak_rss_mb(), result["timings"], net.timings["build_s"]))
-    pop_spikes = np.sum([np.array(t[0]) for t in totals], axis=0)
+    n = cfg.n_total
+    gathered = comm.allgather((result["pop_spikes"].tolist(), result["synaptic_events"], net.conn.n_synapses,
+                               net.conn.nbytes, peak_rss_mb(), result["timings"], net.timings["build_s"]))
+    pop_spikes = np.sum([np.array(t[0]) for t in gathered], axis=0)
     secs = cfg.run.t_ms / 1000.0
     pops = {p.name: {"n": p.n, "spikes": int(pop_spikes[k]), "rate_hz": float(pop_spikes[k]) / p.n / secs}
             for k, p in enumerate(cfg.populations)}
     total = int(pop_spikes.sum())
-    timings = {key: max(t[5][key] for t in totals) for key in result["timings"]}
+    timings = {key: max(t[5][key] for t in gathered) for key in result["timings"]}
     summary = {
         "populations": pops,
         "spikes": total,
         "mean_rate_hz": total / n / secs,
-        "synapses": sum(t[2] for t in totals),
-        "synaptic_events": sum(t[1] for t in totals),
-        "connectivity_bytes": sum(t[3] for t in totals),
+        "synapses": sum(t[2] for t in gathered),
+        "synaptic_events": sum(t[1] for t in gathered),
+        "connectivity_bytes": sum(t[3] for t in gathered),
         "n_ranks": comm.size,
-        "timings": {"build_s": max(t[6] for t in totals), **timings, "wall_s": time.perf_counter() - t_wall},
-        "timings_per_rank": [t[5] for t in totals],
-        "peak_rss_mb": max(t[4] for t in totals),
-        "peak_rss_mb_per_rank": [t[4] for t in totals],
+        "timings": {"build_s": max(t[6] for t in gathered), **timings, "wall_s": time.perf_counter() - t_wall},
+        "timings_per_rank": [t[5] for t in gathered],
+        "peak_rss_mb": max(t[4] for t in gathered),
+        "peak_rss_mb_per_rank": [t[4] for t in gathered],
         "run_dir": str(run_dir),
     }
     writer.close("complete", summary=summary, finished=datetime.now(UTC).isoformat())

@@ -11,6 +11,8 @@
       time_bin, neuron coordinates: bin start (ms) and gid
       probes/<var>     (time, probe) float32, var in v (mV), syn_e, syn_i, ext (mV/ms)
       probes/time, probes/probe   coordinates: sample time (ms) and gid
+      checkpoint/{a,b}/state, ring   engine state per gid, two slots written in turn; attrs
+                       `checkpoint` names the last complete one (step, spikes stored, totals)
 
 A run is `complete` only when the writer closed it; `open_run` refuses other states unless
 asked. Nothing stored is overwritten: an existing run directory needs an explicit `force`.
@@ -31,6 +33,7 @@ from eilab.sim.exchange import Comm
 
 FORMAT = "eilab-run/1"
 PROBE_VARS = ("v", "syn_e", "syn_i", "ext")
+CHECKPOINT_SLOTS = ("a", "b")
 SPIKE_CHUNK = 1 << 18
 
 
@@ -57,7 +60,8 @@ def prepare_run_dir(run_dir: Path, force: bool) -> None:
     shutil.rmtree(run_dir)
 
 
-def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: np.ndarray, block: int) -> None:
+def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: np.ndarray, block: int,
+                 n_state: int) -> None:
     """Lay out a new run (one process does this): attributes and every array at its final shape.
 
     Neuron chunks of `counts` are `block` wide, the partition grid, so each chunk has one writer;
@@ -85,6 +89,13 @@ def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: 
         root.create_array("time_bin", data=np.arange(n_bins) * bin_ms, dimension_names=["time_bin"],
                           attributes={"units": "ms"})
         root.create_array("neuron", data=np.arange(n, dtype=np.int32), dimension_names=["neuron"])
+    if cfg.run.checkpoint_every_ms > 0:
+        ck = root.create_group("checkpoint")
+        for slot in CHECKPOINT_SLOTS:
+            g = ck.create_group(slot)
+            g.create_array("state", shape=(n_state, n), dtype="float64", chunks=(n_state, block))
+            g.create_array("ring", shape=(2, cfg.max_delay_steps, n), dtype="float64",
+                           chunks=(2, cfg.max_delay_steps, block))
     if probe_gids.size:
         every = cfg.steps(cfg.record.probe_every_ms or cfg.run.dt_ms)
         n_samples = cfg.steps(cfg.run.t_ms) // every
@@ -143,17 +154,18 @@ class RankWriter:
     """
 
     def __init__(self, run_dir: Path, cfg: Config, comm: Comm, lo: int, hi: int, probe_gids: np.ndarray,
-                 stored: int = 0) -> None:
+                 stored: int = 0, first_bin: int = 0, first_sample: int = 0) -> None:
         self.path = _zarr_path(run_dir)
         self.comm = comm
         self.lo, self.hi = lo, hi
         self.dt = cfg.run.dt_ms
         self.root = zarr.open_group(self.path, mode="r+")
-        self.counts = RowBuffer(self.root["counts"], slice(lo, hi)) if "counts" in self.root and hi > lo else None
+        self.counts = (RowBuffer(self.root["counts"], slice(lo, hi), first_bin)
+                       if "counts" in self.root and hi > lo else None)
         mine = np.flatnonzero((probe_gids >= lo) & (probe_gids < hi))
         self.probe_cols = slice(int(mine[0]), int(mine[-1]) + 1) if mine.size else None
-        self.probes = ({var: RowBuffer(self.root[f"probes/{var}"], self.probe_cols) for var in PROBE_VARS}
-                       if self.probe_cols else {})
+        self.probes = ({var: RowBuffer(self.root[f"probes/{var}"], self.probe_cols, first_sample)
+                        for var in PROBE_VARS} if self.probe_cols else {})
         self.pending: list[tuple[np.ndarray, np.ndarray]] = []
         self.n_pending = 0
         self.stored = stored
@@ -212,6 +224,25 @@ class RankWriter:
             if buf is not None:
                 buf.flush()
 
+    def checkpoint(self, step: int, state: np.ndarray, ring: np.ndarray, totals: dict[str, Any]) -> None:
+        """Collective: everything up to `step` on disk, then this rank's engine state in the free
+        slot; the run points at the new slot only once every rank has written (a kill at any moment
+        leaves the previous checkpoint intact)."""
+        self.flush()
+        self.flush_spikes(final=True)
+        previous = self.root.attrs.get("checkpoint", {}).get("slot")
+        slot = CHECKPOINT_SLOTS[1] if previous == CHECKPOINT_SLOTS[0] else CHECKPOINT_SLOTS[0]
+        group = zarr.open_group(self.path, mode="r+")[f"checkpoint/{slot}"]
+        if self.hi > self.lo:
+            group["state"][:, self.lo : self.hi] = state
+            group["ring"][:, :, self.lo : self.hi] = ring
+        all_totals = self.comm.allgather(totals)
+        self.comm.barrier()
+        if self.comm.rank == 0:
+            summed = {k: np.sum([t[k] for t in all_totals], axis=0).tolist() for k in totals}
+            self.root.attrs["checkpoint"] = {"slot": slot, "step": step, "spikes_stored": self.stored, **summed}
+        self.comm.barrier()
+
     def close(self, status: str, **attrs: Any) -> None:
         """Collective: write the last spikes; the run takes `status` once every rank is done."""
         self.flush()
@@ -220,6 +251,30 @@ class RankWriter:
         if self.comm.rank == 0:
             self.root.attrs.update({**attrs, "spikes_stored": self.stored, "status": status})
         self.comm.barrier()
+
+
+def load_checkpoint(run_dir: Path, lo: int, hi: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The last complete checkpoint: its attributes and the state and ring columns of gids [lo, hi)."""
+    root = zarr.open_group(_zarr_path(run_dir), mode="r")
+    info = root.attrs.get("checkpoint")
+    if not info:
+        raise RunNotCompleteError(f"{run_dir}: no checkpoint was written (run.checkpoint_every_ms = 0 or "
+                                  "killed before the first); start the run again")
+    group = root[f"checkpoint/{info['slot']}"]
+    return dict(info), group["state"][:, lo:hi], group["ring"][:, :, lo:hi]
+
+
+def reopen_for_resume(run_dir: Path, n_ranks: int) -> dict[str, Any]:
+    """One process: drop spikes stored after the checkpoint and mark the run running again."""
+    root = zarr.open_group(_zarr_path(run_dir), mode="r+")
+    info = root.attrs["checkpoint"]
+    for name in ("times_ms", "gids"):
+        root[f"spikes/{name}"].resize((info["spikes_stored"],))
+    resumed = [*root.attrs.get("resumed", []), {"step": info["step"], "n_ranks": n_ranks}]
+    root.attrs.update({"status": "running", "resumed": resumed, "n_ranks": n_ranks})
+    if "error" in root.attrs:
+        del root.attrs["error"]
+    return dict(root.attrs)
 
 
 def mark_failed(run_dir: Path, error: str) -> None:

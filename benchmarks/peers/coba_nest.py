@@ -1,0 +1,89 @@
+"""Vogels & Abbott (2005) COBA network (Brette et al. 2007, benchmark 1) in NEST 3.10, one thread.
+
+Parameters, as in Brian's classic COBA.py benchmark script (R. Brette, 2007), where
+conductances are in units of the leak conductance g_L (we = 6/10, wi = 67/10):
+  N = 4000 neurons (NE = 3200, NI = 800), model iaf_cond_exp, dt = 0.1 ms
+  C_m = 200 pF, g_L = 10 nS (tau_m = 20 ms), E_L = -60 mV, V_th = -50 mV,
+  V_reset = -60 mV, t_ref = 5 ms
+  E_ex = 0 mV, E_in = -80 mV, tau_syn_ex = 5 ms, tau_syn_in = 10 ms
+  connections: pairwise_bernoulli p = 0.02 from every E and I neuron to every neuron
+  (autapses allowed, as in Brian's connect(p=0.02)); we = 0.6 g_L = 6 nS,
+  wi = 6.7 g_L = 67 nS; delay = dt = 0.1 ms (NEST's minimum; Brian's script has none)
+  no external input (I_e = 0, option --i-ext-pa); activity is started by the initial
+  state: V_m ~ U[V_reset, V_th), g_ex ~ N(4, 1.5) g_L, g_in ~ N(20, 12) g_L (numpy, seeded;
+  the conductances as in Brian's script)
+  all spikes of all neurons go to one spike_recorder (in memory)
+
+Prints one JSON line (the last line of stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+
+import numpy as np
+
+NE, NI, P_CONN, DT = 3200, 800, 0.02, 0.1
+G_L = 10.0  # nS
+WE, WI = 0.6 * G_L, 6.7 * G_L  # nS
+NEURON = {"C_m": 200.0, "g_L": G_L, "E_L": -60.0, "V_th": -50.0, "V_reset": -60.0,
+          "t_ref": 5.0, "E_ex": 0.0, "E_in": -80.0, "tau_syn_ex": 5.0, "tau_syn_in": 10.0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--t-ms", type=float, default=1000.0)
+    ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--i-ext-pa", type=float, default=0.0, help="constant input current")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    os.environ.setdefault("PYNEST_QUIET", "1")
+    import nest
+    import_s = time.perf_counter() - t0
+
+    n = NE + NI
+    t0 = time.perf_counter()
+    nest.verbosity = nest.VerbosityLevel.ERROR
+    nest.ResetKernel()
+    nest.SetKernelStatus({"resolution": DT, "local_num_threads": 1, "rng_seed": args.seed})
+    rng = np.random.default_rng(args.seed)
+    nodes = nest.Create("iaf_cond_exp", n, params={**NEURON, "I_e": args.i_ext_pa})
+    nodes.V_m = rng.uniform(NEURON["V_reset"], NEURON["V_th"], n)
+    nodes.g_ex = (rng.standard_normal(n) * 1.5 + 4.0) * G_L
+    nodes.g_in = (rng.standard_normal(n) * 12.0 + 20.0) * G_L
+    exc, inh = nodes[:NE], nodes[NE:]
+    conn = {"rule": "pairwise_bernoulli", "p": P_CONN}
+    nest.Connect(exc, nodes, conn, {"weight": WE, "delay": DT})
+    nest.Connect(inh, nodes, conn, {"weight": -WI, "delay": DT})
+    synapses = nest.num_connections
+    rec = nest.Create("spike_recorder")
+    nest.Connect(nodes, rec)
+    build_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    nest.Simulate(args.t_ms)
+    simulate_s = time.perf_counter() - t0
+
+    senders = np.asarray(rec.get("events", "senders"))
+    n_e = int(np.count_nonzero(senders <= exc[-1].global_id))
+    sec = args.t_ms / 1000.0
+    print(json.dumps({
+        "simulator": "nest", "version": nest.__version__, "model": "coba",
+        "n_neurons": n, "t_ms": args.t_ms, "import_s": round(import_s, 3),
+        "build_s": round(build_s, 3), "simulate_s": round(simulate_s, 3),
+        "spikes": int(senders.size), "mean_rate_hz": round(senders.size / n / sec, 3),
+        "rate_e_hz": round(n_e / NE / sec, 3),
+        "rate_i_hz": round((senders.size - n_e) / NI / sec, 3),
+        "synapses": int(synapses),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "seed": args.seed, "threads": nest.local_num_threads,
+    }))
+
+
+if __name__ == "__main__":
+    main()

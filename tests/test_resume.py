@@ -1,0 +1,91 @@
+"""Checkpoint and resume: kill a real multi-rank run (one rank, or the whole job) and resume it on
+another number of ranks; the final store equals an uninterrupted run bitwise."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from conftest import CONFIGS, ROOT, eilab, mpi_eilab, mpiexec
+from eilab.sim.store import open_run
+
+SETTINGS = ["--set", "run.t_ms=2500", "--set", "run.checkpoint_every_ms=100"]
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    try:
+        attrs = json.loads((run_dir / "run.zarr" / "zarr.json").read_text())["attributes"]
+    except (OSError, ValueError, KeyError):
+        return -1
+    return attrs.get("checkpoint", {}).get("step", -1)
+
+
+def start_and_kill(run_dir: Path, ranks: int, whole_job: bool) -> None:
+    cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "eilab.cluster.cli", "run",
+           str(CONFIGS / "ring600.toml"), "--out", str(run_dir), "--quiet", *SETTINGS]
+    job = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    deadline = time.monotonic() + 240
+    while checkpoint_step(run_dir) < 10000 and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.05)
+    assert job.poll() is None, "the run ended before it could be killed"
+    if whole_job:
+        os.killpg(job.pid, signal.SIGKILL)
+    else:
+        ranks_procs = [p for p in psutil.Process(job.pid).children(recursive=True) if "eilab" in " ".join(p.cmdline())]
+        assert ranks_procs, "no rank processes found"
+        ranks_procs[-1].send_signal(signal.SIGKILL)
+    try:
+        job.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    assert open_run(run_dir, allow_incomplete=True).status != "complete"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "ref"
+    res = eilab("run", str(CONFIGS / "ring600.toml"), "--out", str(out), "--quiet", *SETTINGS)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    ra, rb = open_run(a), open_run(b)
+    for x, y in zip(ra.spikes(), rb.spikes(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(ra.counts(), rb.counts())
+    pa, pb = ra.probes(), rb.probes()
+    for var in ("v", "syn_e", "syn_i", "ext"):
+        np.testing.assert_array_equal(pa[var], pb[var])
+    assert ra.attrs["summary"]["spikes"] == rb.attrs["summary"]["spikes"]
+    assert ra.attrs["summary"]["populations"] == rb.attrs["summary"]["populations"]
+
+
+@pytest.mark.parametrize(("ranks", "whole_job", "resume_ranks"), [(2, False, 3), (3, True, 1)])
+def test_kill_and_resume_is_bitwise_identical(uninterrupted: Path, tmp_path: Path, ranks: int,
+                                              whole_job: bool, resume_ranks: int) -> None:
+    run_dir = tmp_path / "run"
+    start_and_kill(run_dir, ranks, whole_job)
+    res = mpi_eilab(resume_ranks, "resume", str(run_dir), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert_same_run(uninterrupted, run_dir)
+    resumed = open_run(run_dir).attrs["resumed"]
+    assert resumed[0]["n_ranks"] == resume_ranks and resumed[0]["step"] >= 10000
+
+
+def test_resume_refuses_complete_runs_and_runs_without_checkpoint(uninterrupted: Path, tmp_path: Path) -> None:
+    res = eilab("resume", str(uninterrupted))
+    assert res.returncode == 2 and "complete already" in res.stderr
+    res = eilab("resume", str(tmp_path / "nothing"))
+    assert res.returncode == 2 and "not an eilab run directory" in res.stderr
