@@ -34,6 +34,19 @@ class MPIComm:
         self.comm.Allgatherv(keys, [out, counts, displs, self._mpi.INT64_T])
         return out
 
+    def alltoall_keys(self, per_rank: list[np.ndarray]) -> np.ndarray:
+        send_counts = np.array([a.size for a in per_rank], np.int64)
+        recv_counts = np.empty(self.size, np.int64)
+        self.comm.Alltoall(send_counts, recv_counts)
+        send = np.ascontiguousarray(np.concatenate(per_rank), dtype=np.int64)
+        recv = np.empty(int(recv_counts.sum()), np.int64)
+        sdispls, rdispls = np.zeros(self.size, np.int64), np.zeros(self.size, np.int64)
+        np.cumsum(send_counts[:-1], out=sdispls[1:])
+        np.cumsum(recv_counts[:-1], out=rdispls[1:])
+        int64 = self._mpi.INT64_T
+        self.comm.Alltoallv([send, send_counts, sdispls, int64], [recv, recv_counts, rdispls, int64])
+        return recv
+
     def allgather(self, value: Any) -> list[Any]:
         return self.comm.allgather(value)
 

@@ -123,6 +123,9 @@ class RunSpec(Strict):
     seed: int = Field(1, ge=0, lt=2**63)
     progress: bool = True
     checkpoint_every_ms: float = Field(0.0, ge=0, description="engine state saved this often, ms; 0: never")
+    exchange: Literal["allgather", "alltoall"] = Field(
+        "allgather", description="spike exchange between ranks: every spike to every rank, or each spike "
+        "only to the ranks holding its targets (pays off for local connectivity on many ranks)")
 
 
 class Normal(Strict):

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from eilab.sim import provenance
 from eilab.sim.config import Config, InitValue, Normal
 from eilab.sim.drive import DriveTable
-from eilab.sim.exchange import Comm, SingleProcess, decode, encode
+from eilab.sim.exchange import Comm, SingleProcess, decode, destinations, encode
 from eilab.sim.models import MODEL_IDS, N_STATE, REF, SE, SI, V, default_v0, initial_extra_state, parameter_vector
 from eilab.sim.network import Connectivity, build_connectivity, population_offsets
 from eilab.sim.rng import PURPOSE_INIT, PURPOSE_POISSON, keys_for, poisson_table, uniforms_for
@@ -184,6 +184,7 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     pop_starts = np.array(list(population_offsets(cfg).values()), np.int64)
     pop_spikes = np.array(totals["pop_spikes"], np.int64) if totals else np.zeros(pop_starts.size, np.int64)
     out_degree = net.conn.out_degree(n_total)
+    dest = destinations(comm, out_degree > 0) if cfg.run.exchange == "alltoall" and not in_kernel else None
     timers = dict.fromkeys(("update_s", "exchange_s", "deliver_s", "record_s", "checkpoint_s"), 0.0)
     events = int(totals["synaptic_events"]) if totals else 0
 
@@ -234,7 +235,12 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
                 continue
             if not in_kernel:
                 tb = time.perf_counter()
-                keys = comm.allgather_keys(encode(spk_step[first:n_spk], spk_gid[first:n_spk], t, n_total))
+                keys = encode(spk_step[first:n_spk], spk_gid[first:n_spk], t, n_total)
+                if dest is None:
+                    keys = comm.allgather_keys(keys)
+                else:
+                    local = spk_gid[first:n_spk]
+                    keys = comm.alltoall_keys([keys[dest[r, local]] for r in range(comm.size)])
                 steps, gids = decode(keys, t, n_total)
                 tc = time.perf_counter()
                 _deliver(net, steps, gids)

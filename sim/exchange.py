@@ -23,6 +23,9 @@ class Comm(Protocol):
     def allgather_keys(self, keys: np.ndarray) -> np.ndarray:
         """Concatenate every rank's int64 keys, in rank order."""
 
+    def alltoall_keys(self, per_rank: list[np.ndarray]) -> np.ndarray:
+        """Send per_rank[r] to rank r; return what every rank sent here, in rank order."""
+
     def allgather(self, value: Any) -> list[Any]:
         """One small Python object from every rank."""
 
@@ -41,6 +44,9 @@ class SingleProcess:
     def allgather_keys(self, keys: np.ndarray) -> np.ndarray:
         return keys
 
+    def alltoall_keys(self, per_rank: list[np.ndarray]) -> np.ndarray:
+        return per_rank[0]
+
     def allgather(self, value: Any) -> list[Any]:
         return [value]
 
@@ -49,6 +55,13 @@ class SingleProcess:
 
     def barrier(self) -> None:
         return None
+
+
+def destinations(comm: Comm, has_targets: np.ndarray) -> np.ndarray:
+    """(size, n_total) bool: which ranks hold targets of each gid (from each rank's has_targets)."""
+    n = has_targets.size
+    packed = comm.allgather(np.packbits(has_targets))
+    return np.stack([np.unpackbits(p, count=n).astype(bool) for p in packed])
 
 
 def encode(steps: np.ndarray, gids: np.ndarray, slice_start: int, n_total: int) -> np.ndarray:

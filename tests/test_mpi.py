@@ -43,10 +43,12 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple]:
     return cfg, read(tmp / "single")
 
 
-@pytest.mark.parametrize("ranks", [1, 2, 3, 4])
-def test_rank_invariance_bitwise(reference: tuple, tmp_path: Path, ranks: int) -> None:
+@pytest.mark.parametrize(("ranks", "exchange"), [(1, "allgather"), (2, "allgather"), (3, "allgather"),
+                                                 (4, "allgather"), (3, "alltoall"), (4, "alltoall")])
+def test_rank_invariance_bitwise(reference: tuple, tmp_path: Path, ranks: int, exchange: str) -> None:
     cfg, (t0, g0, c0, p0) = reference
-    res = mpi_eilab(ranks, "run", str(cfg), "--out", str(tmp_path / "run"), "--quiet")
+    res = mpi_eilab(ranks, "run", str(cfg), "--out", str(tmp_path / "run"), "--quiet", "--set",
+                    f"run.exchange='{exchange}'")
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("rate (Hz)") == 1, "only rank 0 prints"
     t, g, c, p = read(tmp_path / "run")
