@@ -107,7 +107,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "bytes_per_synapse": s["connectivity_bytes"] / max(1, s["synapses"]),
         "mean_rate_hz": s["mean_rate_hz"],
         **{f"rate_{k}_hz": v["rate_hz"] for k, v in s["populations"].items()},
-        "peak_rss_mb": s["peak_rss_mb"],
+        "peak_rss_mb": s["peak_rss_mb"], "peak_rss_mb_per_rank": s["peak_rss_mb_per_rank"],
     }))
     return 0
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from eilab.sim.expressions import ExpressionError, resolve_expressions
 
-NeuronModel = Literal["lif_delta", "lif_exp", "lif_cond_exp", "eif", "hh"]
+NeuronModel = Literal["lif_delta", "lif_exp", "lif_cond_exp", "eif", "hh", "rate"]
 
 
 class ConfigError(ValueError):
@@ -106,7 +106,22 @@ class HHParams(Strict):
     dt_sub: float = Field(0.01, gt=0, description="RK4 sub-step, ms (at most dt)")
 
 
+class RateParams(Strict):
+    """Rate unit: tau_m dr/dt = -r + F(u), u = sum_b K_ab J_ab r_b + X (weight units x Hz), r in Hz.
+
+    F: linear gain*u, rectified gain*[u - threshold]^+, sigmoid r_max / (1 + exp(-(gain*u - threshold))).
+    """
+
+    tau_m: float = Field(10.0, gt=0, description="ms")
+    transfer: Literal["linear", "rectified", "sigmoid"] = "rectified"
+    gain: float = Field(1.0, description="Hz per (weight unit x Hz); sigmoid: per (weight unit x Hz)")
+    threshold: float = Field(0.0, description="input at which F starts (rectified) or is half-max (sigmoid)")
+    r_max: float = Field(100.0, gt=0, description="sigmoid saturation, Hz")
+    I_e: float = Field(0.0, description="constant input, weight units x Hz")
+
+
 PARAMS: dict[str, type[Strict]] = {
+    "rate": RateParams,
     "lif_delta": LifDeltaParams,
     "lif_exp": LifExpParams,
     "lif_cond_exp": LifCondExpParams,
@@ -158,7 +173,7 @@ class Population(Strict):
             raise ValueError(f"params for model {self.model!r}: {_first_error(e)}") from None
         object.__setattr__(self, "params", checked.model_dump())
         top = self.params.get("V_peak", self.params.get("V_th"))
-        if top is not None and self.params["V_reset"] >= top:
+        if top is not None and "V_reset" in self.params and self.params["V_reset"] >= top:
             raise ValueError(f"params.V_reset ({self.params['V_reset']}) must lie below the threshold ({top})")
         for name in ("v_init", "syn_init_ex", "syn_init_in"):
             value = getattr(self, name)
@@ -283,6 +298,9 @@ class Config(Strict):
             _on_grid(self.record.counts_bin_ms, dt, "record.counts_bin_ms")
         if self.record.probe_every_ms is not None:
             _on_grid(self.record.probe_every_ms, dt, "record.probe_every_ms")
+        rate = {p.model == "rate" for p in self.populations}
+        if len(rate) > 1:
+            raise ValueError("populations: rate units and spiking neurons cannot be mixed in one network")
         for p in self.populations:
             if p.model == "hh" and p.params["dt_sub"] > dt:
                 raise ValueError(f"populations.{p.name}.params.dt_sub must be <= run.dt_ms ({dt})")
@@ -291,6 +309,10 @@ class Config(Strict):
     @property
     def n_total(self) -> int:
         return sum(p.n for p in self.populations)
+
+    @property
+    def is_rate_network(self) -> bool:
+        return self.populations[0].model == "rate"
 
     @property
     def max_delay_steps(self) -> int:

@@ -19,12 +19,24 @@ import numpy as np
 from tqdm import tqdm
 
 from eilab.sim import provenance
-from eilab.sim.config import Config, InitValue, Normal
+from eilab.sim.config import Config, ConfigError
 from eilab.sim.drive import DriveTable
 from eilab.sim.exchange import Comm, SingleProcess, decode, destinations, encode
-from eilab.sim.models import MODEL_IDS, N_STATE, REF, SE, SI, V, default_v0, initial_extra_state, parameter_vector
+from eilab.sim.models import (
+    MODEL_IDS,
+    N_STATE,
+    REF,
+    SE,
+    SI,
+    V,
+    default_v0,
+    initial_extra_state,
+    initial_values,
+    parameter_vector,
+)
 from eilab.sim.network import Connectivity, build_connectivity, population_offsets
-from eilab.sim.rng import PURPOSE_INIT, PURPOSE_POISSON, keys_for, poisson_table, uniforms_for
+from eilab.sim.rate import run_rates
+from eilab.sim.rng import PURPOSE_POISSON, keys_for, poisson_table
 from eilab.sim.step import advance, deliver
 from eilab.sim.store import (
     RankWriter,
@@ -75,18 +87,6 @@ def probe_gids(cfg: Config) -> np.ndarray:
     offs = population_offsets(cfg)
     gids = [offs[p.population] + k for p in cfg.record.probes for k in p.neurons]
     return np.unique(np.asarray(gids, dtype=np.int64))
-
-
-def initial_values(value: InitValue, seed: int, gid0: int, n: int, counter: int) -> np.ndarray | float:
-    """Initial values of gids gid0.. from the (seed, init, gid) streams at `counter` (and counter + 1)."""
-    if isinstance(value, tuple):
-        a, b = value
-        return a + (b - a) * uniforms_for(seed, PURPOSE_INIT, gid0, n, counter)
-    if isinstance(value, Normal):  # Box-Muller from two uniforms of the same stream
-        u1 = uniforms_for(seed, PURPOSE_INIT, gid0, n, counter)
-        u2 = uniforms_for(seed, PURPOSE_INIT, gid0, n, counter + 1)
-        return value.mean + value.sd * np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
-    return value
 
 
 def build_local(cfg: Config, lo: int, hi: int) -> LocalNetwork:
@@ -273,25 +273,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_attrs(cfg: Config, raw: dict, n_ranks: int) -> dict[str, Any]:
-    offs = population_offsets(cfg)
-    return {
-        "config": cfg.model_dump(mode="json"),
-        "config_given": raw,
-        "seed": cfg.run.seed,
-        "dt_ms": cfg.run.dt_ms,
-        "t_ms": cfg.run.t_ms,
-        "n_neurons": cfg.n_total,
-        "populations": [{"name": p.name, "type": p.type, "n": p.n, "gid0": offs[p.name], "model": p.model}
-                        for p in cfg.populations],
-        "n_ranks": n_ranks,
-        "versions": provenance.versions(),
-        "git_commit": provenance.git_commit(),
-        "host": provenance.host(),
-        "started": datetime.now(UTC).isoformat(),
-    }
-
-
 def run(cfg: Config, raw: dict, run_dir: str | Path, force: bool = False, progress: bool = True,
         comm: Comm | None = None, bounds: np.ndarray | None = None, block: int | None = None,
         separate_phases: bool = False) -> dict[str, Any]:
@@ -303,6 +284,10 @@ def run(cfg: Config, raw: dict, run_dir: str | Path, force: bool = False, progre
     """
     comm = comm or SingleProcess()
     run_dir = Path(run_dir)
+    if cfg.is_rate_network:
+        if comm.size > 1:
+            raise ConfigError("rate networks run on one process; start without mpiexec")
+        return run_rates(cfg, raw, run_dir, force, progress)
     n = cfg.n_total
     bounds = np.array([0, n]) if bounds is None else bounds
     block = block or min(n, 4096)
@@ -313,7 +298,7 @@ def run(cfg: Config, raw: dict, run_dir: str | Path, force: bool = False, progre
     if comm.rank == 0:
         try:
             prepare_run_dir(run_dir, force)
-            create_store(run_dir, cfg, run_attrs(cfg, raw, comm.size), net.probe_gids, block, N_STATE)
+            create_store(run_dir, cfg, provenance.run_attrs(cfg, raw, comm.size), net.probe_gids, block, N_STATE)
         except RunExistsError as e:
             error = str(e)
     error = comm.bcast(error)

@@ -21,7 +21,8 @@ import math
 import numpy as np
 from numba import njit
 
-from eilab.sim.config import Population
+from eilab.sim.config import InitValue, Normal, Population
+from eilab.sim.rng import PURPOSE_INIT, uniforms_for
 
 V, REF, SE, SI, SX, GM, GH, GN = range(8)
 N_STATE = 8
@@ -89,6 +90,18 @@ def initial_extra_state(pop: Population, v0: np.ndarray) -> dict[int, np.ndarray
         return {}
     am, bm, ah, bh, an, bn = _hh_rates_np(v0)
     return {GM: am / (am + bm), GH: ah / (ah + bh), GN: an / (an + bn)}
+
+
+def initial_values(value: InitValue, seed: int, gid0: int, n: int, counter: int) -> np.ndarray | float:
+    """Initial values of gids gid0.. from the (seed, init, gid) streams at `counter` (and counter + 1)."""
+    if isinstance(value, tuple):
+        a, b = value
+        return a + (b - a) * uniforms_for(seed, PURPOSE_INIT, gid0, n, counter)
+    if isinstance(value, Normal):  # Box-Muller from two uniforms of the same stream
+        u1 = uniforms_for(seed, PURPOSE_INIT, gid0, n, counter)
+        u2 = uniforms_for(seed, PURPOSE_INIT, gid0, n, counter + 1)
+        return value.mean + value.sd * np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
+    return value
 
 
 def default_v0(pop: Population) -> float:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+from eilab.sim.config import Config
+from eilab.sim.network import population_offsets
 
 PACKAGES = ("eilab", "numpy", "numba", "llvmlite", "zarr", "pydantic", "mpi4py", "scipy")
 
@@ -35,3 +40,23 @@ def git_commit() -> str | None:
 
 def host() -> dict[str, str]:
     return {"node": platform.node(), "machine": platform.machine(), "system": platform.platform()}
+
+
+def run_attrs(cfg: Config, raw: dict, n_ranks: int) -> dict[str, Any]:
+    """The attributes a new run starts with: config as given and resolved, seed, provenance."""
+    offs = population_offsets(cfg)
+    return {
+        "config": cfg.model_dump(mode="json"),
+        "config_given": raw,
+        "seed": cfg.run.seed,
+        "dt_ms": cfg.run.dt_ms,
+        "t_ms": cfg.run.t_ms,
+        "n_neurons": cfg.n_total,
+        "populations": [{"name": p.name, "type": p.type, "n": p.n, "gid0": offs[p.name], "model": p.model}
+                        for p in cfg.populations],
+        "n_ranks": n_ranks,
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "host": host(),
+        "started": datetime.now(UTC).isoformat(),
+    }

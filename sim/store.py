@@ -8,6 +8,7 @@
       spikes/gids      (spike,) int32    one region per rank per flush, chunk-aligned, padded with
                                          gid -1 / NaN; the reader drops padding and sorts (time, gid)
       counts           (time_bin, neuron) uint16: spikes with time in (k*bin, (k+1)*bin]
+      rates            (time_bin, neuron) float32, rate networks instead of spikes and counts: Hz
       time_bin, neuron coordinates: bin start (ms) and gid
       probes/<var>     (time, probe) float32, var in v (mV), syn_e, syn_i, ext (mV/ms)
       probes/time, probes/probe   coordinates: sample time (ms) and gid
@@ -83,9 +84,14 @@ def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: 
         bin_ms = cfg.record.counts_bin_ms
         n_bins = -(-cfg.steps(cfg.run.t_ms) // cfg.steps(bin_ms))
         rows = max(1, min(n_bins, (1 << 20) // block))
-        root.create_array("counts", shape=(n_bins, n), dtype="uint16", chunks=(rows, block),
-                          dimension_names=["time_bin", "neuron"], fill_value=0,
-                          attributes={"bin_ms": bin_ms, "interval": "right-closed: (start, start + bin_ms]"})
+        if cfg.is_rate_network:
+            root.create_array("rates", shape=(n_bins, n), dtype="float32", chunks=(rows, block),
+                              dimension_names=["time_bin", "neuron"], fill_value=np.nan,
+                              attributes={"bin_ms": bin_ms, "units": "Hz", "sample": "rate at the end of the bin"})
+        else:
+            root.create_array("counts", shape=(n_bins, n), dtype="uint16", chunks=(rows, block),
+                              dimension_names=["time_bin", "neuron"], fill_value=0,
+                              attributes={"bin_ms": bin_ms, "interval": "right-closed: (start, start + bin_ms]"})
         root.create_array("time_bin", data=np.arange(n_bins) * bin_ms, dimension_names=["time_bin"],
                           attributes={"units": "ms"})
         root.create_array("neuron", data=np.arange(n, dtype=np.int32), dimension_names=["neuron"])
@@ -160,8 +166,9 @@ class RankWriter:
         self.lo, self.hi = lo, hi
         self.dt = cfg.run.dt_ms
         self.root = zarr.open_group(self.path, mode="r+")
-        self.counts = (RowBuffer(self.root["counts"], slice(lo, hi), first_bin)
-                       if "counts" in self.root and hi > lo else None)
+        binned = "rates" if cfg.is_rate_network else "counts"
+        self.counts = (RowBuffer(self.root[binned], slice(lo, hi), first_bin)
+                       if binned in self.root and hi > lo else None)
         mine = np.flatnonzero((probe_gids >= lo) & (probe_gids < hi))
         self.probe_cols = slice(int(mine[0]), int(mine[-1]) + 1) if mine.size else None
         self.probes = ({var: RowBuffer(self.root[f"probes/{var}"], self.probe_cols, first_sample)
@@ -329,13 +336,23 @@ class Run:
 
     @property
     def bin_ms(self) -> float | None:
-        return float(self.root["counts"].attrs["bin_ms"]) if "counts" in self.root else None
+        for name in ("counts", "rates"):
+            if name in self.root:
+                return float(self.root[name].attrs["bin_ms"])
+        return None
 
     def counts(self, population: str | None = None) -> np.ndarray:
         """Binned spike counts (time_bin, neuron), optionally one population's columns."""
         if "counts" not in self.root:
             raise KeyError("this run recorded no counts (record.counts_bin_ms = 0)")
         arr = self.root["counts"]
+        return arr[:, self.gids_of(population)] if population else arr[:]
+
+    def rates(self, population: str | None = None) -> np.ndarray:
+        """Rates (Hz) of a rate-network run at the end of each bin (time_bin, neuron)."""
+        if "rates" not in self.root:
+            raise KeyError("this run has no rates (a spiking run, or record.counts_bin_ms = 0)")
+        arr = self.root["rates"]
         return arr[:, self.gids_of(population)] if population else arr[:]
 
     def probes(self) -> dict[str, np.ndarray]:
