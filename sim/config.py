@@ -272,8 +272,10 @@ class Config(Strict):
                 if getattr(pr, end) not in pops:
                     raise ValueError(f"projections.{i}.{end}: no population named {getattr(pr, end)!r}")
             _on_grid(pr.delay_ms, dt, f"projections.{i}.delay_ms")
-            if pr.rule == "fixed_indegree" and not pr.multapses and pr.k > pops[pr.pre].n:
-                raise ValueError(f"projections.{i}.k: {pr.k} > size of {pr.pre} without multapses")
+            allowed = pops[pr.pre].n - (pr.pre == pr.post and not pr.autapses)
+            if pr.rule == "fixed_indegree" and not pr.multapses and pr.k > allowed:
+                raise ValueError(f"projections.{i}.k: {pr.k} distinct partners asked, only {allowed} available "
+                                 "without multapses (allow multapses or lower k)")
         names = [pr.name for pr in self.projections]
         if len(set(names)) != len(names):
             raise ValueError(f"projection names must be unique: {names}")

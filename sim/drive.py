@@ -5,6 +5,7 @@ step; everything deterministic in time is tabulated here for a window of steps:
 
     cur[pop, t]   current, pA, added to I_e (formula of t in ms, or file samples held constant)
     kick[pop, t]  summed weight of input spikes arriving at step t (excitatory receptor)
+    on[pop, t]    1 while the population's Poisson drive is on (start_ms <= t < stop_ms)
 """
 
 from __future__ import annotations
@@ -55,12 +56,14 @@ class DriveTable:
                 w[k] = d.weight
         return mu, w
 
-    def window(self, t0: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(cur, kick) for steps t0 .. t0 + n - 1, shape (n_pops, n)."""
+    def window(self, t0: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cur, kick, poisson_on) for steps t0 .. t0 + n - 1, shape (n_pops, n); poisson_on is 1
+        where the population's Poisson drive is between its start_ms and stop_ms."""
         dt = self.cfg.run.dt_ms
         n_pop = len(self.cfg.populations)
         cur = np.zeros((n_pop, n))
         kick = np.zeros((n_pop, n))
+        on = np.zeros((n_pop, n))
         steps = np.arange(t0, t0 + n)
         t = steps * dt
         for i, d in enumerate(self.cfg.drive):
@@ -78,11 +81,13 @@ class DriveTable:
                     inside = (idx >= 0) & (idx < s.size)
                     value = value + np.where(inside, s[np.clip(idx, 0, s.size - 1)], 0.0)
                 cur[k] += np.where(active, value, 0.0)
+            elif d.kind == "poisson":
+                on[k] = active
             elif d.kind == "spikes":
                 at = np.rint(np.asarray(d.times_ms) / dt).astype(np.int64) - t0
                 at = at[(at >= 0) & (at < n)]
                 np.add.at(kick[k], at, d.weight)
-        return cur, kick
+        return cur, kick, on
 
 
 def _active(d: Drive, t: np.ndarray) -> np.ndarray:

@@ -143,11 +143,11 @@ def _chunk_steps(m: int, bin_steps: int, probe_every: int, checkpoint_steps: int
     return unit * max(1, target // unit)
 
 
-def _advance(net: LocalNetwork, cur, kick, win_t0, t, n_slices, m, deliver_local, spk_step, spk_gid, n_spk,
+def _advance(net: LocalNetwork, cur, kick, on, win_t0, t, n_slices, m, deliver_local, spk_step, spk_gid, n_spk,
              counts, bin_steps, bin_t0, probe_every, probe_k0, probe_buf):
     c = net.conn
     return advance(net.state, net.pop_model, net.pop_lo, net.pop_hi, net.pop_gid0, net.params, net.pois_mu,
-                   net.pois_w, net.pois_keys, net.pois_cdf, net.pois_guide, cur, kick, win_t0, net.ring, t,
+                   net.pois_w, net.pois_keys, net.pois_cdf, net.pois_guide, cur, kick, on, win_t0, net.ring, t,
                    n_slices, m, deliver_local,
                    c.pre_gid0, c.pre_n, c.row0, c.receptor, c.delay_steps, c.weight, c.rowptr, c.targets,
                    spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0, net.probe_slot, probe_every,
@@ -202,9 +202,9 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
 
     # compile (or load the cached kernels) before timing the loop
     t_jit = time.perf_counter()
-    cur0, kick0 = net.drive.window(0, 1)
-    _advance(net, cur0, kick0, 0, 0, 0, m, in_kernel, spk_step, spk_gid, 0, np.zeros((1, net.n_local), np.uint16),
-             bin_steps, 0, probe_every, 0, np.zeros((1, 4, n_probes), np.float32))
+    _advance(net, *net.drive.window(0, 1), 0, 0, 0, m, in_kernel, spk_step, spk_gid, 0,
+             np.zeros((1, net.n_local), np.uint16), bin_steps, 0, probe_every, 0,
+             np.zeros((1, 4, n_probes), np.float32))
     _deliver(net, spk_step[:0], spk_gid[:0])
     jit_s = time.perf_counter() - t_jit
 
@@ -213,7 +213,7 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     t_sim = time.perf_counter()
     for t0 in range(start, t_total, chunk):
         n = min(chunk, t_total - t0)
-        cur, kick = net.drive.window(t0, n)
+        cur, kick, on = net.drive.window(t0, n)
         bin_t0 = t0 // bin_steps if bin_steps else 0
         n_bins = ((t0 + n - 1) // bin_steps - bin_t0 + 1) if bin_steps else 0
         counts = np.zeros((n_bins, net.n_local), np.uint16)
@@ -226,7 +226,7 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
             slices = (t0 + n - t) // m_eff if in_kernel else 1
             first = n_spk
             ta = time.perf_counter()
-            done, n_spk = _advance(net, cur, kick, t0, t, slices, m_eff, in_kernel, spk_step, spk_gid, n_spk,
+            done, n_spk = _advance(net, cur, kick, on, t0, t, slices, m_eff, in_kernel, spk_step, spk_gid, n_spk,
                                    counts, bin_steps, bin_t0, probe_every, k0, probe_buf)
             timers["update_s"] += time.perf_counter() - ta
             if done == 0:  # buffer full: hand spikes over, then run the slice

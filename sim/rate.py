@@ -70,11 +70,13 @@ def run_rates(cfg: Config, raw: dict, run_dir: Path, force: bool = False, progre
     conn = build_connectivity(cfg, 0, n)
     pops = [(offs[p.name], offs[p.name] + p.n, p) for p in cfg.populations]
     mu, w = drive.poisson()
-    x_const = np.zeros(n)
+    x_const = np.zeros(n)  # I_e
+    x_poisson = np.zeros(len(pops))  # mean Poisson input while on
     decay = np.zeros(n)
     r = np.zeros(n)
     for k, (a, b, p) in enumerate(pops):
-        x_const[a:b] = p.params["I_e"] + mu[k] / dt * 1000.0 * w[k]  # events/step -> Hz x weight
+        x_const[a:b] = p.params["I_e"]
+        x_poisson[k] = mu[k] / dt * 1000.0 * w[k]  # events/step -> Hz x weight
         decay[a:b] = np.exp(-dt / p.params["tau_m"])
         r[a:b] = initial_values(0.0 if p.v_init is None else p.v_init, cfg.run.seed, a, b - a, 0)
     probe_gids = np.unique([offs[pb.population] + j for pb in cfg.record.probes for j in pb.neurons]).astype(np.int64)
@@ -92,11 +94,11 @@ def run_rates(cfg: Config, raw: dict, run_dir: Path, force: bool = False, progre
     try:
         with tqdm(total=t_total, disable=not progress, desc=cfg.run.name, leave=False) as bar:
             for t in range(t_total):
-                cur, _ = drive.window(t, 1)
+                cur, _, on = drive.window(t, 1)
                 _input_of(conn, r, u_e, u_i)
                 x = x_const.copy()
                 for k, (a, b, _p) in enumerate(pops):
-                    x[a:b] += cur[k, 0]
+                    x[a:b] += cur[k, 0] + x_poisson[k] * on[k, 0]
                 u = u_e - u_i + x
                 for a, b, p in pops:
                     target = transfer(u[a:b], p.params)

@@ -53,7 +53,7 @@ def _gather_inputs(lo, hi, ring_e, ring_i, kick, mu, w, pois_keys, cdf, guide, t
 
 @njit(cache=True)
 def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w, pois_keys, pois_cdf, pois_guide,
-            cur_win, kick_win, win_t0, ring, t0, n_slices, m, deliver_local,
+            cur_win, kick_win, pois_on, win_t0, ring, t0, n_slices, m, deliver_local,
             pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets,
             spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0,
             probe_slot, probe_every, probe_k0, probe_buf):
@@ -87,7 +87,8 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
                 p = params[pi]
                 cur = p[P_IE] + cur_win[pi, t - win_t0]
                 lo, hi = pop_lo[pi], pop_hi[pi]
-                _gather_inputs(lo, hi, ring_e, ring_i, kick_win[pi, t - win_t0], pois_mu[pi], pois_w[pi],
+                mu = pois_mu[pi] * pois_on[pi, t - win_t0]
+                _gather_inputs(lo, hi, ring_e, ring_i, kick_win[pi, t - win_t0], mu, pois_w[pi],
                                pois_keys, pois_cdf[pi], pois_guide[pi], t, e_in, i_in, x_in)
                 n_fired = update_population(model, state, lo, hi, p, e_in, i_in, x_in, cur, fired)
                 for f in range(n_fired):

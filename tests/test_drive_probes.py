@@ -87,6 +87,15 @@ def test_poisson_drive_mean_input_matches_rate(tmp_path: Path) -> None:
     assert ext.var() == pytest.approx(lam * DT * (0.2 / DT) ** 2, rel=0.06)
 
 
+def test_poisson_drive_respects_start_and_stop(tmp_path: Path) -> None:
+    raw = one_neuron([{"target": "N", "kind": "poisson", "rate_hz": 10.0, "indegree": 500, "weight": 0.2,
+                       "start_ms": 20.0, "stop_ms": 40.0}])
+    _, pr = v_trace(tmp_path, raw)
+    ext = pr["ext"][:, 0]
+    assert np.all(ext[:199] == 0) and np.all(ext[400:] == 0)  # samples of steps before 20 ms, after 40 ms
+    assert ext[200:400].mean() == pytest.approx(500 * 10.0 / 1000 * 0.2, rel=0.25)
+
+
 def test_brunel_probes_give_mean_inputs_of_measured_rates(tmp_path: Path) -> None:
     """Mean recurrent E input = C_E J nu_E, I input = -C_I g J nu_I (mV/ms), nu from the same run."""
     cfg, raw = load_config(CONFIGS / "brunel.toml", ["vars.order=200", "run.t_ms=400",
