@@ -6,6 +6,7 @@ one rank, and `SingleProcess` otherwise, so `eilab run` needs no MPI at all by d
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -60,8 +61,22 @@ class MPIComm:
         self.comm.Abort(code)
 
 
+LAUNCHER_VARIABLES = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
+                      "MPI_LOCALNRANKS")
+
+
+def launched_by_mpi() -> bool:
+    """Whether an MPI launcher (mpiexec, mpirun, srun with PMI/PMIx) started this process."""
+    return any(v in os.environ for v in LAUNCHER_VARIABLES)
+
+
 def world() -> Comm:
-    """MPI's world communicator when running on several ranks, else the one-process one."""
+    """MPI's world communicator when running on several ranks, else the one-process one.
+
+    A process not started by an MPI launcher never imports mpi4py (no MPI_Init, no MPI memory).
+    """
+    if not launched_by_mpi():
+        return SingleProcess()
     try:
         from mpi4py import MPI
     except ImportError:

@@ -4,8 +4,9 @@ Each projection's inputs to a postsynaptic neuron are drawn from the stream
 (seed, connect/projection, post gid), so a rank that owns gids [lo, hi) builds exactly its
 own neurons' inputs and the network is the same for any partition (Arbor's recipe idea).
 Two passes over the same streams (count, then fill) build the pre-major CSR without a
-temporary edge list: 4 bytes (int32 local target) per synapse plus one int64 row pointer
-per presynaptic neuron and projection; weights and delays are shared per projection.
+temporary edge list: 2 bytes per synapse (uint16 local target, ranks of up to 65536 neurons) or
+4 (int32), plus one int64 row pointer per presynaptic neuron and projection; weights and delays
+are shared per projection.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Connectivity:
     delay_steps: np.ndarray  # int64 (n_proj,)
     weight: np.ndarray       # float64 (n_proj,)
     rowptr: np.ndarray       # int64
-    targets: np.ndarray      # int32
+    targets: np.ndarray      # uint16 (ranks of <= 65536 neurons) or int32
 
     @property
     def n_synapses(self) -> int:
@@ -164,6 +165,7 @@ def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
     offs = population_offsets(cfg)
     pops = {p.name: p for p in cfg.populations}
     n_proj = len(cfg.projections)
+    target_dtype = np.uint16 if hi - lo <= 1 << 16 else np.int32
     pre_gid0 = np.zeros(n_proj, np.int64)
     pre_n = np.zeros(n_proj, np.int64)
     row0 = np.zeros(n_proj, np.int64)
@@ -190,7 +192,7 @@ def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
             pr.autapses, pr.multapses,
         )
         counts = np.zeros(pre.n, np.int64)
-        _build(*args, counts, np.empty(0, np.int32), counts)
+        _build(*args, counts, np.empty(0, target_dtype), counts)
         rows.append(counts)
         plans.append(args)
     rowptr = np.zeros(total_rows + n_proj, np.int64)
@@ -201,7 +203,7 @@ def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
         np.cumsum(counts, out=seg[1:])
         seg[1:] += start
         start = int(seg[-1])
-    targets = np.empty(start, np.int32)
+    targets = np.empty(start, target_dtype)
     for q, args in enumerate(plans):
         fill = rowptr[row0[q] : row0[q] + pre_n[q]].copy()
         _build(*args, np.empty(0, np.int64), targets, fill)

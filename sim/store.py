@@ -33,9 +33,12 @@ from eilab.sim.config import Config
 from eilab.sim.exchange import Comm
 
 FORMAT = "eilab-run/1"
+# Each rank writes its own chunks from the simulation loop: one codec thread per rank is enough and
+# keeps memory per rank small (zarr's default pool has a thread per core, each with its malloc arena).
+zarr.config.set({"threading.max_workers": 1, "async.concurrency": 4})
 PROBE_VARS = ("v", "syn_e", "syn_i", "ext")
 CHECKPOINT_SLOTS = ("a", "b")
-SPIKE_CHUNK = 1 << 18
+SPIKE_CHUNK = 1 << 20
 
 
 class RunExistsError(FileExistsError):
@@ -83,7 +86,7 @@ def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: 
     if cfg.record.counts_bin_ms > 0:
         bin_ms = cfg.record.counts_bin_ms
         n_bins = -(-cfg.steps(cfg.run.t_ms) // cfg.steps(bin_ms))
-        rows = max(1, min(n_bins, (1 << 20) // block))
+        rows = max(1, min(n_bins, (1 << 22) // n))  # a rank buffers at most 4 M values per chunk row
         if cfg.is_rate_network:
             root.create_array("rates", shape=(n_bins, n), dtype="float32", chunks=(rows, block),
                               dimension_names=["time_bin", "neuron"], fill_value=np.nan,
@@ -110,7 +113,7 @@ def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: 
                            dimension_names=["time"], attributes={"units": "ms"})
         group.create_array("probe", data=probe_gids.astype(np.int32), dimension_names=["probe"])
         units = {"v": "mV", "syn_e": "mV/ms", "syn_i": "mV/ms", "ext": "mV/ms"}
-        rows = max(1, min(n_samples, 1 << 18))
+        rows = max(1, min(n_samples, 1 << 16))
         for var in PROBE_VARS:
             group.create_array(var, shape=(n_samples, probe_gids.size), dtype="float32", chunks=(rows, 1),
                                dimension_names=["time", "probe"], fill_value=np.nan,
@@ -203,12 +206,10 @@ class RankWriter:
         times = np.concatenate([t for t, _ in self.pending])
         gids = np.concatenate([g for _, g in self.pending])
         k = min(mine * c, times.size)
-        region_t = np.full(mine * c, np.nan)
-        region_g = np.full(mine * c, -1, np.int32)
-        region_t[:k], region_g[:k] = times[:k], gids[:k]
         root = zarr.open_group(self.path, mode="r+")  # the arrays' new shape
-        root["spikes/times_ms"][start : start + mine * c] = region_t
-        root["spikes/gids"][start : start + mine * c] = region_g
+        # the rest of the region stays at the fill values (time NaN, gid -1): the padding
+        root["spikes/times_ms"][start : start + k] = times[:k]
+        root["spikes/gids"][start : start + k] = gids[:k]
         self.pending = [(times[k:], gids[k:])] if k < times.size else []
         self.n_pending = times.size - k
 

@@ -109,7 +109,7 @@ def test_sqrt_n_scaling_and_compact_storage() -> None:
     cfg, _ = load_config(raw=raw)
     conn = build_connectivity(cfg, 0, cfg.n_total)
     assert conn.weight[0] == pytest.approx(0.2 / np.sqrt(100))
-    assert conn.targets.dtype == np.int32
+    assert conn.targets.dtype == np.uint16  # ranks of <= 65536 neurons: 2 bytes per synapse
     assert list(conn.receptor) == [0, 0, 1, 1]  # E rows excite, I rows inhibit: Dale's law by construction
 
 
