@@ -90,7 +90,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     comm = world()
     tmp = Path(comm.bcast(tempfile.mkdtemp(prefix="eilab-bench-")))
     try:
-        s = run_on_world(cfg, raw, tmp / "run", force=False, progress=False, separate_phases=args.profile)
+        s = run_on_world(cfg, raw, tmp / "run", force=False, progress=False, separate_phases=args.separate_phases)
     finally:
         comm.barrier()
         if comm.rank == 0:
@@ -98,18 +98,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if comm.rank != 0:
         return 0
     t = s["timings"]
+    extra = {"profile": phase_profile(s)} if args.profile else {}
     print(json.dumps({
         "simulator": "eilab", "network": args.network, "order": args.order if args.network == "brunel" else None,
         "n_neurons": cfg.n_total, "t_ms": cfg.run.t_ms, "n_ranks": s["n_ranks"], "build_s": t["build_s"],
         "jit_s": t["jit_s"], "simulate_s": t["simulate_s"],
-        **{k: t[k] for k in ("update_s", "exchange_s", "deliver_s", "record_s")}, "spikes": s["spikes"],
+        **{k: t[k] for k in ("update_s", "drive_s", "neuron_s", "bookkeeping_s", "exchange_s", "deliver_s",
+                             "record_s")}, "spikes": s["spikes"],
         "synaptic_events": s["synaptic_events"], "synapses": s["synapses"],
         "bytes_per_synapse": s["connectivity_bytes"] / max(1, s["synapses"]),
         "mean_rate_hz": s["mean_rate_hz"],
         **{f"rate_{k}_hz": v["rate_hz"] for k, v in s["populations"].items()},
-        "peak_rss_mb": s["peak_rss_mb"], "peak_rss_mb_per_rank": s["peak_rss_mb_per_rank"],
+        "peak_rss_mb": s["peak_rss_mb"], "peak_rss_mb_per_rank": s["peak_rss_mb_per_rank"], **extra,
     }))
     return 0
+
+
+def phase_profile(summary: dict) -> dict:
+    """Time per unit of work of each phase, summed over ranks: ns per neuron-step (drive and
+    arrivals, neuron update, spike bookkeeping) and ns per synaptic event (delivery, and the whole
+    simulate phase); exchange and recording in seconds."""
+    ranks = summary["timings_per_rank"]
+    steps = sum(r["neuron_steps"] for r in ranks)
+    events = max(1, summary["synaptic_events"])
+
+    def total(key: str) -> float:
+        return sum(r[key] for r in ranks)
+
+    return {
+        "drive_ns_per_neuron_step": 1e9 * total("drive_s") / steps,
+        "neuron_ns_per_neuron_step": 1e9 * total("neuron_s") / steps,
+        "bookkeeping_ns_per_neuron_step": 1e9 * total("bookkeeping_s") / steps,
+        "deliver_ns_per_event": 1e9 * total("deliver_s") / events,
+        "simulate_ns_per_event": 1e9 * total("simulate_s") / events,
+        "exchange_s": total("exchange_s"), "record_s": total("record_s"),
+        "neuron_steps": steps, "synaptic_events": events,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--t-ms", type=float, default=1000.0, help="simulated time, ms")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
     b.add_argument("--profile", action="store_true",
-                   help="time update, exchange and delivery apart (one kernel call per slice)")
+                   help="add the time per phase: ns per neuron-step (drive, update, bookkeeping), ns per event")
+    b.add_argument("--separate-phases", action="store_true",
+                   help="one kernel call per slice with exchange and delivery outside, as on several ranks")
     b.set_defaults(func=cmd_bench)
     return parser
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from eilab.sim import provenance
 from eilab.sim.config import Config, ConfigError
+from eilab.sim.cycles import now as cycles_now
 from eilab.sim.drive import DriveTable
 from eilab.sim.exchange import Comm, SingleProcess, decode, destinations, encode
 from eilab.sim.models import (
@@ -154,14 +155,14 @@ def _chunk_steps(m: int, bin_steps: int, probe_every: int, checkpoint_steps: int
 
 
 def _advance(net: LocalNetwork, cur, kick, on, win_t0, t, n_slices, m, deliver_local, spk_step, spk_gid, n_spk,
-             counts, bin_steps, bin_t0, probe_every, probe_k0, probe_buf):
+             counts, bin_steps, bin_t0, probe_every, probe_k0, probe_buf, prof):
     c = net.conn
     return advance(net.state, net.pop_model, net.pop_lo, net.pop_hi, net.pop_gid0, net.params, net.pois_mu,
                    net.pois_w, net.pois_keys, net.pois_cdf, net.pois_guide, cur, kick, on, win_t0, net.ring, t,
                    n_slices, m, deliver_local,
                    c.pre_gid0, c.pre_n, c.row0, c.receptor, c.delay_steps, c.weight, c.rowptr, c.targets,
                    spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0, net.probe_slot, probe_every,
-                   probe_k0, probe_buf)
+                   probe_k0, probe_buf, prof)
 
 
 def _deliver(net: LocalNetwork, steps: np.ndarray, gids: np.ndarray) -> None:
@@ -214,13 +215,14 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     t_jit = time.perf_counter()
     _advance(net, *net.drive.window(0, 1), 0, 0, 0, m, in_kernel, spk_step, spk_gid, 0,
              np.zeros((1, net.n_local), np.uint16), bin_steps, 0, probe_every, 0,
-             np.zeros((1, 4, n_probes), np.float32))
+             np.zeros((1, 4, n_probes), np.float32), np.zeros(4, np.int64))
     _deliver(net, spk_step[:0], spk_gid[:0])
+    prof = np.zeros(4, np.int64)
     jit_s = time.perf_counter() - t_jit
 
     bar = tqdm(total=round(cfg.run.t_ms), initial=round(start * cfg.run.dt_ms), unit="ms",
                disable=not progress or comm.rank != 0, desc=cfg.run.name, leave=False)
-    t_sim = time.perf_counter()
+    t_sim, tick0 = time.perf_counter(), cycles_now()
     for t0 in range(start, t_total, chunk):
         n = min(chunk, t_total - t0)
         cur, kick, on = net.drive.window(t0, n)
@@ -237,7 +239,7 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
             first = n_spk
             ta = time.perf_counter()
             done, n_spk = _advance(net, cur, kick, on, t0, t, slices, m_eff, in_kernel, spk_step, spk_gid, n_spk,
-                                   counts, bin_steps, bin_t0, probe_every, k0, probe_buf)
+                                   counts, bin_steps, bin_t0, probe_every, k0, probe_buf, prof)
             timers["update_s"] += time.perf_counter() - ta
             if done == 0:  # buffer full: hand spikes over, then run the slice
                 take(n_spk)
@@ -276,6 +278,11 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
         bar.update(round((t0 + n) * cfg.run.dt_ms) - bar.n)
     bar.close()
     timers["simulate_s"] = time.perf_counter() - t_sim
+    per_tick = timers["simulate_s"] / max(1, cycles_now() - tick0)
+    for key, ticks in zip(("drive_s", "neuron_s", "bookkeeping_s", "deliver_local_s"), prof, strict=True):
+        timers[key] = float(ticks) * per_tick
+    timers["deliver_s"] += timers.pop("deliver_local_s")
+    timers["neuron_steps"] = float(net.n_local) * (t_total - start)
     return {"pop_spikes": pop_spikes, "synaptic_events": events, "timings": {"jit_s": jit_s, **timers}}
 
 

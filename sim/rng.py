@@ -38,9 +38,21 @@ def stream_key(seed: int, purpose: int, gid: int) -> uint64:
 
 
 @njit(cache=True, inline="always")
+def counter_word(counter: int) -> uint64:
+    """The mixed counter of `draw`; hoist it out of loops over many streams at one counter."""
+    return mix(np.uint64(counter))
+
+
+@njit(cache=True, inline="always")
+def draw_at(key: uint64, word: uint64) -> uint64:
+    """64 random bits of stream `key` at the counter whose `counter_word` is `word`."""
+    return mix(key ^ word)
+
+
+@njit(cache=True, inline="always")
 def draw(key: uint64, counter: int) -> uint64:
     """64 random bits for position `counter` of the stream `key`."""
-    return mix(key ^ mix(np.uint64(counter)))
+    return draw_at(key, counter_word(counter))
 
 
 @njit(cache=True, inline="always")
@@ -89,9 +101,16 @@ def poisson_table(mu: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True, inline="always")
-def poisson_tabled(key: uint64, counter: int, cdf, guide) -> int:
-    """Poisson sample by guided inverse CDF: one uniform, about one comparison."""
-    u = uniform(key, counter * 64)
+def poisson_word(counter: int) -> uint64:
+    """`counter_word` of the first draw `poisson` makes at step `counter` (for `poisson_tabled`)."""
+    return counter_word(counter * 64)
+
+
+@njit(cache=True, inline="always")
+def poisson_tabled(key: uint64, word: uint64, cdf, guide) -> int:
+    """Poisson sample by guided inverse CDF: one uniform, about one comparison; `word` is
+    `poisson_word(step)`, the same for every stream, so the sample equals `poisson`'s."""
+    u = float(draw_at(key, word) >> np.uint64(11)) * _TWO53
     k = guide[int(u * TABLE_LEN)]
     while u > cdf[k]:
         k += 1

@@ -12,8 +12,9 @@ sums its inputs in the same order whatever the partition.
 import numpy as np
 from numba import njit
 
+from eilab.sim.cycles import ticks
 from eilab.sim.models import P_IE, probe, update_population
-from eilab.sim.rng import TABLE_MAX_MU, poisson, poisson_tabled
+from eilab.sim.rng import TABLE_MAX_MU, poisson, poisson_tabled, poisson_word
 
 
 @njit(cache=True)
@@ -44,8 +45,9 @@ def _gather_inputs(lo, hi, ring_e, ring_i, kick, mu, w, pois_keys, cdf, guide, t
     if mu <= 0.0:
         x[lo:hi] = kick
     elif mu < TABLE_MAX_MU:
+        word = poisson_word(t)
         for j in range(lo, hi):
-            x[j] = kick + w * poisson_tabled(pois_keys[j], t, cdf, guide)
+            x[j] = kick + w * poisson_tabled(pois_keys[j], word, cdf, guide)
     else:
         for j in range(lo, hi):
             x[j] = kick + w * poisson(pois_keys[j], t, mu)
@@ -56,13 +58,15 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
             cur_win, kick_win, pois_on, win_t0, ring, t0, n_slices, m, deliver_local,
             pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets,
             spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0,
-            probe_slot, probe_every, probe_k0, probe_buf):
+            probe_slot, probe_every, probe_k0, probe_buf, prof):
     """Advance up to n_slices slices of m steps from step t0.
 
     Stops early, at a slice end, when the spike buffer could overflow; returns
     (slices done, spikes now in the buffer). counts[(t // bin_steps) - bin_t0, j] counts spikes
     of local neuron j; probe_buf[k - probe_k0, var, probe_slot[j]] samples neuron j after every
-    step t with (t + 1) % probe_every == 0, k = (t + 1) // probe_every - 1.
+    step t with (t + 1) % probe_every == 0, k = (t + 1) // probe_every - 1. prof[0:4] gathers
+    cycle-counter ticks spent on drive and arrivals, neuron updates, spike bookkeeping (buffer,
+    counts, probes) and local delivery.
     """
     r_len = ring.shape[1]
     n_local = state.shape[1]
@@ -88,9 +92,12 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
                 cur = p[P_IE] + cur_win[pi, t - win_t0]
                 lo, hi = pop_lo[pi], pop_hi[pi]
                 mu = pois_mu[pi] * pois_on[pi, t - win_t0]
+                t_a = ticks()
                 _gather_inputs(lo, hi, ring_e, ring_i, kick_win[pi, t - win_t0], mu, pois_w[pi],
                                pois_keys, pois_cdf[pi], pois_guide[pi], t, e_in, i_in, x_in)
+                t_b = ticks()
                 n_fired = update_population(model, state, lo, hi, p, e_in, i_in, x_in, cur, fired)
+                t_c = ticks()
                 for f in range(n_fired):
                     j = fired[f]
                     spk_step[n_spk] = t
@@ -103,8 +110,14 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
                     for j in probe_local:
                         if lo <= j < hi:
                             probe(model, state, j, p, e_in[j], i_in[j], x_in[j], cur, probe_buf[k, :, probe_slot[j]])
+                t_d = ticks()
+                prof[0] += t_b - t_a
+                prof[1] += t_c - t_b
+                prof[2] += t_d - t_c
         if deliver_local:
+            t_e = ticks()
             deliver(spk_step, spk_gid, first, n_spk, ring, pre_gid0, pre_n, row0, receptor, delay,
                     weight, rowptr, targets)
+            prof[3] += ticks() - t_e
         done += 1
     return done, n_spk

@@ -7,7 +7,7 @@ import pytest
 from numba import njit
 from scipy import stats
 
-from eilab.sim.rng import keys_for, poisson, poisson_table, poisson_tabled, uniforms_for
+from eilab.sim.rng import keys_for, poisson, poisson_table, poisson_tabled, poisson_word, uniforms_for
 
 
 @njit(cache=True)
@@ -15,7 +15,7 @@ def _samples(keys, steps, mu, cdf, guide, tabled):
     out = np.empty((steps, keys.size), np.int64)
     for t in range(steps):
         for j in range(keys.size):
-            out[t, j] = poisson_tabled(keys[j], t, cdf, guide) if tabled else poisson(keys[j], t, mu)
+            out[t, j] = poisson_tabled(keys[j], poisson_word(t), cdf, guide) if tabled else poisson(keys[j], t, mu)
     return out
 
 
