@@ -24,13 +24,16 @@ class MPIComm:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
+        self._one = np.zeros(1, np.int64)
+        self._counts = np.zeros(self.size, np.int64)
+        self._displs = np.zeros(self.size, np.int64)
 
     def allgather_keys(self, keys: np.ndarray) -> np.ndarray:
         keys = np.ascontiguousarray(keys, dtype=np.int64)
-        counts = np.empty(self.size, np.int64)
-        self.comm.Allgather(np.array([keys.size], np.int64), counts)
+        self._one[0] = keys.size
+        counts, displs = self._counts, self._displs
+        self.comm.Allgather(self._one, counts)
         out = np.empty(int(counts.sum()), np.int64)
-        displs = np.zeros(self.size, np.int64)
         np.cumsum(counts[:-1], out=displs[1:])
         self.comm.Allgatherv(keys, [out, counts, displs, self._mpi.INT64_T])
         return out

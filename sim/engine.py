@@ -22,7 +22,7 @@ from eilab.sim import provenance
 from eilab.sim.config import Config, ConfigError
 from eilab.sim.cycles import now as cycles_now
 from eilab.sim.drive import DriveTable
-from eilab.sim.exchange import Comm, SingleProcess, decode, destinations, encode
+from eilab.sim.exchange import Comm, SingleProcess, destinations, encode
 from eilab.sim.models import (
     MODEL_IDS,
     N_STATE,
@@ -38,7 +38,7 @@ from eilab.sim.models import (
 from eilab.sim.network import Connectivity, build_connectivity, population_offsets
 from eilab.sim.rate import run_rates
 from eilab.sim.rng import PURPOSE_POISSON, keys_for, poisson_table
-from eilab.sim.step import advance, deliver
+from eilab.sim.step import advance, deliver_keys
 from eilab.sim.store import (
     RankWriter,
     RunExistsError,
@@ -165,12 +165,6 @@ def _advance(net: LocalNetwork, cur, kick, on, win_t0, t, n_slices, m, deliver_l
                    probe_k0, probe_buf, prof)
 
 
-def _deliver(net: LocalNetwork, steps: np.ndarray, gids: np.ndarray) -> None:
-    c = net.conn
-    deliver(steps, gids, 0, steps.size, net.ring, c.pre_gid0, c.pre_n, c.row0, c.receptor, c.delay_steps,
-            c.weight, c.rowptr, c.targets)
-
-
 def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, progress: bool = True,
              separate_phases: bool = False, start: int = 0, totals: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the whole duration on this rank; returns its spike totals per population and timers.
@@ -216,7 +210,9 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     _advance(net, *net.drive.window(0, 1), 0, 0, 0, m, in_kernel, spk_step, spk_gid, 0,
              np.zeros((1, net.n_local), np.uint16), bin_steps, 0, probe_every, 0,
              np.zeros((1, 4, n_probes), np.float32), np.zeros(4, np.int64))
-    _deliver(net, spk_step[:0], spk_gid[:0])
+    deliver_keys(np.zeros(0, np.int64), 0, n_total, net.ring, net.conn.pre_gid0, net.conn.pre_n, net.conn.row0,
+                 net.conn.receptor, net.conn.delay_steps, net.conn.weight, net.conn.rowptr, net.conn.targets,
+                 out_degree)
     prof = np.zeros(4, np.int64)
     jit_s = time.perf_counter() - t_jit
 
@@ -253,10 +249,10 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
                 else:
                     local = spk_gid[first:n_spk]
                     keys = comm.alltoall_keys([keys[dest[r, local]] for r in range(comm.size)])
-                steps, gids = decode(keys, t, n_total)
                 tc = time.perf_counter()
-                _deliver(net, steps, gids)
-                events += int(out_degree[gids].sum())
+                c = net.conn
+                events += deliver_keys(keys, t, n_total, net.ring, c.pre_gid0, c.pre_n, c.row0, c.receptor,
+                                       c.delay_steps, c.weight, c.rowptr, c.targets, out_degree)
                 timers["exchange_s"] += tc - tb
                 timers["deliver_s"] += time.perf_counter() - tc
             t += done * m_eff

@@ -5,8 +5,8 @@ spike exchange encoding.
 interface. Every rank makes every collective call, also with nothing to send.
 
 Spikes of one slice travel as int64 keys ``(step - slice_start) * n_total + gid``: sorting the
-gathered keys orders the slice's spikes by (step, gid), the order every rank then delivers in,
-so sums into the ring buffer are bitwise the same for any number of ranks.
+gathered keys (`step.deliver_keys`) orders the slice's spikes by (step, gid), the order every
+rank then delivers in, so sums into the ring buffer are bitwise the same for any rank count.
 """
 
 from __future__ import annotations
@@ -66,10 +66,3 @@ def destinations(comm: Comm, has_targets: np.ndarray) -> np.ndarray:
 
 def encode(steps: np.ndarray, gids: np.ndarray, slice_start: int, n_total: int) -> np.ndarray:
     return (steps - slice_start) * n_total + gids
-
-
-def decode(keys: np.ndarray, slice_start: int, n_total: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted keys back to (steps, gids) in (step, gid) order."""
-    keys = np.sort(keys)
-    steps, gids = np.divmod(keys, n_total)
-    return steps + slice_start, gids.astype(np.int32)

@@ -35,6 +35,21 @@ def deliver(spk_step, spk_gid, a, b, ring, pre_gid0, pre_n, row0, receptor, dela
 
 
 @njit(cache=True)
+def deliver_keys(keys, slice_start, n_total, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets,
+                 out_degree) -> int:
+    """Deliver a slice's gathered spike keys ((step - slice_start) * n_total + gid, any order) in
+    (step, gid) order; returns the number of synaptic events onto this rank."""
+    keys = np.sort(keys)
+    steps = keys // n_total + slice_start
+    gids = keys % n_total
+    deliver(steps, gids, 0, keys.size, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets)
+    events = 0
+    for g in gids:
+        events += out_degree[g]
+    return events
+
+
+@njit(cache=True)
 def _gather_inputs(lo, hi, ring_e, ring_i, kick, mu, w, pois_keys, cdf, guide, t, e, i, x) -> None:
     """Take this step's arrivals out of the ring buffer and draw the Poisson drive."""
     for j in range(lo, hi):

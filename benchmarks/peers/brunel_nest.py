@@ -2,7 +2,7 @@
 
 Parameters (order N, default 2500):
   NE = 4N excitatory, NI = N inhibitory, model iaf_psc_delta
-  CE = int(0.1 NE), CI = int(0.1 NI) inputs per neuron, rule fixed_indegree,
+  CE = int(epsilon NE), CI = int(epsilon NI) inputs per neuron (--epsilon, 0.1), rule fixed_indegree,
   no autapses, multapses allowed
   J = 0.1 mV (E), -g J with g = 5 (I), recurrent delay 1.5 ms, dt = 0.1 ms
   tau_m = 20 ms, C_m = 250 pF, t_ref = 2 ms, E_L = 0, V_th = 20 mV, V_reset = 10 mV,
@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--order", type=int, default=2500)
     ap.add_argument("--t-ms", type=float, default=1000.0)
     ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--epsilon", type=float, default=0.1, help="connection fraction: CE = epsilon NE")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -43,7 +44,7 @@ def main() -> None:
     import_s = time.perf_counter() - t0
 
     ne, ni = 4 * args.order, args.order
-    ce, ci = int(0.1 * ne), int(0.1 * ni)
+    ce, ci = int(args.epsilon * ne), int(args.epsilon * ni)
     nu_th = NEURON["V_th"] / (J * ce * NEURON["tau_m"])  # per ms
     rate_hz = 1000.0 * ETA * nu_th * ce
 
