@@ -188,17 +188,14 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     n_probes = max(1, net.probe_gids.size)
     pop_starts = np.array(list(population_offsets(cfg).values()), np.int64)
     pop_spikes = np.array(totals["pop_spikes"], np.int64) if totals else np.zeros(pop_starts.size, np.int64)
-    out_degree = net.conn.out_degree(n_total)
-    dest = destinations(comm, out_degree > 0) if cfg.run.exchange == "alltoall" and not in_kernel else None
+    alltoall = cfg.run.exchange == "alltoall" and not in_kernel
+    dest = destinations(comm, net.conn.out_degree(n_total) > 0) if alltoall else None
     timers = dict.fromkeys(("update_s", "exchange_s", "deliver_s", "record_s", "checkpoint_s"), 0.0)
     events = int(totals["synaptic_events"]) if totals else 0
 
     def take(n: int) -> None:
         """Move the first n buffered spikes to the writer and the totals."""
-        nonlocal events
         t0 = time.perf_counter()
-        if in_kernel:
-            events += int(out_degree[spk_gid[:n]].sum())
         if cfg.record.spikes:
             writer.add_spikes(spk_step[:n].copy(), spk_gid[:n].copy())
         pop_spikes[:] += np.bincount(np.searchsorted(pop_starts, spk_gid[:n], side="right") - 1,
@@ -209,11 +206,10 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     t_jit = time.perf_counter()
     _advance(net, *net.drive.window(0, 1), 0, 0, 0, m, in_kernel, spk_step, spk_gid, 0,
              np.zeros((1, net.n_local), np.uint16), bin_steps, 0, probe_every, 0,
-             np.zeros((1, 4, n_probes), np.float32), np.zeros(4, np.int64))
+             np.zeros((1, 4, n_probes), np.float32), np.zeros(5, np.int64))
     deliver_keys(np.zeros(0, np.int64), 0, n_total, net.ring, net.conn.pre_gid0, net.conn.pre_n, net.conn.row0,
-                 net.conn.receptor, net.conn.delay_steps, net.conn.weight, net.conn.rowptr, net.conn.targets,
-                 out_degree)
-    prof = np.zeros(4, np.int64)
+                 net.conn.receptor, net.conn.delay_steps, net.conn.weight, net.conn.rowptr, net.conn.targets)
+    prof = np.zeros(5, np.int64)
     jit_s = time.perf_counter() - t_jit
 
     bar = tqdm(total=round(cfg.run.t_ms), initial=round(start * cfg.run.dt_ms), unit="ms",
@@ -252,7 +248,7 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
                 tc = time.perf_counter()
                 c = net.conn
                 events += deliver_keys(keys, t, n_total, net.ring, c.pre_gid0, c.pre_n, c.row0, c.receptor,
-                                       c.delay_steps, c.weight, c.rowptr, c.targets, out_degree)
+                                       c.delay_steps, c.weight, c.rowptr, c.targets)
                 timers["exchange_s"] += tc - tb
                 timers["deliver_s"] += time.perf_counter() - tc
             t += done * m_eff
@@ -269,13 +265,14 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
         if ck_steps and (t0 + n) // ck_steps > t0 // ck_steps and t0 + n < t_total:
             t_ck = time.perf_counter()
             writer.checkpoint(t0 + n, net.state, net.ring,
-                              {"pop_spikes": pop_spikes.tolist(), "synaptic_events": events})
+                              {"pop_spikes": pop_spikes.tolist(), "synaptic_events": events + int(prof[4])})
             timers["checkpoint_s"] += time.perf_counter() - t_ck
         bar.update(round((t0 + n) * cfg.run.dt_ms) - bar.n)
     bar.close()
     timers["simulate_s"] = time.perf_counter() - t_sim
     per_tick = timers["simulate_s"] / max(1, cycles_now() - tick0)
-    for key, ticks in zip(("drive_s", "neuron_s", "bookkeeping_s", "deliver_local_s"), prof, strict=True):
+    events += int(prof[4])
+    for key, ticks in zip(("drive_s", "neuron_s", "bookkeeping_s", "deliver_local_s"), prof[:4], strict=True):
         timers[key] = float(ticks) * per_tick
     timers["deliver_s"] += timers.pop("deliver_local_s")
     timers["neuron_steps"] = float(net.n_local) * (t_total - start)

@@ -18,9 +18,10 @@ from eilab.sim.rng import TABLE_MAX_MU, poisson, poisson_tabled, poisson_word
 
 
 @njit(cache=True)
-def deliver(spk_step, spk_gid, a, b, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets):
-    """Scatter-add spikes a..b-1 into the ring buffer of their targets."""
+def deliver(spk_step, spk_gid, a, b, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets) -> int:
+    """Scatter-add spikes a..b-1 into the ring buffer of their targets; returns the events (synapses hit)."""
     r_len = ring.shape[1]
+    events = 0
     for s in range(a, b):
         g = spk_gid[s]
         for q in range(pre_gid0.size):
@@ -30,23 +31,21 @@ def deliver(spk_step, spk_gid, a, b, ring, pre_gid0, pre_n, row0, receptor, dela
             buf = ring[receptor[q], (spk_step[s] + delay[q]) % r_len]
             w = weight[q]
             row = row0[q] + r
+            events += rowptr[row + 1] - rowptr[row]
             for k in range(rowptr[row], rowptr[row + 1]):
                 buf[targets[k]] += w
+    return events
 
 
 @njit(cache=True)
-def deliver_keys(keys, slice_start, n_total, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets,
-                 out_degree) -> int:
+def deliver_keys(keys, slice_start, n_total, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr,
+                 targets) -> int:
     """Deliver a slice's gathered spike keys ((step - slice_start) * n_total + gid, any order) in
     (step, gid) order; returns the number of synaptic events onto this rank."""
     keys = np.sort(keys)
     steps = keys // n_total + slice_start
     gids = keys % n_total
-    deliver(steps, gids, 0, keys.size, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets)
-    events = 0
-    for g in gids:
-        events += out_degree[g]
-    return events
+    return deliver(steps, gids, 0, keys.size, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets)
 
 
 @njit(cache=True)
@@ -81,7 +80,7 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
     of local neuron j; probe_buf[k - probe_k0, var, probe_slot[j]] samples neuron j after every
     step t with (t + 1) % probe_every == 0, k = (t + 1) // probe_every - 1. prof[0:4] gathers
     cycle-counter ticks spent on drive and arrivals, neuron updates, spike bookkeeping (buffer,
-    counts, probes) and local delivery.
+    counts, probes) and local delivery; prof[4] counts the synaptic events delivered.
     """
     r_len = ring.shape[1]
     n_local = state.shape[1]
@@ -131,8 +130,8 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
                 prof[2] += t_d - t_c
         if deliver_local:
             t_e = ticks()
-            deliver(spk_step, spk_gid, first, n_spk, ring, pre_gid0, pre_n, row0, receptor, delay,
-                    weight, rowptr, targets)
+            prof[4] += deliver(spk_step, spk_gid, first, n_spk, ring, pre_gid0, pre_n, row0, receptor, delay,
+                               weight, rowptr, targets)
             prof[3] += ticks() - t_e
         done += 1
     return done, n_spk
