@@ -1,6 +1,6 @@
 """Balanced and semi-balanced states: mean-field W and X, -W^-1 X, the LCP, measured cancellation.
 
-Definitions: /work/shared/models/balance.md (van Vreeswijk & Sompolinsky 1996/98; Baker, Zhu &
+Definitions: shared/models/balance.md (van Vreeswijk & Sompolinsky 1996/98; Baker, Zhu &
 Rosenbaum 2020). Rates r are in Hz throughout. W is signed: columns of inhibitory presynaptic
 populations are negative, and the mean input to population a is [W r + X]_a.
 
@@ -31,7 +31,8 @@ PER_MS = 1e-3            # Hz -> 1/ms
 ENUMERATION_MAX = 12     # exact support enumeration up to this many populations, Lemke beyond
 SINGULAR_COND = 1e12     # condition number above which a (sub)matrix counts as singular
 CURRENT_MODELS = ("lif_exp", "eif", "hh")  # exponential current synapses, weights in pA
-WEIGHT_UNITS = {"lif_delta": "mV", "lif_exp": "pA", "eif": "pA", "hh": "pA", "lif_cond_exp": "nS"}
+WEIGHT_UNITS = {"lif_delta": "mV", "lif_exp": "pA", "eif": "pA", "hh": "pA", "lif_cond_exp": "nS",
+                "rate": "input x Hz"}
 
 
 # ---------------------------------------------------------------- mean field from the config
@@ -179,6 +180,8 @@ def mean_field(cfg: Config) -> MeanField:
             X_dvdt[a] += currents[a] / pop.params["C_m"]
         if pop.model == "lif_delta":
             X[a] += currents[a] / pop.params["C_m"]
+        elif pop.model == "rate":  # rate units: u = K J r + currents, r in Hz; per ms like W
+            X[a] += currents[a] * PER_MS
         else:
             notes.append(f"{pop.name}: constant current {currents[a]:g} pA left out of X "
                          f"({pop.model} weights are in {WEIGHT_UNITS[pop.model]}, not mV)")

@@ -1,6 +1,6 @@
 """Eigenvalues of the actual connectivity, their random-matrix prediction and linear rate modes.
 
-Definitions: /work/shared/models/balance.md, "Spectra of the actual connectivity" (Rajan & Abbott
+Definitions: shared/models/balance.md, "Spectra of the actual connectivity" (Rajan & Abbott
 2006, Phys Rev Lett 97:188104; per-block variances as in Aljadeff, Stern & Sharpee 2015, Phys Rev
 Lett 114:088101).
 

@@ -81,6 +81,20 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from eilab.analysis.report import analyze, headline
+    from eilab.sim.store import open_run
+
+    try:
+        open_run(args.run_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    summary = analyze(args.run_dir, skip_ms=args.skip_ms, spectrum=not args.no_spectrum)
+    print(headline(summary))
+    print(f"summary written to {Path(summary['run']) / 'summary.json'}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     config = configs_dir() / BENCH_CONFIGS[args.network]
     overrides = [f"run.t_ms={args.t_ms}", "run.progress=false", *(args.set or [])]
@@ -154,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir", help="the run directory")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_resume)
+
+    a = sub.add_parser("analyze", help="statistics, MFEs, balance and spectra of a run: summary.json and figures")
+    a.add_argument("run_dir", help="the run directory")
+    a.add_argument("--skip-ms", type=float, default=100.0, help="initial transient left out, ms")
+    a.add_argument("--no-spectrum", action="store_true", help="skip the eigenvalues of the connectivity")
+    a.set_defaults(func=cmd_analyze)
 
     b = sub.add_parser("bench", help="time a bundled network and print one JSON line")
     b.add_argument("network", choices=sorted(BENCH_CONFIGS))

@@ -74,6 +74,8 @@ def main() -> None:
     simulate_s = time.perf_counter() - t0
 
     senders = np.asarray(rec.get("events", "senders"))
+    times = np.asarray(rec.get("events", "times"))
+    counts = np.bincount(np.ceil(times).astype(int) - 1, minlength=int(args.t_ms))[100:]  # 1 ms bins after 100 ms
     n_e = int(np.count_nonzero(senders <= exc[-1].global_id))
     sec = args.t_ms / 1000.0
     print(json.dumps({
@@ -85,6 +87,7 @@ def main() -> None:
         "rate_e_hz": round(n_e / ne / sec, 3),
         "rate_i_hz": round((senders.size - n_e) / ni / sec, 3),
         "synapses": int(synapses),
+        "pop_count_cv_1ms": round(float(counts.std() / counts.mean()), 4) if counts.size else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "seed": args.seed, "threads": nest.local_num_threads,
     }))

@@ -1,0 +1,182 @@
+"""`eilab analyze`: summary.json, figures and the headline table of a stored run.
+
+Figures (PNG, in RUN_DIR/figures/): raster, population rates with MFEs marked, E/I input of the
+probed neurons, eigenvalues of the actual connectivity with the predicted circle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np
+from matplotlib.figure import Figure
+
+from eilab.analysis import balance, mfe, siegert, spectra, spikes
+from eilab.sim.store import Run, open_run
+
+RASTER_NEURONS = 300     # per population
+RASTER_MS = 500.0
+SPECTRUM_DENSE = 4000    # dense eigenvalues up to this size, ARPACK (k largest) beyond
+SPECTRUM_K = 30
+
+
+def analyze(run_dir: str | Path, skip_ms: float = 100.0, spectrum: bool = True) -> dict[str, Any]:
+    """Analyse a complete run: write summary.json and figures into the run directory; return the summary."""
+    run = open_run(run_dir)
+    out = Path(run.path)
+    figs = out / "figures"
+    figs.mkdir(exist_ok=True)
+    cfg = run.config
+    summary: dict[str, Any] = {"run": str(out), "t_ms": run.t_ms, "skip_ms": skip_ms, "figures": {}}
+    spiking = not cfg.is_rate_network
+    if spiking:
+        summary["populations"] = spikes.stats_rows(spikes.population_stats(run, skip_ms))
+        events, stats = mfe.detect_run(run, skip_ms=skip_ms)
+        summary["mfe"] = {"stats": vars(stats), "events": mfe.event_rows(events)[:1000]}
+        summary["figures"]["raster"] = str(plot_raster(run, figs / "raster.png"))
+        if run.bin_ms:
+            summary["figures"]["rates"] = str(plot_rates(run, events, figs / "rates.png"))
+        if all(p.model == "lif_delta" for p in cfg.populations) and any(d.kind == "poisson" for d in cfg.drive):
+            summary["siegert_hz"] = siegert.network_rates(cfg)
+    else:
+        rates = {name: float(v["rate_hz"]) for name, v in run.attrs["summary"]["populations"].items()}
+        summary["populations"] = [{"name": k, "rate_hz": v} for k, v in rates.items()]
+    rows = balance.balance_table(run, skip_ms=min(skip_ms, run.t_ms / 2))
+    summary["balance"] = rows
+    mf = balance.mean_field(cfg)
+    summary["mean_field"] = {"W": mf.W.tolist(), "X": mf.X.tolist(), "units": mf.units, "convention": mf.convention,
+                             "notes": mf.notes}
+    if run.probes():
+        summary["figures"]["inputs"] = str(plot_inputs(run, figs / "inputs.png"))
+    if spectrum and cfg.projections:
+        summary["spectrum"], path = spectrum_summary(run, figs / "spectrum.png")
+        summary["figures"]["spectrum"] = str(path)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
+    return summary
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, complex):
+        return [x.real, x.imag]
+    return str(x)
+
+
+def spectrum_summary(run: Run, path: Path) -> tuple[dict[str, Any], Path]:
+    cfg = run.config
+    W = spectra.weight_matrix(cfg)
+    eig = spectra.eigenvalues(W, dense_limit=SPECTRUM_DENSE, k=SPECTRUM_K)
+    pred = spectra.predicted_spectrum(cfg)
+    outlier_set = [complex(o) for o in np.atleast_1d(pred.outliers)]
+    vals = eig.values
+    bulk = [v for v in vals if all(abs(v - o) > 1e-6 * max(1.0, abs(o)) for o in outlier_set)]
+    info = {"method": eig.method, "complete": eig.complete, "predicted_radius": pred.radius,
+            "predicted_outliers": outlier_set, "largest": complex(vals[0]) if len(vals) else None,
+            "largest_bulk_modulus": float(abs(bulk[0])) if bulk else None, "formula": pred.formula}
+    if cfg.is_rate_network:
+        gains = {p.name: p.params["gain"] for p in cfg.populations}
+        if len(set(gains.values())) == 1 and all(p.params["transfer"] != "sigmoid" for p in cfg.populations):
+            tau = cfg.populations[0].params["tau_m"]
+            modes = spectra.linear_modes(vals * next(iter(gains.values())), tau)
+            info["linear_modes"] = {"integrating": int(np.sum(modes.integrating)),
+                                    "diverging": int(np.sum(modes.diverging)),
+                                    "slowest_decay_ms": float(np.max(modes.decay_ms))}
+    return info, spectra.plot_spectrum(eig, pred, path, title=f"{cfg.run.name}: eigenvalues of W")
+
+
+def plot_raster(run: Run, path: Path) -> Path:
+    times, gids = run.spikes()
+    t1 = run.t_ms
+    t0 = max(0.0, t1 - RASTER_MS)
+    fig = Figure(figsize=(10, 5))
+    ax = fig.add_subplot()
+    row = 0
+    for name, p in run.populations.items():
+        keep = (gids >= p["gid0"]) & (gids < p["gid0"] + min(p["n"], RASTER_NEURONS)) & (times > t0)
+        ax.scatter(times[keep], gids[keep] - p["gid0"] + row, s=0.5, color="tab:red" if p["type"] == "E" else
+                   "tab:blue", label=f"{name} ({p['type']})", rasterized=True)
+        row += min(p["n"], RASTER_NEURONS)
+    ax.set(xlabel="time (ms)", ylabel="neuron", xlim=(t0, t1), title=f"{run.config.run.name}: raster")
+    ax.legend(loc="upper right", markerscale=10)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_rates(run: Run, events: list[mfe.Event], path: Path) -> Path:
+    bin_ms = run.bin_ms
+    fig = Figure(figsize=(10, 4))
+    ax = fig.add_subplot()
+    for name, p in run.populations.items():
+        rate = spikes.population_rate(run.counts(name), bin_ms)
+        ax.plot(np.arange(rate.size) * bin_ms, rate, lw=0.8, label=name,
+                color="tab:red" if p["type"] == "E" else "tab:blue")
+    for e in events:
+        ax.axvspan(e.onset_ms, e.offset_ms, color="gold", alpha=0.4, lw=0)
+    ax.set(xlabel="time (ms)", ylabel="population rate (Hz)",
+           title=f"population rates, {len(events)} MFEs marked (bin {bin_ms} ms)")
+    ax.legend(loc="upper right")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_inputs(run: Run, path: Path) -> Path:
+    pr = run.probes()
+    fig = Figure(figsize=(10, 4))
+    ax = fig.add_subplot()
+    t = pr["time"]
+    cols = {"syn_e": "tab:red", "syn_i": "tab:blue", "ext": "tab:green"}
+    for var, colour in cols.items():
+        ax.plot(t, pr[var].mean(axis=1), lw=0.6, color=colour, label=f"{var} (mean of {pr['probe'].size} probes)")
+    net = pr["syn_e"] + pr["syn_i"] + pr["ext"]
+    ax.plot(t, net.mean(axis=1), lw=0.8, color="k", label="net")
+    ax.set(xlabel="time (ms)", ylabel="input (mV/ms, or rate-network input units)", title="E and I input")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """The table `eilab analyze` prints."""
+    lines = []
+    if summary.get("populations") and "cv_isi" in summary["populations"][0]:
+        lines.append(f"{'pop':<6}{'n':>7}{'rate Hz':>9}{'CV ISI':>8}{'Fano':>7}{'chi2':>8}{'peak Hz':>9}")
+        for p in summary["populations"]:
+            lines.append(f"{p['name']:<6}{p['n']:>7}{p['rate_hz']:>9.2f}{_f(p['cv_isi'])}{_f(p['fano'], 7)}"
+                         f"{_f(p['synchrony'])}{_f(p['peak_frequency_hz'], 9)}")
+    if "mfe" in summary:
+        s = summary["mfe"]["stats"]
+        lines.append(f"MFEs: {s['n_events']} ({s['rate_hz']:.2f}/s), threshold {s['theta']:.1f} spikes/bin, "
+                     f"{s['excess']:.3g}x independent Poisson, {s['tail_excess']:.3g}x Gaussian tail")
+    if "siegert_hz" in summary:
+        rates = ", ".join(f"{k} {v:.2f} Hz" for k, v in summary["siegert_hz"].items())
+        lines.append(f"Siegert (mean-field) rates: {rates}")
+    lines.append(balance.format_table(summary["balance"]))
+    if "spectrum" in summary:
+        sp = summary["spectrum"]
+        out = sp["predicted_outliers"]
+        shown = ", ".join(_c(o) for o in out[:4]) + (f" (+{len(out) - 4} more)" if len(out) > 4 else "")
+        lines.append(f"spectrum ({sp['method']}): predicted bulk radius {sp['predicted_radius']:.4g}, largest bulk "
+                     f"|lambda| {_g(sp['largest_bulk_modulus'])}, predicted outliers {shown or '-'}")
+    lines.append("figures: " + ", ".join(summary["figures"].values()))
+    return "\n".join(lines)
+
+
+def _f(x: float, width: int = 8) -> str:
+    return f"{x:>{width}.3f}" if x is not None and not math.isnan(x) else f"{'-':>{width}}"
+
+
+def _g(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def _c(z: complex) -> str:
+    return f"{z.real:.4g}" if abs(z.imag) < 1e-12 else f"{z.real:.4g}{z.imag:+.4g}i"

@@ -1,0 +1,78 @@
+"""`eilab analyze` as a user runs it, and the Siegert mean-field rates against closed forms and simulation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from conftest import CONFIGS, ROOT, eilab
+from eilab.analysis.siegert import network_rates, siegert_rate
+from eilab.sim.config import load_config
+from eilab.sim.store import open_run
+
+
+def test_siegert_tends_to_the_deterministic_rate() -> None:
+    """sigma -> 0 with mu above threshold: 1 / (t_ref + tau ln((mu - V_r) / (mu - theta)))."""
+    tau, t_ref, theta, vr, mu = 20.0, 2.0, 20.0, 10.0, 25.0
+    exact = 1000.0 / (t_ref + tau * math.log((mu - vr) / (mu - theta)))
+    assert siegert_rate(mu, 0.05, tau, t_ref, theta, vr) == pytest.approx(exact, rel=2e-3)
+    assert siegert_rate(10.0, 0.5, tau, t_ref, theta, vr) < 1e-6  # far below threshold, no noise: silent
+
+
+@pytest.fixture(scope="module")
+def brunel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("brunel") / "brunel"
+    res = eilab("run", "configs/brunel.toml", "--out", str(out), "--quiet", "--set", "vars.order=1000", cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def test_brunel_rates_match_the_siegert_prediction(brunel: Path) -> None:
+    run = open_run(brunel)
+    predicted = network_rates(run.config)
+    for name, p in run.attrs["summary"]["populations"].items():
+        assert p["rate_hz"] == pytest.approx(predicted[name], rel=0.15)
+    cfg, _ = load_config(CONFIGS / "brunel.toml")  # the published size too (prediction only)
+    assert network_rates(cfg)["E"] == pytest.approx(38.0, rel=0.05)  # NEST 3.10 measures 37.96 Hz
+
+
+def test_analyze_writes_summary_and_figures(brunel: Path) -> None:
+    res = eilab("analyze", str(brunel))
+    assert res.returncode == 0, res.stderr
+    assert "CV ISI" in res.stdout and "Siegert" in res.stdout and "spectrum" in res.stdout
+    summary = json.loads((brunel / "summary.json").read_text())
+    for name in ("raster", "rates", "inputs", "spectrum"):
+        png = Path(summary["figures"][name])
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {p["name"] for p in summary["populations"]} == {"E", "I"}
+    assert summary["spectrum"]["method"] == "arpack"
+    assert summary["balance"][0]["population"] == "E"
+
+
+def test_analyze_ring600_and_a_rate_network(tmp_path: Path) -> None:
+    out = tmp_path / "ring"
+    assert eilab("run", "configs/ring600.toml", "--out", str(out), "--quiet", cwd=ROOT).returncode == 0
+    res = eilab("analyze", str(out))
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mfe"]["stats"]["n_events"] > 0 and summary["spectrum"]["method"] == "dense"
+    rate = {"run": {"t_ms": 200.0, "dt_ms": 0.1}, "record": {"counts_bin_ms": 1.0,
+            "probes": [{"population": "E", "neurons": [0]}, {"population": "I", "neurons": [0]}]},
+            "populations": [{"name": "E", "n": 40, "type": "E", "model": "rate", "params": {"transfer": "rectified"}},
+                            {"name": "I", "n": 10, "type": "I", "model": "rate", "params": {"transfer": "rectified"}}],
+            "projections": [{"pre": a, "post": b, "rule": "fixed_indegree", "k": 4, "weight": w, "delay_ms": 0.1}
+                            for a, b, w in (("E", "E", 0.1), ("E", "I", 0.1), ("I", "E", 0.3), ("I", "I", 0.3))],
+            "drive": [{"target": "E", "kind": "current", "amplitude": 10.0},
+                      {"target": "I", "kind": "current", "amplitude": 8.0}]}
+    (tmp_path / "rate.toml").write_text(tomli_w.dumps(rate))
+    assert eilab("run", str(tmp_path / "rate.toml"), "--out", str(tmp_path / "rate"), "--quiet").returncode == 0
+    res = eilab("analyze", str(tmp_path / "rate"))
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((tmp_path / "rate" / "summary.json").read_text())
+    assert "linear_modes" in summary["spectrum"] and "mfe" not in summary
+    bad = eilab("analyze", str(tmp_path / "missing"))
+    assert bad.returncode == 2 and "not an eilab run directory" in bad.stderr
