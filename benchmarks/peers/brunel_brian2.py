@@ -26,23 +26,11 @@ Prints one JSON line (the last line of stdout).
 
 from __future__ import annotations
 
-import argparse
 import json
-import resource
-import shutil
-import sys
-import tempfile
 import time
-from pathlib import Path
 
+import common
 import numpy as np
-
-# Runs the binary and writes its peak RSS (KiB) to argv[1].
-RSS_WRAPPER = (
-    "import resource,subprocess,sys;rc=subprocess.call(sys.argv[2:]);"
-    "open(sys.argv[1],'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss));"
-    "sys.exit(rc)"
-)
 
 
 def fixed_indegree(rng: np.random.Generator, n_src: int, k: int, n_post: int,
@@ -58,30 +46,18 @@ def fixed_indegree(rng: np.random.Generator, n_src: int, k: int, n_post: int,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--order", type=int, default=2500)
-    ap.add_argument("--t-ms", type=float, default=1000.0)
-    ap.add_argument("--seed", type=int, default=12345)
-    ap.add_argument("--build-dir", type=Path, default=None,
-                    help="standalone project directory (default: a temp dir, removed after)")
+    ap = common.make_parser(__doc__, order=True)
+    common.add_build_dir(ap)
     args = ap.parse_args()
 
-    t0 = time.perf_counter()
-    import brian2 as b2
-    import_s = time.perf_counter() - t0
+    b2, import_s = common.import_brian2()
 
     ne, ni = 4 * args.order, args.order
     n, ce, ci = ne + ni, int(0.1 * ne), int(0.1 * ni)
-    build_dir = args.build_dir or Path(tempfile.mkdtemp(prefix="brunel_brian2_"))
-    rss_file = build_dir.resolve() / "main_maxrss_kib.txt"
+    build_dir = common.standalone_dir(args.build_dir, "brunel_brian2_")
 
     t0 = time.perf_counter()
-    b2.set_device("cpp_standalone", directory=str(build_dir), build_on_run=False)
-    b2.prefs.devices.cpp_standalone.openmp_threads = 0
-    b2.prefs.devices.cpp_standalone.run_cmd_unix = [
-        sys.executable, "-c", RSS_WRAPPER, str(rss_file), "./main"]
-    b2.defaultclock.dt = 0.1 * b2.ms
-    b2.seed(args.seed)
+    rss_file = common.setup_standalone(b2, build_dir, 0.1 * b2.ms, args.seed)
     ns = {"tau_m": 20 * b2.ms, "V_th": 20 * b2.mV, "V_reset": 10 * b2.mV,
           "J": 0.1 * b2.mV, "g": 5.0}
     nu_ext = 2.0 * ns["V_th"] / (ns["J"] * ce * ns["tau_m"])
@@ -103,30 +79,12 @@ def main() -> None:
     poisson = b2.PoissonInput(neurons, "v", N=ce, rate=nu_ext, weight="J * int(not_refractory)")
     mon = b2.SpikeMonitor(neurons)
     net = b2.Network(neurons, syn_e, syn_i, poisson, mon)
-    net.run(args.t_ms * b2.ms, namespace=ns)
-    b2.device.build(directory=str(build_dir), compile=True, run=False)
-    build_s = time.perf_counter() - t0
+    build_s = common.build_and_run(b2, net, args.t_ms, ns, build_dir, t0)
 
-    b2.device.run(with_output=False)
-    dev = b2.device
     counts = np.asarray(mon.count)
-    spikes, n_e, sec = int(counts.sum()), int(counts[:ne].sum()), args.t_ms / 1000.0
-    out = {
-        "simulator": "brian2", "version": b2.__version__, "order": args.order,
-        "n_neurons": n, "t_ms": args.t_ms, "import_s": round(import_s, 3),
-        "build_s": round(build_s, 3), "compile_s": round(dev.timers["compile"]["make"], 3),
-        "simulate_s": round(dev._last_run_time, 3),
-        "binary_s": round(dev.timers["run_binary"], 3),
-        "spikes": spikes, "mean_rate_hz": round(spikes / n / sec, 3),
-        "rate_e_hz": round(n_e / ne / sec, 3),
-        "rate_i_hz": round((spikes - n_e) / ni / sec, 3),
-        "synapses": len(syn_e) + len(syn_i),
-        "peak_rss_mb": round(int(rss_file.read_text()) / 1024, 1),
-        "python_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "seed": args.seed, "threads": 1,
-    }
-    if args.build_dir is None:
-        shutil.rmtree(build_dir, ignore_errors=True)
+    stats = common.spike_stats(int(counts.sum()), int(counts[:ne].sum()), ne, ni, args.t_ms, len(syn_e) + len(syn_i))
+    out = common.brian2_report(b2, {"order": args.order}, n, args, import_s, build_s, stats, rss_file)
+    common.remove_temp_dir(build_dir, args.build_dir)
     print(json.dumps(out))
 
 

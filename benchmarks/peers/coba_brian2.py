@@ -25,15 +25,10 @@ Prints one JSON line (the last line of stdout).
 
 from __future__ import annotations
 
-import argparse
 import json
-import resource
-import shutil
-import sys
-import tempfile
 import time
-from pathlib import Path
 
+import common
 import numpy as np
 
 NE, NI, P_CONN = 3200, 800, 0.02
@@ -42,40 +37,23 @@ dv/dt = (g_L * (E_L - v) + ge * (E_e - v) + gi * (E_i - v) + I_ext) / C_m : volt
 dge/dt = -ge / tau_e : siemens
 dgi/dt = -gi / tau_i : siemens
 """
-# Runs the binary and writes its peak RSS (KiB) to argv[1].
-RSS_WRAPPER = (
-    "import resource,subprocess,sys;rc=subprocess.call(sys.argv[2:]);"
-    "open(sys.argv[1],'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss));"
-    "sys.exit(rc)"
-)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--t-ms", type=float, default=1000.0)
-    ap.add_argument("--seed", type=int, default=12345)
-    ap.add_argument("--i-ext-pa", type=float, default=0.0, help="constant input current")
+    ap = common.make_parser(__doc__)
+    common.add_i_ext_pa(ap)
     ap.add_argument("--method", default="euler", help="Brian2 state-update method")
-    ap.add_argument("--build-dir", type=Path, default=None,
-                    help="standalone project directory (default: a temp dir, removed after)")
+    common.add_build_dir(ap)
     args = ap.parse_args()
 
-    t0 = time.perf_counter()
-    import brian2 as b2
-    import_s = time.perf_counter() - t0
+    b2, import_s = common.import_brian2()
 
     n = NE + NI
-    build_dir = args.build_dir or Path(tempfile.mkdtemp(prefix="coba_brian2_"))
-    rss_file = build_dir.resolve() / "main_maxrss_kib.txt"
+    build_dir = common.standalone_dir(args.build_dir, "coba_brian2_")
 
     t0 = time.perf_counter()
-    b2.set_device("cpp_standalone", directory=str(build_dir), build_on_run=False)
-    b2.prefs.devices.cpp_standalone.openmp_threads = 0
-    b2.prefs.devices.cpp_standalone.run_cmd_unix = [
-        sys.executable, "-c", RSS_WRAPPER, str(rss_file), "./main"]
     dt = 0.1 * b2.ms
-    b2.defaultclock.dt = dt
-    b2.seed(args.seed)
+    rss_file = common.setup_standalone(b2, build_dir, dt, args.seed)
     g_l = 10 * b2.nS
     ns = {"C_m": 200 * b2.pF, "g_L": g_l, "E_L": -60 * b2.mV, "E_e": 0 * b2.mV,
           "E_i": -80 * b2.mV, "tau_e": 5 * b2.ms, "tau_i": 10 * b2.ms,
@@ -94,30 +72,13 @@ def main() -> None:
     syn_i.connect(p=P_CONN)
     mon = b2.SpikeMonitor(neurons)
     net = b2.Network(neurons, syn_e, syn_i, mon)
-    net.run(args.t_ms * b2.ms, namespace=ns)
-    b2.device.build(directory=str(build_dir), compile=True, run=False)
-    build_s = time.perf_counter() - t0
+    build_s = common.build_and_run(b2, net, args.t_ms, ns, build_dir, t0)
 
-    b2.device.run(with_output=False)
-    dev = b2.device
     counts = np.asarray(mon.count)
-    spikes, n_e, sec = int(counts.sum()), int(counts[:NE].sum()), args.t_ms / 1000.0
-    out = {
-        "simulator": "brian2", "version": b2.__version__, "model": "coba",
-        "n_neurons": n, "t_ms": args.t_ms, "import_s": round(import_s, 3),
-        "build_s": round(build_s, 3), "compile_s": round(dev.timers["compile"]["make"], 3),
-        "simulate_s": round(dev._last_run_time, 3),
-        "binary_s": round(dev.timers["run_binary"], 3),
-        "spikes": spikes, "mean_rate_hz": round(spikes / n / sec, 3),
-        "rate_e_hz": round(n_e / NE / sec, 3),
-        "rate_i_hz": round((spikes - n_e) / NI / sec, 3),
-        "synapses": len(syn_e) + len(syn_i),
-        "peak_rss_mb": round(int(rss_file.read_text()) / 1024, 1),
-        "python_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "seed": args.seed, "threads": 1, "method": args.method,
-    }
-    if args.build_dir is None:
-        shutil.rmtree(build_dir, ignore_errors=True)
+    stats = common.spike_stats(int(counts.sum()), int(counts[:NE].sum()), NE, NI, args.t_ms, len(syn_e) + len(syn_i))
+    out = common.brian2_report(b2, {"model": "coba"}, n, args, import_s, build_s, stats, rss_file,
+                               extra={"method": args.method})
+    common.remove_temp_dir(build_dir, args.build_dir)
     print(json.dumps(out))
 
 

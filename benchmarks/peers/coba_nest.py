@@ -19,12 +19,10 @@ Prints one JSON line (the last line of stdout).
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import resource
 import time
 
+import common
 import numpy as np
 
 NE, NI, P_CONN, DT = 3200, 800, 0.02, 0.1
@@ -35,22 +33,15 @@ NEURON = {"C_m": 200.0, "g_L": G_L, "E_L": -60.0, "V_th": -50.0, "V_reset": -60.
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--t-ms", type=float, default=1000.0)
-    ap.add_argument("--seed", type=int, default=12345)
-    ap.add_argument("--i-ext-pa", type=float, default=0.0, help="constant input current")
+    ap = common.make_parser(__doc__)
+    common.add_i_ext_pa(ap)
     args = ap.parse_args()
 
-    t0 = time.perf_counter()
-    os.environ.setdefault("PYNEST_QUIET", "1")
-    import nest
-    import_s = time.perf_counter() - t0
+    nest, import_s = common.import_nest()
 
     n = NE + NI
     t0 = time.perf_counter()
-    nest.verbosity = nest.VerbosityLevel.ERROR
-    nest.ResetKernel()
-    nest.SetKernelStatus({"resolution": DT, "local_num_threads": 1, "rng_seed": args.seed})
+    common.reset_nest(nest, DT, args.seed)
     rng = np.random.default_rng(args.seed)
     nodes = nest.Create("iaf_cond_exp", n, params={**NEURON, "I_e": args.i_ext_pa})
     nodes.V_m = rng.uniform(NEURON["V_reset"], NEURON["V_th"], n)
@@ -65,24 +56,12 @@ def main() -> None:
     nest.Connect(nodes, rec)
     build_s = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    nest.Simulate(args.t_ms)
-    simulate_s = time.perf_counter() - t0
+    simulate_s = common.simulate_nest(nest, args.t_ms)
 
     senders = np.asarray(rec.get("events", "senders"))
     n_e = int(np.count_nonzero(senders <= exc[-1].global_id))
-    sec = args.t_ms / 1000.0
-    print(json.dumps({
-        "simulator": "nest", "version": nest.__version__, "model": "coba",
-        "n_neurons": n, "t_ms": args.t_ms, "import_s": round(import_s, 3),
-        "build_s": round(build_s, 3), "simulate_s": round(simulate_s, 3),
-        "spikes": int(senders.size), "mean_rate_hz": round(senders.size / n / sec, 3),
-        "rate_e_hz": round(n_e / NE / sec, 3),
-        "rate_i_hz": round((senders.size - n_e) / NI / sec, 3),
-        "synapses": int(synapses),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "seed": args.seed, "threads": nest.local_num_threads,
-    }))
+    stats = common.spike_stats(int(senders.size), n_e, NE, NI, args.t_ms, int(synapses))
+    print(json.dumps(common.nest_report(nest, {"model": "coba"}, n, args, import_s, build_s, simulate_s, stats)))
 
 
 if __name__ == "__main__":
