@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 import tempfile
+import traceback
 from datetime import datetime
 from pathlib import Path
 
@@ -195,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, RunExistsError, RunNotCompleteError) as e:
         print(f"eilab: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BaseException:
+        comm = world()
+        if comm.size > 1:  # the other ranks would wait in a collective for ever: end the whole job
+            traceback.print_exc()
+            sys.stderr.flush()
+            comm.abort(1)
+        raise
 
 
 if __name__ == "__main__":

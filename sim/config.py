@@ -187,6 +187,25 @@ class Population(Strict):
         return PARAMS[self.model](**self.params)
 
 
+class Plasticity(Strict):
+    """Inhibitory STDP on a projection (shared/models/istdp.md).
+
+    vogels2011 (additive): traces jump by 1 and decay with tau_ms; pre spike: w += eta (x_post - alpha),
+    post spike: w += eta x_pre, alpha = 2 rho0 tau. akil2021 (multiplicative): traces jump by 1/tau;
+    pre: w += eta w (x_post - 2 rho0), post: w += eta w x_pre. w clipped to [w_min, w_max].
+    Updates use the traces just before the step of the spike (spikes of the same step do not see
+    each other); within a step postsynaptic updates come first.
+    """
+
+    rule: Literal["vogels2011", "akil2021"] = "vogels2011"
+    eta: float = Field(1e-3, gt=0, description="learning rate (weight units; dimensionless for akil2021)")
+    tau_ms: float = Field(20.0, gt=0, description="trace time constant, ms")
+    rho0_hz: float = Field(3.0, gt=0, description="target postsynaptic rate, Hz")
+    w_min: float = Field(0.0, ge=0, description="lower weight bound (weight units)")
+    w_max: float = Field(1e9, gt=0, description="upper weight bound (weight units)")
+    snapshot_every_ms: float = Field(0.0, ge=0, description="weights stored this often; 0: at the end only")
+
+
 class Projection(Strict):
     name: str = ""
     pre: str
@@ -202,6 +221,7 @@ class Projection(Strict):
     delay_ms: float = Field(1.5, gt=0)
     autapses: bool = False
     multapses: bool = True
+    plasticity: Plasticity | None = None
 
     @model_validator(mode="after")
     def _check_rule(self) -> Projection:
@@ -276,6 +296,19 @@ class Config(Strict):
             if pr.rule == "fixed_indegree" and not pr.multapses and pr.k > allowed:
                 raise ValueError(f"projections.{i}.k: {pr.k} distinct partners asked, only {allowed} available "
                                  "without multapses (allow multapses or lower k)")
+        for i, pr in enumerate(self.projections):
+            if pr.plasticity is None:
+                continue
+            if pops[pr.pre].type != "I":
+                raise ValueError(f"projections.{i}.plasticity: inhibitory STDP needs an inhibitory presynaptic "
+                                 f"population ({pr.pre!r} is {pops[pr.pre].type})")
+            if pops[pr.pre].model == "rate":
+                raise ValueError(f"projections.{i}.plasticity: rate networks have no spikes to learn from")
+            w = pr.plasticity
+            if not w.w_min <= pr.weight <= w.w_max:
+                raise ValueError(f"projections.{i}.weight {pr.weight} lies outside [w_min, w_max] of its plasticity")
+            if w.snapshot_every_ms:
+                _on_grid(w.snapshot_every_ms, dt, f"projections.{i}.plasticity.snapshot_every_ms")
         names = [pr.name for pr in self.projections]
         if len(set(names)) != len(names):
             raise ValueError(f"projection names must be unique: {names}")

@@ -36,18 +36,22 @@ from eilab.sim.models import (
     parameter_vector,
 )
 from eilab.sim.network import Connectivity, build_connectivity, population_offsets
+from eilab.sim.plasticity import PlasticProjection, apply_slice, build_plastic
 from eilab.sim.rate import run_rates
 from eilab.sim.rng import PURPOSE_POISSON, keys_for, poisson_table
-from eilab.sim.step import advance, deliver_keys
+from eilab.sim.step import advance, deliver, sort_keys
 from eilab.sim.store import (
     RankWriter,
     RunExistsError,
     create_store,
     load_checkpoint,
+    load_pending_spikes,
+    load_plastic,
     mark_failed,
     open_run,
     prepare_run_dir,
     reopen_for_resume,
+    snapshot_steps,
 )
 
 CHUNK_TARGET_STEPS = 10000
@@ -77,6 +81,7 @@ class LocalNetwork:
     probe_slot: np.ndarray
     probe_gids: np.ndarray
     drive: DriveTable
+    plastic: list[PlasticProjection]
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -132,7 +137,8 @@ def build_local(cfg: Config, lo: int, hi: int) -> LocalNetwork:
     mine = pg[(pg >= lo) & (pg < hi)]
     probe_slot[mine - lo] = np.searchsorted(pg, mine)
     net = LocalNetwork(lo, hi, state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
-                       pois_keys, pois_cdf, pois_guide, conn, ring, min_delay, probe_slot, pg, drive)
+                       pois_keys, pois_cdf, pois_guide, conn, ring, min_delay, probe_slot, pg, drive,
+                       build_plastic(cfg, conn, n_local))
     net.timings["build_s"] = time.perf_counter() - t_start
     return net
 
@@ -147,11 +153,33 @@ def load_kernels(cfg: Config, lo: int) -> float:
     return time.perf_counter() - t
 
 
-def _chunk_steps(m: int, bin_steps: int, probe_every: int, checkpoint_steps: int) -> int:
-    """Steps per window: whole slices, bins and probe intervals, at most one checkpoint interval."""
+def _chunk_steps(m: int, bin_steps: int, probe_every: int, limits: list[int]) -> int:
+    """Steps per window: whole slices, bins and probe intervals, at most every interval in `limits`
+    (checkpoints, weight snapshots), so each window end crosses at most one of each."""
     unit = math.lcm(m, bin_steps or 1, probe_every or 1)
-    target = min(CHUNK_TARGET_STEPS, checkpoint_steps) if checkpoint_steps else CHUNK_TARGET_STEPS
+    target = min([CHUNK_TARGET_STEPS, *(x for x in limits if x)])
     return unit * max(1, target // unit)
+
+
+def _deliver_slice(net: LocalNetwork, dt: float, steps: np.ndarray, gids: np.ndarray, local_steps: np.ndarray,
+                   local_gids: np.ndarray) -> int:
+    """Deliver a slice's spikes (sorted by (step, gid)): static projections, then the plastic ones
+    with their weight updates; returns the synaptic events."""
+    c = net.conn
+    events = deliver(steps, gids, 0, steps.size, net.ring, c.pre_gid0, c.pre_n, c.row0, c.receptor, c.delay_steps,
+                     c.weight, c.rowptr, c.targets, c.plastic)
+    for pp in net.plastic:
+        events += apply_slice(pp, c, dt, steps, gids, local_steps, local_gids, net.lo, net.ring)
+    return events
+
+
+def write_snapshots(writer: RankWriter, net: LocalNetwork, snapshots: dict[str, list[int]], step: int, dt: float,
+                    after: int = -1) -> None:
+    """Store the weights of each plastic projection whose snapshot step lies in (after, step]."""
+    for pp in net.plastic:
+        due = [k for k, s in enumerate(snapshots[pp.name]) if after < s <= step]
+        if due:
+            writer.write_weights([pp], due[-1], len(snapshots[pp.name]), step * dt)
 
 
 def _advance(net: LocalNetwork, cur, kick, on, win_t0, t, n_slices, m, deliver_local, spk_step, spk_gid, n_spk,
@@ -161,7 +189,7 @@ def _advance(net: LocalNetwork, cur, kick, on, win_t0, t, n_slices, m, deliver_l
                    net.pois_w, net.pois_keys, net.pois_cdf, net.pois_guide, cur, kick, on, win_t0, net.ring, t,
                    n_slices, m, deliver_local,
                    c.pre_gid0, c.pre_n, c.row0, c.receptor, c.delay_steps, c.weight, c.rowptr, c.targets,
-                   spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0, net.probe_slot, probe_every,
+                   c.plastic, spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0, net.probe_slot, probe_every,
                    probe_k0, probe_buf, prof)
 
 
@@ -180,8 +208,11 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     bin_steps = cfg.steps(cfg.record.counts_bin_ms) if cfg.record.counts_bin_ms > 0 else 0
     probe_every = cfg.steps(cfg.record.probe_every_ms or cfg.run.dt_ms) if net.probe_gids.size else 0
     ck_steps = cfg.steps(cfg.run.checkpoint_every_ms) if cfg.run.checkpoint_every_ms > 0 else 0
-    chunk = _chunk_steps(m, bin_steps, probe_every, ck_steps)
-    in_kernel = comm.size == 1 and not separate_phases
+    chunk = _chunk_steps(m, bin_steps, probe_every,
+                         [ck_steps, *(cfg.steps(pp.rule.snapshot_every_ms) for pp in net.plastic
+                                      if pp.rule.snapshot_every_ms)])
+    in_kernel = comm.size == 1 and not separate_phases and not net.plastic  # plasticity runs per slice
+    snapshots = {pp.name: snapshot_steps(cfg, pp.rule.snapshot_every_ms) for pp in net.plastic}
     cap = net.n_local * m + SPIKE_SLACK  # a worst-case slice always fits; typical calls run many slices
     spk_step = np.empty(cap, np.int64)
     spk_gid = np.empty(cap, np.int32)
@@ -207,8 +238,9 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     _advance(net, *net.drive.window(0, 1), 0, 0, 0, m, in_kernel, spk_step, spk_gid, 0,
              np.zeros((1, net.n_local), np.uint16), bin_steps, 0, probe_every, 0,
              np.zeros((1, 4, n_probes), np.float32), np.zeros(5, np.int64))
-    deliver_keys(np.zeros(0, np.int64), 0, n_total, net.ring, net.conn.pre_gid0, net.conn.pre_n, net.conn.row0,
-                 net.conn.receptor, net.conn.delay_steps, net.conn.weight, net.conn.rowptr, net.conn.targets)
+    _deliver_slice(net, cfg.run.dt_ms, *sort_keys(np.zeros(0, np.int64), 0, n_total), spk_step[:0], spk_gid[:0])
+    if start == 0:
+        write_snapshots(writer, net, snapshots, 0, cfg.run.dt_ms)
     prof = np.zeros(5, np.int64)
     jit_s = time.perf_counter() - t_jit
 
@@ -245,10 +277,9 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
                 else:
                     local = spk_gid[first:n_spk]
                     keys = comm.alltoall_keys([keys[dest[r, local]] for r in range(comm.size)])
+                steps, gids = sort_keys(keys, t, n_total)
                 tc = time.perf_counter()
-                c = net.conn
-                events += deliver_keys(keys, t, n_total, net.ring, c.pre_gid0, c.pre_n, c.row0, c.receptor,
-                                       c.delay_steps, c.weight, c.rowptr, c.targets)
+                events += _deliver_slice(net, cfg.run.dt_ms, steps, gids, spk_step[first:n_spk], spk_gid[first:n_spk])
                 timers["exchange_s"] += tc - tb
                 timers["deliver_s"] += time.perf_counter() - tc
             t += done * m_eff
@@ -262,10 +293,12 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
             writer.write_probes(k0, probe_buf[:, :, writer.probe_cols or slice(0, 0)])
         writer.flush_spikes()
         timers["record_s"] += time.perf_counter() - t_rec
+        write_snapshots(writer, net, snapshots, t0 + n, cfg.run.dt_ms, after=t0)
         if ck_steps and (t0 + n) // ck_steps > t0 // ck_steps and t0 + n < t_total:
             t_ck = time.perf_counter()
             writer.checkpoint(t0 + n, net.state, net.ring,
-                              {"pop_spikes": pop_spikes.tolist(), "synaptic_events": events + int(prof[4])})
+                              {"pop_spikes": pop_spikes.tolist(), "synaptic_events": events + int(prof[4])},
+                              net.plastic)
             timers["checkpoint_s"] += time.perf_counter() - t_ck
         bar.update(round((t0 + n) * cfg.run.dt_ms) - bar.n)
     bar.close()
@@ -340,15 +373,22 @@ def resume(run_dir: str | Path, progress: bool = True, comm: Comm | None = None,
     info, state, ring = load_checkpoint(run_dir, lo, hi)
     net.state[:] = state
     net.ring[:] = ring
+    load_plastic(run_dir, info["slot"], net.plastic, lo, hi)
     comm.barrier()
     if comm.rank == 0:
         reopen_for_resume(run_dir, comm.size)
     comm.barrier()
+    segment = len(open_run(run_dir, allow_incomplete=True).attrs["resumed"])
     step = int(info["step"])
     bin_steps = cfg.steps(cfg.record.counts_bin_ms) if cfg.record.counts_bin_ms > 0 else 1
     every = cfg.steps(cfg.record.probe_every_ms or cfg.run.dt_ms)
     writer = RankWriter(run_dir, cfg, comm, lo, hi, net.probe_gids, stored=int(info["spikes_stored"]),
-                        first_bin=step // bin_steps, first_sample=-(-(step + 1) // every) - 1)
+                        first_bin=step // bin_steps, first_sample=-(-(step + 1) // every) - 1, segment=segment)
+    if comm.rank == 0:  # spikes of before the checkpoint that were still queued: rank 0 writes them now
+        times, gids = load_pending_spikes(run_dir, info["slot"])
+        if times.size:
+            writer.pending.append((times, gids))
+            writer.n_pending += times.size
     totals = {k: info[k] for k in ("pop_spikes", "synaptic_events")} if comm.rank == 0 else None
     return _simulate_and_close(cfg, net, writer, comm, run_dir, t_wall, progress, False, step, totals)
 

@@ -42,6 +42,7 @@ class Connectivity:
     weight: np.ndarray       # float64 (n_proj,)
     rowptr: np.ndarray       # int64
     targets: np.ndarray      # uint16 (ranks of <= 65536 neurons) or int32
+    plastic: np.ndarray      # bool (n_proj,): weights per synapse, delivered by the plasticity kernel
 
     @property
     def n_synapses(self) -> int:
@@ -207,4 +208,5 @@ def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
     for q, args in enumerate(plans):
         fill = rowptr[row0[q] : row0[q] + pre_n[q]].copy()
         _build(*args, np.empty(0, np.int64), targets, fill)
-    return Connectivity(pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets)
+    plastic = np.array([pr.plasticity is not None for pr in cfg.projections], np.bool_)
+    return Connectivity(pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets, plastic)

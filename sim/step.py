@@ -18,15 +18,17 @@ from eilab.sim.rng import TABLE_MAX_MU, poisson, poisson_tabled, poisson_word
 
 
 @njit(cache=True)
-def deliver(spk_step, spk_gid, a, b, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets) -> int:
-    """Scatter-add spikes a..b-1 into the ring buffer of their targets; returns the events (synapses hit)."""
+def deliver(spk_step, spk_gid, a, b, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets,
+            plastic) -> int:
+    """Scatter-add spikes a..b-1 into the ring buffer of their targets over the static projections
+    (plastic ones deliver in `plasticity.plastic_slice`); returns the events (synapses hit)."""
     r_len = ring.shape[1]
     events = 0
     for s in range(a, b):
         g = spk_gid[s]
         for q in range(pre_gid0.size):
             r = g - pre_gid0[q]
-            if r < 0 or r >= pre_n[q]:
+            if r < 0 or r >= pre_n[q] or plastic[q]:
                 continue
             buf = ring[receptor[q], (spk_step[s] + delay[q]) % r_len]
             w = weight[q]
@@ -38,14 +40,11 @@ def deliver(spk_step, spk_gid, a, b, ring, pre_gid0, pre_n, row0, receptor, dela
 
 
 @njit(cache=True)
-def deliver_keys(keys, slice_start, n_total, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr,
-                 targets) -> int:
-    """Deliver a slice's gathered spike keys ((step - slice_start) * n_total + gid, any order) in
-    (step, gid) order; returns the number of synaptic events onto this rank."""
+def sort_keys(keys, slice_start, n_total):
+    """A slice's gathered spike keys ((step - slice_start) * n_total + gid, any order) as (steps, gids)
+    in (step, gid) order, the order every rank delivers in."""
     keys = np.sort(keys)
-    steps = keys // n_total + slice_start
-    gids = keys % n_total
-    return deliver(steps, gids, 0, keys.size, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets)
+    return keys // n_total + slice_start, keys % n_total
 
 
 @njit(cache=True)
@@ -70,7 +69,7 @@ def _gather_inputs(lo, hi, ring_e, ring_i, kick, mu, w, pois_keys, cdf, guide, t
 @njit(cache=True)
 def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w, pois_keys, pois_cdf, pois_guide,
             cur_win, kick_win, pois_on, win_t0, ring, t0, n_slices, m, deliver_local,
-            pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets,
+            pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets, plastic,
             spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0,
             probe_slot, probe_every, probe_k0, probe_buf, prof):
     """Advance up to n_slices slices of m steps from step t0.
@@ -131,7 +130,7 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
         if deliver_local:
             t_e = ticks()
             prof[4] += deliver(spk_step, spk_gid, first, n_spk, ring, pre_gid0, pre_n, row0, receptor, delay,
-                               weight, rowptr, targets)
+                               weight, rowptr, targets, plastic)
             prof[3] += ticks() - t_e
         done += 1
     return done, n_spk

@@ -12,6 +12,8 @@
       time_bin, neuron coordinates: bin start (ms) and gid
       probes/<var>     (time, probe) float32, var in v (mV), syn_e, syn_i, ext (mV/ms)
       probes/time, probes/probe   coordinates: sample time (ms) and gid
+      weights/<projection>/<lo>-<hi>/w   (snapshot, synapse) float32 per rank range, plastic projections;
+                       times_ms per snapshot; Run.weights() assembles them in canonical order
       checkpoint/{a,b}/state, ring   engine state per gid, two slots written in turn; attrs
                        `checkpoint` names the last complete one (step, spikes stored, totals)
 
@@ -98,6 +100,11 @@ def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: 
         root.create_array("time_bin", data=np.arange(n_bins) * bin_ms, dimension_names=["time_bin"],
                           attributes={"units": "ms"})
         root.create_array("neuron", data=np.arange(n, dtype=np.int32), dimension_names=["neuron"])
+    for pr in cfg.projections:
+        if pr.plasticity is not None:
+            n_rows = len(snapshot_steps(cfg, pr.plasticity.snapshot_every_ms))
+            root.create_group(f"weights/{pr.name}").create_array(
+                "times_ms", shape=(n_rows,), dtype="float64", fill_value=np.nan, attributes={"units": "ms"})
     if cfg.run.checkpoint_every_ms > 0:
         ck = root.create_group("checkpoint")
         for slot in CHECKPOINT_SLOTS:
@@ -163,7 +170,7 @@ class RankWriter:
     """
 
     def __init__(self, run_dir: Path, cfg: Config, comm: Comm, lo: int, hi: int, probe_gids: np.ndarray,
-                 stored: int = 0, first_bin: int = 0, first_sample: int = 0) -> None:
+                 stored: int = 0, first_bin: int = 0, first_sample: int = 0, segment: int = 0) -> None:
         self.path = _zarr_path(run_dir)
         self.comm = comm
         self.lo, self.hi = lo, hi
@@ -179,6 +186,7 @@ class RankWriter:
         self.pending: list[tuple[np.ndarray, np.ndarray]] = []
         self.n_pending = 0
         self.stored = stored
+        self.segment = segment  # 0 for a new run, k after the k-th resume (newer rows win when read)
 
     def add_spikes(self, steps: np.ndarray, gids: np.ndarray) -> None:
         """Queue spikes emitted at `steps` (time = (step + 1) * dt), in (time, gid) order."""
@@ -232,18 +240,54 @@ class RankWriter:
             if buf is not None:
                 buf.flush()
 
-    def checkpoint(self, step: int, state: np.ndarray, ring: np.ndarray, totals: dict[str, Any]) -> None:
+    def write_weights(self, plastic: list[Any], row: int, n_rows: int, time_ms: float) -> None:
+        """Weights of every plastic projection (canonical order) as snapshot `row` of `n_rows`."""
+        for pp in plastic:
+            group = self.root[f"weights/{pp.name}"]
+            sub = group.require_group(f"{self.lo}-{self.hi}")
+            sub.attrs.update({"lo": self.lo, "hi": self.hi, "segment": self.segment})
+            if "w" not in sub:
+                n = max(1, int(pp.post_ptr[-1]))
+                sub.create_array("w", shape=(n_rows, n), dtype="float32", chunks=(1, n), fill_value=np.nan)
+                sub.create_array("indegree", data=pp.in_degree, chunks=(max(1, pp.in_degree.size),))
+            if pp.post_ptr[-1]:
+                sub["w"][row] = pp.canonical_weights
+            if self.comm.rank == 0:
+                group["times_ms"][row] = time_ms
+
+    def checkpoint(self, step: int, state: np.ndarray, ring: np.ndarray, totals: dict[str, Any],
+                   plastic: list[Any] = ()) -> None:
         """Collective: everything up to `step` on disk, then this rank's engine state in the free
         slot; the run points at the new slot only once every rank has written (a kill at any moment
         leaves the previous checkpoint intact)."""
         self.flush()
-        self.flush_spikes(final=True)
+        self.flush_spikes()  # whole chunks; the rest goes into the checkpoint (no padding per checkpoint)
         previous = self.root.attrs.get("checkpoint", {}).get("slot")
         slot = CHECKPOINT_SLOTS[1] if previous == CHECKPOINT_SLOTS[0] else CHECKPOINT_SLOTS[0]
         group = zarr.open_group(self.path, mode="r+")[f"checkpoint/{slot}"]
         if self.hi > self.lo:
             group["state"][:, self.lo : self.hi] = state
             group["ring"][:, :, self.lo : self.hi] = ring
+        if self.comm.rank == 0:  # one process replaces the shared groups (an earlier partition's pieces)
+            for name in ("plastic", "pending"):
+                if name in group:
+                    del group[name]
+            group.create_group("pending")
+            for pp in plastic:
+                group.create_group(f"plastic/{pp.name}")
+        self.comm.barrier()
+        group = zarr.open_group(self.path, mode="r+")[f"checkpoint/{slot}"]
+        times = np.concatenate([t for t, _ in self.pending]) if self.pending else np.zeros(0)
+        gids = np.concatenate([g for _, g in self.pending]) if self.pending else np.zeros(0, np.int32)
+        write_range(group["pending"], self.comm.rank, self.comm.rank + 1, {"times_ms": times, "gids": gids})
+        if plastic:
+            for pp in plastic:
+                pg = group[f"plastic/{pp.name}"]
+                write_range(pg, self.lo, self.hi, {"w": pp.canonical_weights, "indegree": pp.in_degree,
+                                                   "x_post": pp.x_post, "t_post": pp.t_post})
+                if self.comm.rank == 0:
+                    for name in ("x_pre", "t_pre"):
+                        pg.create_array(name, data=getattr(pp, name), overwrite=True)
         all_totals = self.comm.allgather(totals)
         self.comm.barrier()
         if self.comm.rank == 0:
@@ -259,6 +303,27 @@ class RankWriter:
         if self.comm.rank == 0:
             self.root.attrs.update({**attrs, "spikes_stored": self.stored, "status": status})
         self.comm.barrier()
+
+
+def load_plastic(run_dir: Path, slot: str, plastic: list[Any], lo: int, hi: int) -> None:
+    """Restore the weights and traces of plastic projections for gids [lo, hi) from a checkpoint slot."""
+    root = zarr.open_group(_zarr_path(run_dir), mode="r")
+    for pp in plastic:
+        pg = root[f"checkpoint/{slot}/plastic/{pp.name}"]
+        pp.set_canonical_weights(read_ranges(pg, lo, hi, "w", counts="indegree").astype(np.float32))
+        pp.x_post[:] = read_ranges(pg, lo, hi, "x_post")
+        pp.t_post[:] = read_ranges(pg, lo, hi, "t_post")
+        pp.x_pre[:] = pg["x_pre"][...]
+        pp.t_pre[:] = pg["t_pre"][...]
+
+
+def load_pending_spikes(run_dir: Path, slot: str) -> tuple[np.ndarray, np.ndarray]:
+    """Spikes recorded before a checkpoint but not yet in the spike arrays (every rank's)."""
+    group = zarr.open_group(_zarr_path(run_dir), mode="r")[f"checkpoint/{slot}/pending"]
+    parts = [group[k] for k in group.group_keys()]
+    times = np.concatenate([p["times_ms"][...] for p in parts]) if parts else np.zeros(0)
+    gids = np.concatenate([p["gids"][...] for p in parts]) if parts else np.zeros(0, np.int32)
+    return times, gids.astype(np.int32)
 
 
 def load_checkpoint(run_dir: Path, lo: int, hi: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
@@ -283,6 +348,45 @@ def reopen_for_resume(run_dir: Path, n_ranks: int) -> dict[str, Any]:
     if "error" in root.attrs:
         del root.attrs["error"]
     return dict(root.attrs)
+
+
+# ---------------------------------------------------------------- plastic weights
+def snapshot_steps(cfg: Config, every_ms: float) -> list[int]:
+    """Steps at which weights are stored: 0, every `every_ms`, and the end."""
+    total = cfg.steps(cfg.run.t_ms)
+    every = cfg.steps(every_ms) if every_ms > 0 else total
+    return sorted({*range(0, total, every), total})
+
+
+def write_range(group: Any, lo: int, hi: int, arrays: dict[str, np.ndarray]) -> None:
+    """This rank's arrays for the gids [lo, hi) under group/<lo>-<hi>/ (one writer per name)."""
+    sub = group.require_group(f"{lo}-{hi}")
+    sub.attrs.update({"lo": lo, "hi": hi})
+    for name, data in arrays.items():
+        sub.create_array(name, data=data, chunks=(max(1, data.size),), overwrite=True)
+
+
+def read_ranges(group: Any, lo: int, hi: int, name: str, counts: str | None = None,
+                row: int | None = None) -> np.ndarray:
+    """Values for gids [lo, hi) assembled from the per-range arrays `name` of a group (written by
+    any earlier partition). With `counts`, each gid owns counts[gid] consecutive values (per-range
+    in-degrees); `row` picks one row of 2-D arrays from the newest segment (resume) that wrote it."""
+    subs = [group[k] for k in group.group_keys()]
+    subs = [x for x in subs if name in x and x.attrs["hi"] > lo and x.attrs["lo"] < hi]
+    if row is not None:
+        written = [x for x in subs if not np.isnan(x[name][row]).all()]
+        newest = max((x.attrs.get("segment", 0) for x in written), default=0)
+        subs = [x for x in written if x.attrs.get("segment", 0) == newest]
+    parts = []
+    for sub in sorted(subs, key=lambda x: x.attrs["lo"]):
+        a, b = sub.attrs["lo"], sub.attrs["hi"]
+        data = sub[name][row] if row is not None else sub[name][...]
+        if counts is None:
+            parts.append(data[max(lo, a) - a : min(hi, b) - a])
+        else:
+            offs = np.concatenate([[0], np.cumsum(sub[counts][...], dtype=np.int64)])
+            parts.append(data[offs[max(lo, a) - a] : offs[min(hi, b) - a]])
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def mark_failed(run_dir: Path, error: str) -> None:
@@ -355,6 +459,15 @@ class Run:
             raise KeyError("this run has no rates (a spiking run, or record.counts_bin_ms = 0)")
         arr = self.root["rates"]
         return arr[:, self.gids_of(population)] if population else arr[:]
+
+    def weights(self, projection: str) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Snapshot times (ms) and, per snapshot, the weights of a plastic projection in canonical
+        order (targets by gid, each target's synapses by presynaptic index)."""
+        group = self.root[f"weights/{projection}"]
+        times = group["times_ms"][...]
+        rows = [k for k in range(times.size) if not np.isnan(times[k])]
+        n = int(self.attrs["n_neurons"])
+        return times[rows], [read_ranges(group, 0, n, "w", counts="indegree", row=k) for k in rows]
 
     def probes(self) -> dict[str, np.ndarray]:
         """time (ms), probe (gids) and one (time, probe) array per variable."""

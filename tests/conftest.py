@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +64,42 @@ def mpi_eilab(n: int, *args: str, timeout: float = 300) -> subprocess.CompletedP
     cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", "eilab.cluster.cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    try:
+        attrs = json.loads((run_dir / "run.zarr" / "zarr.json").read_text())["attributes"]
+    except (OSError, ValueError, KeyError):
+        return -1
+    return attrs.get("checkpoint", {}).get("step", -1)
+
+
+def start_and_kill(run_dir: Path, ranks: int, whole_job: bool, config: Path, settings: list[str],
+                   min_step: int) -> None:
+    """Start `eilab run` on `ranks` ranks, kill it (one rank, or the whole job) with SIGKILL once a
+    checkpoint at or after `min_step` exists, and check the run was left incomplete."""
+    cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "eilab.cluster.cli", "run",
+           str(config), "--out", str(run_dir), "--quiet", *settings]
+    job = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    deadline = time.monotonic() + 240
+    while checkpoint_step(run_dir) < min_step and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.05)
+    assert job.poll() is None, "the run ended before it could be killed"
+    if whole_job:
+        os.killpg(job.pid, signal.SIGKILL)
+    else:
+        ranks_procs = [p for p in psutil.Process(job.pid).children(recursive=True) if "eilab" in " ".join(p.cmdline())]
+        assert ranks_procs, "no rank processes found"
+        ranks_procs[-1].send_signal(signal.SIGKILL)
+    try:
+        job.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    from eilab.sim.store import open_run
+
+    assert open_run(run_dir, allow_incomplete=True).status != "complete"
 
 
 @pytest.fixture

@@ -3,53 +3,15 @@ another number of ranks; the final store equals an uninterrupted run bitwise."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 
-from conftest import CONFIGS, ROOT, eilab, mpi_eilab, mpiexec
+from conftest import CONFIGS, eilab, mpi_eilab, start_and_kill
 from eilab.sim.store import open_run
 
 SETTINGS = ["--set", "run.t_ms=2500", "--set", "run.checkpoint_every_ms=100"]
-
-
-def checkpoint_step(run_dir: Path) -> int:
-    try:
-        attrs = json.loads((run_dir / "run.zarr" / "zarr.json").read_text())["attributes"]
-    except (OSError, ValueError, KeyError):
-        return -1
-    return attrs.get("checkpoint", {}).get("step", -1)
-
-
-def start_and_kill(run_dir: Path, ranks: int, whole_job: bool) -> None:
-    cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "eilab.cluster.cli", "run",
-           str(CONFIGS / "ring600.toml"), "--out", str(run_dir), "--quiet", *SETTINGS]
-    job = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
-    deadline = time.monotonic() + 240
-    while checkpoint_step(run_dir) < 10000 and time.monotonic() < deadline and job.poll() is None:
-        time.sleep(0.05)
-    assert job.poll() is None, "the run ended before it could be killed"
-    if whole_job:
-        os.killpg(job.pid, signal.SIGKILL)
-    else:
-        ranks_procs = [p for p in psutil.Process(job.pid).children(recursive=True) if "eilab" in " ".join(p.cmdline())]
-        assert ranks_procs, "no rank processes found"
-        ranks_procs[-1].send_signal(signal.SIGKILL)
-    try:
-        job.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait()
-    assert open_run(run_dir, allow_incomplete=True).status != "complete"
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +38,7 @@ def assert_same_run(a: Path, b: Path) -> None:
 def test_kill_and_resume_is_bitwise_identical(uninterrupted: Path, tmp_path: Path, ranks: int,
                                               whole_job: bool, resume_ranks: int) -> None:
     run_dir = tmp_path / "run"
-    start_and_kill(run_dir, ranks, whole_job)
+    start_and_kill(run_dir, ranks, whole_job, CONFIGS / "ring600.toml", SETTINGS, min_step=10000)
     res = mpi_eilab(resume_ranks, "resume", str(run_dir), "--quiet")
     assert res.returncode == 0, res.stderr
     assert_same_run(uninterrupted, run_dir)
