@@ -83,7 +83,8 @@ def eigenvalues(W: sp.spmatrix | np.ndarray, dense_limit: int = 10000, k: int = 
         return Eigenvalues(_by_modulus(vals), "dense", True)
     A = W.tocsr().astype(np.float64) if sp.issparse(W) else np.asarray(W, dtype=np.float64)
     try:
-        vals = spla.eigs(A, k=k, which="LM", return_eigenvectors=False)
+        v0 = np.random.default_rng(0).standard_normal(n)  # a fixed start vector: reproducible results
+        vals = spla.eigs(A, k=k, which="LM", return_eigenvectors=False, v0=v0, ncv=min(n - 1, max(3 * k, k + 40)))
         method = "arpack"
     except spla.ArpackNoConvergence as e:
         vals = e.eigenvalues
