@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from eilab.analysis.balance import ring_profile
 from eilab.sim.config import Config, Projection, weight_scale
 from eilab.sim.network import build_connectivity
 
@@ -121,13 +122,7 @@ def _ring_profile(pr: Projection, n_pre: int, n_post: int) -> np.ndarray:
     ring = n_pre * n_post
     diff = i * n_post
     d = np.minimum(diff, ring - diff) / ring
-    if pr.profile == "box":
-        prob = np.full(n_pre, float(pr.p))
-    elif pr.profile == "gaussian":
-        prob = pr.p * np.exp(-0.5 * (d / pr.width) ** 2)
-    else:
-        prob = pr.p * np.exp(pr.width * (np.cos(2.0 * np.pi * d) - 1.0))
-    prob = np.minimum(prob, 1.0)
+    prob = np.minimum(ring_profile(pr.profile, d, float(pr.p), pr.width), 1.0)
     prob[d > pr.radius * (1.0 + 1e-9) + 1e-12] = 0.0
     if pr.pre == pr.post and not pr.autapses:
         prob[0] = 0.0
