@@ -35,7 +35,7 @@ from eilab.sim.models import (
     initial_values,
     parameter_vector,
 )
-from eilab.sim.network import Connectivity, build_connectivity, population_offsets
+from eilab.sim.network import Connectivity, build_connectivity, population_offsets, probe_gids
 from eilab.sim.plasticity import PlasticProjection, apply_slice, build_plastic
 from eilab.sim.rate import run_rates
 from eilab.sim.rng import PURPOSE_POISSON, keys_for, poisson_table
@@ -87,12 +87,6 @@ class LocalNetwork:
     @property
     def n_local(self) -> int:
         return self.hi - self.lo
-
-
-def probe_gids(cfg: Config) -> np.ndarray:
-    offs = population_offsets(cfg)
-    gids = [offs[p.population] + k for p in cfg.record.probes for k in p.neurons]
-    return np.unique(np.asarray(gids, dtype=np.int64))
 
 
 def build_local(cfg: Config, lo: int, hi: int) -> LocalNetwork:

@@ -70,6 +70,13 @@ def population_offsets(cfg: Config) -> dict[str, int]:
     return offsets
 
 
+def probe_gids(cfg: Config) -> np.ndarray:
+    """Sorted gids of every probed neuron."""
+    offs = population_offsets(cfg)
+    gids = [offs[p.population] + k for p in cfg.record.probes for k in p.neurons]
+    return np.unique(np.asarray(gids, dtype=np.int64))
+
+
 @njit(cache=True, inline="always")
 def _ring_prob(profile: int, d: float, p: float, width: float) -> float:
     if profile == 0:

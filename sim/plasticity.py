@@ -23,8 +23,6 @@ from numba import njit
 from eilab.sim.config import Config, Plasticity
 from eilab.sim.network import Connectivity
 
-RULES = {"vogels2011": 0, "akil2021": 1}
-
 
 @dataclass
 class PlasticProjection:

@@ -24,10 +24,8 @@ from eilab.sim.config import Config
 from eilab.sim.drive import DriveTable
 from eilab.sim.exchange import SingleProcess
 from eilab.sim.models import initial_values
-from eilab.sim.network import Connectivity, build_connectivity, population_offsets
+from eilab.sim.network import Connectivity, build_connectivity, population_offsets, probe_gids
 from eilab.sim.store import RankWriter, create_store, mark_failed, prepare_run_dir
-
-N_PROBE_VARS = 4
 
 
 @njit(cache=True)
@@ -79,11 +77,11 @@ def run_rates(cfg: Config, raw: dict, run_dir: Path, force: bool = False, progre
         x_poisson[k] = mu[k] / dt * 1000.0 * w[k]  # events/step -> Hz x weight
         decay[a:b] = np.exp(-dt / p.params["tau_m"])
         r[a:b] = initial_values(0.0 if p.v_init is None else p.v_init, cfg.run.seed, a, b - a, 0)
-    probe_gids = np.unique([offs[pb.population] + j for pb in cfg.record.probes for j in pb.neurons]).astype(np.int64)
+    probes = probe_gids(cfg)
     prepare_run_dir(run_dir, force)
     block = min(n, 4096)
-    create_store(run_dir, cfg, provenance.run_attrs(cfg, raw, 1), probe_gids, block, 1)
-    writer = RankWriter(run_dir, cfg, SingleProcess(), 0, n, probe_gids)
+    create_store(run_dir, cfg, provenance.run_attrs(cfg, raw, 1), probes, block, 1)
+    writer = RankWriter(run_dir, cfg, SingleProcess(), 0, n, probes)
     t_total = cfg.steps(cfg.run.t_ms)
     bin_steps = cfg.steps(cfg.record.counts_bin_ms) if cfg.record.counts_bin_ms > 0 else 0
     every = cfg.steps(cfg.record.probe_every_ms or dt)
@@ -105,8 +103,8 @@ def run_rates(cfg: Config, raw: dict, run_dir: Path, force: bool = False, progre
                     r[a:b] = target + (r[a:b] - target) * decay[a:b]
                 if bin_steps and (t + 1) % bin_steps == 0:
                     writer.write_counts((t + 1) // bin_steps - 1, r[None, :].astype(np.float32))
-                if probe_gids.size and (t + 1) % every == 0:
-                    sample = np.stack([r, u_e, -u_i, x])[:, probe_gids].astype(np.float32)
+                if probes.size and (t + 1) % every == 0:
+                    sample = np.stack([r, u_e, -u_i, x])[:, probes].astype(np.float32)
                     writer.write_probes((t + 1) // every - 1, sample[None])
                 if 2 * t >= t_total:
                     late += [r[a:b].mean() for a, b, _ in pops]
