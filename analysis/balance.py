@@ -448,7 +448,8 @@ def baker_counterexample(W: np.ndarray, delta: float = 0.1) -> np.ndarray:
 # ---------------------------------------------------------------- measured balance (probes)
 @dataclass
 class MeasuredBalance:
-    """Time-averaged inputs of the probed neurons (mV/ms, contributions to dV/dt) after skip_ms.
+    """Time-averaged inputs of the probed neurons (mV/ms, contributions to dV/dt) over the samples in
+    window_ms (first and last sample time, ms; those after skip_ms, up to the window's end when given).
 
     Per neuron arrays (ordered like `gid`); by_population: means over its probed neurons of E, I,
     ext, net and the ratio |net| / (E + ext) of those means, with n_probes. For delta synapses a
@@ -475,14 +476,18 @@ def cancellation_ratio(E: np.ndarray | float, I: np.ndarray | float, ext: np.nda
         return np.abs(E + I + ext) / (E + ext)
 
 
-def measured_balance(run: Run, skip_ms: float = 50.0) -> MeasuredBalance:
-    """Mean E, I (negative), external input and their sum per probed neuron and population, mV/ms."""
+def measured_balance(run: Run, skip_ms: float = 50.0, stop_ms: float | None = None) -> MeasuredBalance:
+    """Mean E, I (negative), external input and their sum per probed neuron and population, mV/ms,
+    over the probe samples with time in (skip_ms, stop_ms] (stop_ms None: to the end of the run)."""
     pr = run.probes()
     if not pr:
         raise ValueError(f"{run.path}: the run recorded no probes (add record.probes to the config)")
     keep = pr["time"] > skip_ms
+    if stop_ms is not None:
+        keep &= pr["time"] <= stop_ms
     if not np.any(keep):
-        raise ValueError(f"no probe samples after skip_ms = {skip_ms} (run length {run.t_ms} ms)")
+        raise ValueError(f"no probe samples in ({skip_ms}, {run.t_ms if stop_ms is None else stop_ms}] ms "
+                         f"(run length {run.t_ms} ms)")
     mean = {v: np.nanmean(pr[v][keep].astype(np.float64), axis=0) for v in ("syn_e", "syn_i", "ext")}
     E, I, ext = mean["syn_e"], mean["syn_i"], mean["ext"]  # noqa: E741
     net = E + I + ext

@@ -1,7 +1,9 @@
 """`eilab analyze`: summary.json, figures and the headline table of a stored run.
 
 Figures (PNG, in RUN_DIR/figures/): raster, population rates with MFEs marked, E/I input of the
-probed neurons, eigenvalues of the actual connectivity with the predicted circle.
+probed neurons, eigenvalues of the actual connectivity with the predicted circle; with plastic
+projections also weights (weight histograms and mean weight against time) and learning
+(postsynaptic rate against the target, E/I input before and after learning), see analysis/plasticity.py.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from eilab.analysis import balance, mfe, siegert, spectra, spikes
+from eilab.analysis import plasticity as plasticity_analysis
 from eilab.sim.store import Run, open_run
 
 RASTER_NEURONS = 300     # per population
@@ -41,7 +44,7 @@ def analyze(run_dir: str | Path, skip_ms: float = 100.0, spectrum: bool = True) 
         summary["mfe"] = {"stats": vars(stats), "events": mfe.event_rows(events)[:1000]}
         summary["figures"]["raster"] = str(plot_raster(run, figs / "raster.png"))
         if run.bin_ms:
-            summary["figures"]["rates"] = str(plot_rates(run, events, figs / "rates.png"))
+            summary["figures"]["rates"] = str(plot_rates(run, events, stats.present, figs / "rates.png"))
         if all(p.model == "lif_delta" for p in cfg.populations) and any(d.kind == "poisson" for d in cfg.drive):
             summary["siegert_hz"] = siegert.network_rates(cfg)
     else:
@@ -57,6 +60,11 @@ def analyze(run_dir: str | Path, skip_ms: float = 100.0, spectrum: bool = True) 
     if spectrum and cfg.projections:
         summary["spectrum"], path = spectrum_summary(run, figs / "spectrum.png")
         summary["figures"]["spectrum"] = str(path)
+    learned = plasticity_analysis.summary(run, transient_ms=skip_ms) if spiking else None
+    if learned is not None:
+        summary["plasticity"] = learned
+        summary["figures"]["weights"] = str(plasticity_analysis.plot_weights(learned, figs / "weights.png"))
+        summary["figures"]["learning"] = str(plasticity_analysis.plot_learning(run, learned, figs / "learning.png"))
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_json_default))
     return summary
 
@@ -73,7 +81,8 @@ def _json_default(x: Any) -> Any:
 
 def spectrum_summary(run: Run, path: Path) -> tuple[dict[str, Any], Path]:
     cfg = run.config
-    W = spectra.weight_matrix(cfg)
+    snapshots = {p.name: run.weights(p.name) for p in plasticity_analysis.plastic_projections(cfg)}
+    W = spectra.weight_matrix(cfg, {name: w[-1] for name, (_, w) in snapshots.items()})  # learned: last snapshot
     eig = spectra.eigenvalues(W, dense_limit=SPECTRUM_DENSE, k=SPECTRUM_K)
     pred = spectra.predicted_spectrum(cfg)
     outlier_set = [complex(o) for o in np.atleast_1d(pred.outliers)]
@@ -81,7 +90,10 @@ def spectrum_summary(run: Run, path: Path) -> tuple[dict[str, Any], Path]:
     bulk = [v for v in vals if all(abs(v - o) > 1e-6 * max(1.0, abs(o)) for o in outlier_set)]
     info = {"method": eig.method, "complete": eig.complete, "predicted_radius": pred.radius,
             "predicted_outliers": outlier_set, "largest": complex(vals[0]) if len(vals) else None,
-            "largest_bulk_modulus": float(abs(bulk[0])) if bulk else None, "formula": pred.formula}
+            "largest_bulk_modulus": float(abs(bulk[0])) if bulk else None, "formula": pred.formula,
+            "learned_weights_ms": {name: float(t[-1]) for name, (t, _) in snapshots.items()}}
+    if snapshots:
+        info["note"] = "W holds the learned weights; the predicted radius and outliers use the initial ones"
     if cfg.is_rate_network:
         gains = {p.name: p.params["gain"] for p in cfg.populations}
         if len(set(gains.values())) == 1 and all(p.params["transfer"] != "sigmoid" for p in cfg.populations):
@@ -111,7 +123,7 @@ def plot_raster(run: Run, path: Path) -> Path:
     return path
 
 
-def plot_rates(run: Run, events: list[mfe.Event], path: Path) -> Path:
+def plot_rates(run: Run, events: list[mfe.Event], present: bool, path: Path) -> Path:
     bin_ms = run.bin_ms
     fig = Figure(figsize=(10, 4))
     ax = fig.add_subplot()
@@ -122,7 +134,8 @@ def plot_rates(run: Run, events: list[mfe.Event], path: Path) -> Path:
     for e in events:
         ax.axvspan(e.onset_ms, e.offset_ms, color="gold", alpha=0.4, lw=0)
     ax.set(xlabel="time (ms)", ylabel="population rate (Hz)",
-           title=f"population rates, {len(events)} MFEs marked (bin {bin_ms} ms)")
+           title=f"population rates, {len(events)} threshold crossings marked (bin {bin_ms} ms): MFEs "
+                 + ("present" if present else "few or none"))
     ax.legend(loc="upper right")
     fig.savefig(path, dpi=100)
     return path
@@ -154,8 +167,9 @@ def headline(summary: dict[str, Any]) -> str:
                          f"{_f(p['synchrony'])}{_f(p['peak_frequency_hz'], 9)}")
     if "mfe" in summary:
         s = summary["mfe"]["stats"]
-        lines.append(f"MFEs: {s['n_events']} ({s['rate_hz']:.2f}/s), threshold {s['theta']:.1f} spikes/bin, "
-                     f"{s['excess']:.3g}x independent Poisson, {s['tail_excess']:.3g}x Gaussian tail")
+        verdict = "present" if s["present"] else "few or none (threshold crossings as expected by chance)"
+        lines.append(f"MFEs {verdict}: {s['n_events']} ({s['rate_hz']:.2f}/s), threshold {s['theta']:.1f} "
+                     f"spikes/bin, {s['excess']:.3g}x independent Poisson, {s['tail_excess']:.3g}x Gaussian tail")
     if "siegert_hz" in summary:
         rates = ", ".join(f"{k} {v:.2f} Hz" for k, v in summary["siegert_hz"].items())
         lines.append(f"Siegert (mean-field) rates: {rates}")
@@ -166,6 +180,8 @@ def headline(summary: dict[str, Any]) -> str:
         shown = ", ".join(_c(o) for o in out[:4]) + (f" (+{len(out) - 4} more)" if len(out) > 4 else "")
         lines.append(f"spectrum ({sp['method']}): predicted bulk radius {sp['predicted_radius']:.4g}, largest bulk "
                      f"|lambda| {_g(sp['largest_bulk_modulus'])}, predicted outliers {shown or '-'}")
+    if "plasticity" in summary:
+        lines.extend(plasticity_analysis.headline_lines(summary["plasticity"]))
     lines.append("figures: " + ", ".join(summary["figures"].values()))
     return "\n".join(lines)
 

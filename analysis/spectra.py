@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -29,12 +30,15 @@ from eilab.sim.network import build_connectivity
 
 
 # ---------------------------------------------------------------- the matrix
-def weight_matrix(cfg: Config) -> sp.csr_matrix:
+def weight_matrix(cfg: Config, learned: Mapping[str, np.ndarray] | None = None) -> sp.csr_matrix:
     """N x N connectivity W[post, pre] of `cfg` (e.g. ``open_run(path).config``), built as the run builds it.
 
     Entries are summed signed weights in the projections' unit (multapses add, I columns negative).
+    `learned` maps plastic projections to per-synapse weights in the store's canonical order (one
+    snapshot of ``Run.weights(name)``), used instead of their initial weight.
     Vectorised over synapses: ~15 M synapses (Brunel order 2500) take seconds beyond the build itself.
     """
+    learned = learned or {}
     n = cfg.n_total
     conn = build_connectivity(cfg, 0, n)  # lo = 0, hi = N: local target indices are gids
     posts, pres, vals = [], [], []
@@ -48,7 +52,13 @@ def weight_matrix(cfg: Config) -> sp.csr_matrix:
         pre_gids = np.arange(conn.pre_gid0[q], conn.pre_gid0[q] + n_pre, dtype=np.int32)
         pres.append(np.repeat(pre_gids, np.diff(ptr)))
         sign = -1.0 if conn.receptor[q] == 1 else 1.0
-        vals.append(np.full(b - a, sign * float(conn.weight[q])))
+        name = cfg.projections[q].name
+        if name in learned:  # canonical order is by target, then presynaptic index: a stable sort of targets
+            w = np.empty(b - a)
+            w[np.argsort(posts[-1], kind="stable")] = learned[name]
+            vals.append(sign * w)
+        else:
+            vals.append(np.full(b - a, sign * float(conn.weight[q])))
     if not posts:
         return sp.csr_matrix((n, n), dtype=np.float64)
     W = sp.coo_matrix(

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from eilab.sim.exchange import Comm, SingleProcess
+from eilab.sim.exchange import Comm, Finish, SingleProcess
 
 
 class MPIComm:
-    """COMM_WORLD through mpi4py; spikes travel with Allgatherv of int64 keys."""
+    """COMM_WORLD through mpi4py; spikes travel with Allgatherv (or Alltoallv) of int64 keys."""
 
     def __init__(self, comm: Any) -> None:
         from mpi4py import MPI
@@ -24,32 +24,41 @@ class MPIComm:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
-        self._one = np.zeros(1, np.int64)
-        self._counts = np.zeros(self.size, np.int64)
         self._displs = np.zeros(self.size, np.int64)
 
-    def allgather_keys(self, keys: np.ndarray) -> np.ndarray:
+    def start_allgather_keys(self, keys: np.ndarray) -> Finish:
+        """Iallgather of the key counts now; the Allgatherv of the keys when the result is called."""
         keys = np.ascontiguousarray(keys, dtype=np.int64)
-        self._one[0] = keys.size
-        counts, displs = self._counts, self._displs
-        self.comm.Allgather(self._one, counts)
-        out = np.empty(int(counts.sum()), np.int64)
-        np.cumsum(counts[:-1], out=displs[1:])
-        self.comm.Allgatherv(keys, [out, counts, displs, self._mpi.INT64_T])
-        return out
+        one, counts, displs = np.array([keys.size], np.int64), np.empty(self.size, np.int64), self._displs
+        request = self.comm.Iallgather(one, counts)
 
-    def alltoall_keys(self, per_rank: list[np.ndarray]) -> np.ndarray:
+        def finish() -> np.ndarray:
+            request.Wait()
+            out = np.empty(int(counts.sum()), np.int64)
+            np.cumsum(counts[:-1], out=displs[1:])
+            self.comm.Allgatherv(keys, [out, counts, displs, self._mpi.INT64_T])
+            return out
+
+        return finish
+
+    def start_alltoall_keys(self, per_rank: list[np.ndarray]) -> Finish:
+        """Ialltoall of the key counts now; the Alltoallv of the keys when the result is called."""
         send_counts = np.array([a.size for a in per_rank], np.int64)
         recv_counts = np.empty(self.size, np.int64)
-        self.comm.Alltoall(send_counts, recv_counts)
+        request = self.comm.Ialltoall(send_counts, recv_counts)
         send = np.ascontiguousarray(np.concatenate(per_rank), dtype=np.int64)
-        recv = np.empty(int(recv_counts.sum()), np.int64)
-        sdispls, rdispls = np.zeros(self.size, np.int64), np.zeros(self.size, np.int64)
-        np.cumsum(send_counts[:-1], out=sdispls[1:])
-        np.cumsum(recv_counts[:-1], out=rdispls[1:])
-        int64 = self._mpi.INT64_T
-        self.comm.Alltoallv([send, send_counts, sdispls, int64], [recv, recv_counts, rdispls, int64])
-        return recv
+
+        def finish() -> np.ndarray:
+            request.Wait()
+            recv = np.empty(int(recv_counts.sum()), np.int64)
+            sdispls, rdispls = np.zeros(self.size, np.int64), np.zeros(self.size, np.int64)
+            np.cumsum(send_counts[:-1], out=sdispls[1:])
+            np.cumsum(recv_counts[:-1], out=rdispls[1:])
+            int64 = self._mpi.INT64_T
+            self.comm.Alltoallv([send, send_counts, sdispls, int64], [recv, recv_counts, rdispls, int64])
+            return recv
+
+        return finish
 
     def allgather(self, value: Any) -> list[Any]:
         return self.comm.allgather(value)

@@ -39,7 +39,7 @@ from eilab.sim.network import Connectivity, build_connectivity, population_offse
 from eilab.sim.plasticity import PlasticProjection, apply_slice, build_plastic
 from eilab.sim.rate import run_rates
 from eilab.sim.rng import PURPOSE_POISSON, keys_for, poisson_table
-from eilab.sim.step import advance, deliver, sort_keys
+from eilab.sim.step import advance, deliver, draw_slice_drive, sort_keys
 from eilab.sim.store import (
     RankWriter,
     RunExistsError,
@@ -149,7 +149,7 @@ def load_kernels(cfg: Config, lo: int) -> float:
 
 def _chunk_steps(m: int, bin_steps: int, probe_every: int, limits: list[int]) -> int:
     """Steps per window: whole slices, bins and probe intervals, at most every interval in `limits`
-    (checkpoints, weight snapshots), so each window end crosses at most one of each."""
+    (checkpoints), so each window end crosses at most one of each."""
     unit = math.lcm(m, bin_steps or 1, probe_every or 1)
     target = min([CHUNK_TARGET_STEPS, *(x for x in limits if x)])
     return unit * max(1, target // unit)
@@ -176,11 +176,16 @@ def write_snapshots(writer: RankWriter, net: LocalNetwork, snapshots: dict[str, 
             writer.write_weights([pp], due[-1], len(snapshots[pp.name]), step * dt)
 
 
-def _advance(net: LocalNetwork, cur, kick, on, win_t0, t, n_slices, m, deliver_local, spk_step, spk_gid, n_spk,
+def _draw_ahead(net: LocalNetwork, kick, on, win_t0, t, x_ahead) -> None:
+    draw_slice_drive(net.pop_lo, net.pop_hi, net.pois_mu, net.pois_w, net.pois_keys, net.pois_cdf, net.pois_guide,
+                     kick, on, win_t0, t, x_ahead)
+
+
+def _advance(net: LocalNetwork, cur, kick, on, win_t0, x_ahead, t, n_slices, m, deliver_local, spk_step, spk_gid, n_spk,
              counts, bin_steps, bin_t0, probe_every, probe_k0, probe_buf, prof):
     c = net.conn
     return advance(net.state, net.pop_model, net.pop_lo, net.pop_hi, net.pop_gid0, net.params, net.pois_mu,
-                   net.pois_w, net.pois_keys, net.pois_cdf, net.pois_guide, cur, kick, on, win_t0, net.ring, t,
+                   net.pois_w, net.pois_keys, net.pois_cdf, net.pois_guide, cur, kick, on, win_t0, x_ahead, net.ring, t,
                    n_slices, m, deliver_local,
                    c.pre_gid0, c.pre_n, c.row0, c.receptor, c.delay_steps, c.weight, c.rowptr, c.targets,
                    c.plastic, spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0, net.probe_slot, probe_every,
@@ -202,9 +207,7 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     bin_steps = cfg.steps(cfg.record.counts_bin_ms) if cfg.record.counts_bin_ms > 0 else 0
     probe_every = cfg.steps(cfg.record.probe_every_ms or cfg.run.dt_ms) if net.probe_gids.size else 0
     ck_steps = cfg.steps(cfg.run.checkpoint_every_ms) if cfg.run.checkpoint_every_ms > 0 else 0
-    chunk = _chunk_steps(m, bin_steps, probe_every,
-                         [ck_steps, *(cfg.steps(pp.rule.snapshot_every_ms) for pp in net.plastic
-                                      if pp.rule.snapshot_every_ms)])
+    chunk = _chunk_steps(m, bin_steps, probe_every, [ck_steps])
     in_kernel = comm.size == 1 and not separate_phases and not net.plastic  # plasticity runs per slice
     snapshots = {pp.name: snapshot_steps(cfg, pp.rule.snapshot_every_ms) for pp in net.plastic}
     cap = net.n_local * m + SPIKE_SLACK  # a worst-case slice always fits; typical calls run many slices
@@ -215,7 +218,9 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     pop_spikes = np.array(totals["pop_spikes"], np.int64) if totals else np.zeros(pop_starts.size, np.int64)
     alltoall = cfg.run.exchange == "alltoall" and not in_kernel
     dest = destinations(comm, net.conn.out_degree(n_total) > 0) if alltoall else None
-    timers = dict.fromkeys(("update_s", "exchange_s", "deliver_s", "record_s", "checkpoint_s"), 0.0)
+    timers = dict.fromkeys(("update_s", "exchange_s", "deliver_s", "record_s", "checkpoint_s", "drive_ahead_s"), 0.0)
+    no_ahead = np.zeros((0, net.n_local))
+    x_ahead = np.zeros((m, net.n_local))
     events = int(totals["synaptic_events"]) if totals else 0
 
     def take(n: int) -> None:
@@ -229,7 +234,9 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
 
     # compile (or load the cached kernels) before timing the loop
     t_jit = time.perf_counter()
-    _advance(net, *net.drive.window(0, 1), 0, 0, 0, m, in_kernel, spk_step, spk_gid, 0,
+    cur, kick, on = net.drive.window(0, 1)
+    _draw_ahead(net, kick, on, 0, 0, x_ahead[:1])
+    _advance(net, cur, kick, on, 0, no_ahead, 0, 0, m, in_kernel, spk_step, spk_gid, 0,
              np.zeros((1, net.n_local), np.uint16), bin_steps, 0, probe_every, 0,
              np.zeros((1, 4, n_probes), np.float32), np.zeros(5, np.int64))
     _deliver_slice(net, cfg.run.dt_ms, *sort_keys(np.zeros(0, np.int64), 0, n_total), spk_step[:0], spk_gid[:0])
@@ -250,14 +257,15 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
         k0 = -(-(t0 + 1) // probe_every) - 1 if probe_every else 0
         n_k = (t0 + n) // probe_every - 1 - k0 + 1 if probe_every else 0
         probe_buf = np.full((max(n_k, 0), 4, n_probes), np.nan, np.float32)
-        t, n_spk = t0, 0
+        t, n_spk, ahead = t0, 0, False
         while t < t0 + n:
             m_eff = min(m, t0 + n - t)
             slices = (t0 + n - t) // m_eff if in_kernel else 1
             first = n_spk
             ta = time.perf_counter()
-            done, n_spk = _advance(net, cur, kick, on, t0, t, slices, m_eff, in_kernel, spk_step, spk_gid, n_spk,
-                                   counts, bin_steps, bin_t0, probe_every, k0, probe_buf, prof)
+            done, n_spk = _advance(net, cur, kick, on, t0, x_ahead if ahead else no_ahead, t, slices, m_eff,
+                                   in_kernel, spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0, probe_every, k0,
+                                   probe_buf, prof)
             timers["update_s"] += time.perf_counter() - ta
             if done == 0:  # buffer full: hand spikes over, then run the slice
                 take(n_spk)
@@ -267,16 +275,24 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
                 tb = time.perf_counter()
                 keys = encode(spk_step[first:n_spk], spk_gid[first:n_spk], t, n_total)
                 if dest is None:
-                    keys = comm.allgather_keys(keys)
+                    finish = comm.start_allgather_keys(keys)
                 else:
                     local = spk_gid[first:n_spk]
-                    keys = comm.alltoall_keys([keys[dest[r, local]] for r in range(comm.size)])
-                steps, gids = sort_keys(keys, t, n_total)
+                    finish = comm.start_alltoall_keys([keys[dest[r, local]] for r in range(comm.size)])
+                ahead = t + 2 * m <= t0 + n and comm.size > 1  # the next slice's drive, while others catch up
+                td = time.perf_counter()
+                if ahead:
+                    _draw_ahead(net, kick, on, t0, t + m, x_ahead)
+                te = time.perf_counter()
+                steps, gids = sort_keys(finish(), t, n_total)
                 tc = time.perf_counter()
                 events += _deliver_slice(net, cfg.run.dt_ms, steps, gids, spk_step[first:n_spk], spk_gid[first:n_spk])
-                timers["exchange_s"] += tc - tb
+                timers["exchange_s"] += (td - tb) + (tc - te)
+                timers["drive_ahead_s"] += te - td
                 timers["deliver_s"] += time.perf_counter() - tc
             t += done * m_eff
+            if not in_kernel:  # weights as they are after the slice that holds the snapshot's step
+                write_snapshots(writer, net, snapshots, t, cfg.run.dt_ms, after=t - m_eff)
             if done < slices:
                 take(n_spk)
                 n_spk = 0
@@ -287,7 +303,6 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
             writer.write_probes(k0, probe_buf[:, :, writer.probe_cols or slice(0, 0)])
         writer.flush_spikes()
         timers["record_s"] += time.perf_counter() - t_rec
-        write_snapshots(writer, net, snapshots, t0 + n, cfg.run.dt_ms, after=t0)
         if ck_steps and (t0 + n) // ck_steps > t0 // ck_steps and t0 + n < t_total:
             t_ck = time.perf_counter()
             writer.checkpoint(t0 + n, net.state, net.ring,
@@ -302,6 +317,8 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     for key, ticks in zip(("drive_s", "neuron_s", "bookkeeping_s", "deliver_local_s"), prof[:4], strict=True):
         timers[key] = float(ticks) * per_tick
     timers["deliver_s"] += timers.pop("deliver_local_s")
+    timers["drive_s"] += timers["drive_ahead_s"]
+    timers["update_s"] += timers.pop("drive_ahead_s")
     timers["neuron_steps"] = float(net.n_local) * (t_total - start)
     return {"pop_spikes": pop_spikes, "synaptic_events": events, "timings": {"jit_s": jit_s, **timers}}
 

@@ -11,20 +11,25 @@ rank then delivers in, so sums into the ring buffer are bitwise the same for any
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+
+Finish = Callable[[], np.ndarray]
 
 
 class Comm(Protocol):
     rank: int
     size: int
 
-    def allgather_keys(self, keys: np.ndarray) -> np.ndarray:
-        """Concatenate every rank's int64 keys, in rank order."""
+    def start_allgather_keys(self, keys: np.ndarray) -> Finish:
+        """Begin concatenating every rank's int64 keys; calling the result waits and returns them in
+        rank order. Work done between the two overlaps the wait for the other ranks."""
 
-    def alltoall_keys(self, per_rank: list[np.ndarray]) -> np.ndarray:
-        """Send per_rank[r] to rank r; return what every rank sent here, in rank order."""
+    def start_alltoall_keys(self, per_rank: list[np.ndarray]) -> Finish:
+        """Begin sending per_rank[r] to rank r; calling the result waits and returns what every rank
+        sent here, in rank order."""
 
     def allgather(self, value: Any) -> list[Any]:
         """One small Python object from every rank."""
@@ -41,11 +46,11 @@ class SingleProcess:
     rank = 0
     size = 1
 
-    def allgather_keys(self, keys: np.ndarray) -> np.ndarray:
-        return keys
+    def start_allgather_keys(self, keys: np.ndarray) -> Finish:
+        return lambda: keys
 
-    def alltoall_keys(self, per_rank: list[np.ndarray]) -> np.ndarray:
-        return per_rank[0]
+    def start_alltoall_keys(self, per_rank: list[np.ndarray]) -> Finish:
+        return lambda: per_rank[0]
 
     def allgather(self, value: Any) -> list[Any]:
         return [value]

@@ -48,13 +48,18 @@ def sort_keys(keys, slice_start, n_total):
 
 
 @njit(cache=True)
-def _gather_inputs(lo, hi, ring_e, ring_i, kick, mu, w, pois_keys, cdf, guide, t, e, i, x) -> None:
-    """Take this step's arrivals out of the ring buffer and draw the Poisson drive."""
+def _take_arrivals(lo, hi, ring_e, ring_i, e, i) -> None:
+    """Take this step's arrivals out of the ring buffer (and clear their slot)."""
     for j in range(lo, hi):
         e[j] = ring_e[j]
         i[j] = ring_i[j]
         ring_e[j] = 0.0
         ring_i[j] = 0.0
+
+
+@njit(cache=True)
+def _draw_drive(lo, hi, kick, mu, w, pois_keys, cdf, guide, t, x) -> None:
+    """External arrivals of step t: the current-like kick plus w times a Poisson count of mean mu."""
     if mu <= 0.0:
         x[lo:hi] = kick
     elif mu < TABLE_MAX_MU:
@@ -67,13 +72,25 @@ def _gather_inputs(lo, hi, ring_e, ring_i, kick, mu, w, pois_keys, cdf, guide, t
 
 
 @njit(cache=True)
+def draw_slice_drive(pop_lo, pop_hi, pois_mu, pois_w, pois_keys, pois_cdf, pois_guide, kick_win, pois_on, win_t0,
+                     t0, x_out) -> None:
+    """Draw the external arrivals of the x_out.shape[0] steps from t0 ahead of time, x_out[t - t0, neuron]
+    (the same numbers `advance` draws itself): ranks fill an exchange wait with this work."""
+    for t in range(t0, t0 + x_out.shape[0]):
+        for pi in range(pop_lo.size):
+            _draw_drive(pop_lo[pi], pop_hi[pi], kick_win[pi, t - win_t0], pois_mu[pi] * pois_on[pi, t - win_t0],
+                        pois_w[pi], pois_keys, pois_cdf[pi], pois_guide[pi], t, x_out[t - t0])
+
+
+@njit(cache=True)
 def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w, pois_keys, pois_cdf, pois_guide,
-            cur_win, kick_win, pois_on, win_t0, ring, t0, n_slices, m, deliver_local,
+            cur_win, kick_win, pois_on, win_t0, x_ahead, ring, t0, n_slices, m, deliver_local,
             pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets, plastic,
             spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0,
             probe_slot, probe_every, probe_k0, probe_buf, prof):
     """Advance up to n_slices slices of m steps from step t0.
 
+    With x_ahead non-empty, its rows are the drive of steps t0, t0 + 1, ... (`draw_slice_drive`).
     Stops early, at a slice end, when the spike buffer could overflow; returns
     (slices done, spikes now in the buffer). counts[(t // bin_steps) - bin_t0, j] counts spikes
     of local neuron j; probe_buf[k - probe_k0, var, probe_slot[j]] samples neuron j after every
@@ -89,6 +106,7 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
     x_in = np.empty(n_local)
     fired = np.empty(n_local, np.int64)
     probe_local = np.flatnonzero(probe_slot >= 0)
+    ahead = x_ahead.shape[0]
     done = 0
     for sl in range(n_slices):
         if cap - n_spk < n_local * m:
@@ -106,10 +124,13 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
                 lo, hi = pop_lo[pi], pop_hi[pi]
                 mu = pois_mu[pi] * pois_on[pi, t - win_t0]
                 t_a = ticks()
-                _gather_inputs(lo, hi, ring_e, ring_i, kick_win[pi, t - win_t0], mu, pois_w[pi],
-                               pois_keys, pois_cdf[pi], pois_guide[pi], t, e_in, i_in, x_in)
+                _take_arrivals(lo, hi, ring_e, ring_i, e_in, i_in)
+                x = x_ahead[t - t0] if t - t0 < ahead else x_in
+                if t - t0 >= ahead:
+                    _draw_drive(lo, hi, kick_win[pi, t - win_t0], mu, pois_w[pi], pois_keys, pois_cdf[pi],
+                                pois_guide[pi], t, x)
                 t_b = ticks()
-                n_fired = update_population(model, state, lo, hi, p, e_in, i_in, x_in, cur, fired)
+                n_fired = update_population(model, state, lo, hi, p, e_in, i_in, x, cur, fired)
                 t_c = ticks()
                 for f in range(n_fired):
                     j = fired[f]
@@ -122,7 +143,7 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
                     k = (t + 1) // probe_every - 1 - probe_k0
                     for j in probe_local:
                         if lo <= j < hi:
-                            probe(model, state, j, p, e_in[j], i_in[j], x_in[j], cur, probe_buf[k, :, probe_slot[j]])
+                            probe(model, state, j, p, e_in[j], i_in[j], x[j], cur, probe_buf[k, :, probe_slot[j]])
                 t_d = ticks()
                 prof[0] += t_b - t_a
                 prof[1] += t_c - t_b

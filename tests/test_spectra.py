@@ -82,6 +82,23 @@ def test_weight_matrix_tiny_fixed_indegree() -> None:
     assert D[:, :40].max() >= 2 * 0.125  # ... whose weights add
 
 
+def test_weight_matrix_takes_learned_weights_in_canonical_order() -> None:
+    """A plastic projection's stored weights (targets by gid, then presynaptic index) land on their synapses."""
+    raw = tiny_config()
+    raw["projections"][2]["plasticity"] = {"rule": "vogels2011", "eta": 0.1}
+    raw["projections"][2]["name"] = "IE"
+    cfg, _ = load_config(raw=raw)
+    conn = build_connectivity(cfg, 0, 50)
+    ptr = conn.rowptr[conn.row0[2] : conn.row0[2] + 11]
+    pairs = sorted((int(t), 40 + r) for r in range(10) for t in conn.targets[ptr[r] : ptr[r + 1]])
+    learned = np.arange(1.0, len(pairs) + 1)
+    expected = reference_matrix(cfg)
+    expected[:40, 40:] = 0.0
+    for (post, pre), w in zip(pairs, learned, strict=True):
+        expected[post, pre] -= w
+    np.testing.assert_array_equal(weight_matrix(cfg, {"IE": learned}).toarray(), expected)
+
+
 # ---------------------------------------------------------------- Brunel, fixed in-degree: dense spectrum
 @pytest.fixture(scope="module")
 def brunel() -> Brunel:

@@ -1,4 +1,5 @@
-"""Spike statistics and MFE detection against closed forms and constructed data."""
+"""Spike statistics and MFE detection against closed forms, constructed data and simulated runs: ring600
+has MFEs, the asynchronous irregular Brunel network (configs/brunel_ai.toml) has none."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, eilab
-from eilab.analysis.mfe import detect, detect_local, detect_run, marked_runs
+from eilab.analysis.mfe import detect, detect_local, detect_run, marked_runs, mfes_present
+from eilab.analysis.siegert import network_rates
 from eilab.analysis.spikes import (
     fano_factor,
     isi_cv,
     neuron_rates,
+    population_rate,
     population_stats,
     power_spectrum,
     synchrony,
@@ -82,7 +85,19 @@ def test_detector_recovers_injected_events() -> None:
     first = events[0]
     assert first.e_size >= 30 and first.i_size == 0 and first.e_fraction >= 30 / 50
     assert events[1].i_fraction >= 30 / 50
-    assert stats.excess > 20
+    assert stats.excess > 20 and stats.present
+
+
+def test_independent_poisson_cells_have_no_mfes() -> None:
+    """1000 independent cells at 20 Hz: the detector marks a few chance crossings, not MFEs."""
+    times, gids = poisson_trains(1000, 20.0, 3000.0, 1.0)
+    _, stats = detect(times, gids, np.arange(800), np.arange(800, 1000), 3000.0)
+    assert stats.n_events < 2 * max(stats.null_expected, stats.gaussian_expected) + 5
+    assert not stats.present
+    assert not mfes_present(0, 0.0, 0.0) and not mfes_present(1, 0.0, 0.0)  # no variance: no MFEs
+    assert mfes_present(21, 3.85, 5.85)       # ring600: P(N >= 21 | 5.85) ~ 1e-6
+    assert not mfes_present(8, 0.5, 2.5)      # 3x the larger null but P ~ 4e-3: could be chance
+    assert not mfes_present(30, 20.0, 1.0)    # significant but under 2x the Poisson null
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +107,17 @@ def ring600(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def brunel_ai(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("brunel_ai") / "brunel_ai"
+    res = eilab("run", "configs/brunel_ai.toml", "--out", str(out), "--quiet", cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
 def test_ring600_has_mfes_well_above_both_nulls(ring600: Path) -> None:
     events, stats = detect_run(open_run(ring600))
-    assert stats.n_events >= 10 and stats.excess > 3 and stats.tail_excess > 2
+    assert stats.n_events >= 10 and stats.excess > 3 and stats.tail_excess > 2 and stats.present
     assert all(e.e_size + e.i_size == e.size for e in events)
     local = detect_local(open_run(ring600))
     assert len(local) == 10
@@ -106,3 +129,28 @@ def test_population_stats_of_a_stored_run(ring600: Path) -> None:
     summary = open_run(ring600).attrs["summary"]["populations"]
     assert stats["E"].rate_hz == pytest.approx(summary["E"]["rate_hz"], rel=0.05)
     assert 0 < stats["E"].cv_isi < 1.5 and stats["I"].silent_fraction == 0.0
+
+
+def test_asynchronous_brunel_has_no_mfes(brunel_ai: Path, ring600: Path) -> None:
+    """The same detector and verdict: MFEs in ring600, few or none in the AI Brunel network."""
+    _, ai = detect_run(open_run(brunel_ai))
+    _, ring = detect_run(open_run(ring600))
+    assert ring.present and not ai.present
+    assert ai.rate_hz < ring.rate_hz / 2  # events per second, as both records differ in length
+
+
+def test_brunel_ai_is_asynchronous_irregular_at_the_siegert_rates(brunel_ai: Path) -> None:
+    run = open_run(brunel_ai)
+    assert run.bin_ms == 1.0
+    predicted = network_rates(run.config)
+    for s in population_stats(run, skip_ms=100.0):
+        assert 2.0 < s.rate_hz < 30.0 and s.silent_fraction < 0.01
+        assert s.rate_hz == pytest.approx(predicted[s.name], rel=0.15)  # issue #4: within 15 %
+        assert 0.75 < s.cv_isi < 1.2                                   # irregular
+        assert s.synchrony < 1.5 / s.n                                 # chi^2: 1 / N when independent
+    counts = np.concatenate([run.counts(name)[100:] for name in run.populations], axis=1)
+    total = counts.sum(axis=1)
+    assert total.var() / total.mean() < 1.4  # 1-ms population count: Fano 1 for independent Poisson cells
+    f, psd = power_spectrum(population_rate(counts, run.bin_ms), run.bin_ms, segment_ms=200.0)
+    band = f > 5.0
+    assert psd[band].max() < 4 * np.median(psd[band])  # no oscillation peak
