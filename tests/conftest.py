@@ -105,3 +105,17 @@ def start_and_kill(run_dir: Path, ranks: int, whole_job: bool, config: Path, set
 @pytest.fixture
 def configs() -> Path:
     return CONFIGS
+
+
+def run_config(tmp_path_factory: pytest.TempPathFactory, config: str, *args: str) -> Path:
+    """`eilab run configs/<config>.toml [args]` as the README says, from the project root, into a new directory."""
+    out = tmp_path_factory.mktemp(config) / config
+    res = eilab("run", f"configs/{config}.toml", "--out", str(out), "--quiet", *args, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def ring600(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ring600 run on the embedded defaults, shared by every test that only reads it."""
+    return run_config(tmp_path_factory, "ring600")

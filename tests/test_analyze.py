@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from conftest import CONFIGS, ROOT, eilab
+from conftest import CONFIGS, eilab, run_config
 from eilab.analysis.siegert import network_rates, siegert_rate
 from eilab.sim.config import load_config
 from eilab.sim.store import open_run
@@ -25,10 +25,7 @@ def test_siegert_tends_to_the_deterministic_rate() -> None:
 
 @pytest.fixture(scope="module")
 def brunel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("brunel") / "brunel"
-    res = eilab("run", "configs/brunel.toml", "--out", str(out), "--quiet", "--set", "vars.order=1000", cwd=ROOT)
-    assert res.returncode == 0, res.stderr
-    return out
+    return run_config(tmp_path_factory, "brunel", "--set", "vars.order=1000")
 
 
 def test_brunel_rates_match_the_siegert_prediction(brunel: Path) -> None:
@@ -53,9 +50,8 @@ def test_analyze_writes_summary_and_figures(brunel: Path) -> None:
     assert summary["balance"][0]["population"] == "E"
 
 
-def test_analyze_ring600_and_a_rate_network(tmp_path: Path) -> None:
-    out = tmp_path / "ring"
-    assert eilab("run", "configs/ring600.toml", "--out", str(out), "--quiet", cwd=ROOT).returncode == 0
+def test_analyze_ring600_and_a_rate_network(ring600: Path, tmp_path: Path) -> None:
+    out = ring600
     res = eilab("analyze", str(out))
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "summary.json").read_text())

@@ -114,19 +114,41 @@ def test_kill_and_resume_keeps_weights_bitwise(tmp_path: Path) -> None:
     assert_same(tmp_path / "ref", tmp_path / "run")
 
 
-def test_inhibitory_plasticity_brings_excitatory_rates_to_the_target(tmp_path: Path) -> None:
-    """A smaller, faster version of configs/vogels2011.toml: E rates fall from tens of Hz to near 3 Hz.
-
-    The learned state sits at 3.5-4 Hz here (the 20 % of the issue is not met yet: spike correlations
-    shift the fixed point of the rule above rho0); the bound below guards what is reached now."""
+def learning_run(tmp_path: Path, plastic: bool, t_ms: float) -> np.ndarray:
+    """The test network of the next test; E rate (Hz) per 100 ms."""
     raw = load_config(CONFIGS / "vogels2011.toml")[1]
-    raw["vars"].update(N_E=800, N_I=200, p=0.1, eta=0.25)
-    raw["run"].update(t_ms=12000.0, progress=False)
+    raw["vars"].update(N_E=800, N_I=200, p=0.1, g_gaba=1.5, eta=0.25)
+    raw["run"].update(t_ms=t_ms, progress=False)
+    raw["record"].update(spikes=False, probes=[])
+    if not plastic:  # I -> E keeps its initial weight, 0 nS
+        del next(pr for pr in raw["projections"] if pr["name"] == "IE")["plasticity"]
     cfg, raw = load_config(raw=raw)
-    run(cfg, raw, tmp_path / "v", progress=False)
-    r = open_run(tmp_path / "v")
-    rate = r.counts("E").sum(axis=1) / 800 / 0.01  # Hz per 10 ms bin
-    per_s = rate.reshape(-1, 100).mean(axis=1)
-    assert per_s[0] > 10.0
-    assert np.all(np.abs(per_s[-3:] - 3.0) < 0.4 * 3.0), per_s
-    assert per_s[-3:].mean() < per_s[1] / 1.2  # still learning after the first second
+    out = tmp_path / ("plastic" if plastic else "static")
+    run(cfg, raw, out, progress=False)
+    return open_run(out).counts("E").sum(axis=1).reshape(-1, 10).sum(axis=1) / 800 / 0.1
+
+
+def reaches_the_target(rate: np.ndarray) -> bool:
+    """The issue's criterion: every one of the last 4 s within 20 % of rho0 = 3 Hz."""
+    per_s = rate.reshape(-1, 10).mean(axis=1)
+    return bool(np.all(np.abs(per_s[-4:] - 3.0) < 0.2 * 3.0))
+
+
+def test_inhibitory_plasticity_brings_excitatory_rates_to_the_target(tmp_path: Path) -> None:
+    """A smaller, faster version of configs/vogels2011.toml: E rates fall from tens of Hz to 3 Hz.
+
+    The rule's drift vanishes where the postsynaptic rate is 2 rho0 / (c_pre + c_post), c_pre and
+    c_post being the pairing terms relative to independent spike trains. Each inhibitory spike
+    delays the next spike of its target (c_post < 1), which puts the fixed point above rho0, the
+    more so the stronger the single I -> E synapses. With the config's I -> I weight (3 nS) the
+    inhibitory rate settles where each E neuron gets few, strong I spikes: c_post ~ 0.6 and E rates
+    settle 15-30 % above target at any in-degree (eilab and NEST alike, 1000 to 10000 neurons; see
+    benchmarks/results/vogels_convergence.jsonl). Here the I -> I weight is halved (1.5 nS): I
+    neurons fire ~1.5x faster, learned I -> E weights are ~40 % smaller, c_post ~ 0.73 and E rates
+    settle ~4 % above target (3.1 Hz over 60 s). The same network without plasticity stays far above.
+    """
+    rate = learning_run(tmp_path, True, 10000.0)
+    assert rate[0] > 10.0  # starts far above the target
+    assert reaches_the_target(rate), rate.reshape(-1, 10).mean(axis=1)
+    static = learning_run(tmp_path, False, 4000.0)
+    assert static.mean() > 10.0 and not reaches_the_target(static)

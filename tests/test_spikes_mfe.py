@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, eilab
+from conftest import run_config
 from eilab.analysis.mfe import detect, detect_local, detect_run, marked_runs, mfes_present
 from eilab.analysis.siegert import network_rates
 from eilab.analysis.spikes import (
@@ -101,18 +101,8 @@ def test_independent_poisson_cells_have_no_mfes() -> None:
 
 
 @pytest.fixture(scope="module")
-def ring600(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ring") / "ring600"
-    assert eilab("run", "configs/ring600.toml", "--out", str(out), "--quiet", cwd=ROOT).returncode == 0
-    return out
-
-
-@pytest.fixture(scope="module")
 def brunel_ai(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("brunel_ai") / "brunel_ai"
-    res = eilab("run", "configs/brunel_ai.toml", "--out", str(out), "--quiet", cwd=ROOT)
-    assert res.returncode == 0, res.stderr
-    return out
+    return run_config(tmp_path_factory, "brunel_ai")
 
 
 def test_ring600_has_mfes_well_above_both_nulls(ring600: Path) -> None:

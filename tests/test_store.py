@@ -10,19 +10,10 @@ import xarray as xr
 import zarr
 from scipy.stats import poisson
 
-from conftest import CONFIGS, ROOT, eilab, small_network
+from conftest import CONFIGS, small_network
 from eilab.sim.config import load_config
 from eilab.sim.engine import run
 from eilab.sim.store import RunNotCompleteError, open_run
-
-
-@pytest.fixture(scope="module")
-def ring600(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`eilab run configs/ring600.toml` exactly as the README says, from the project root."""
-    out = tmp_path_factory.mktemp("ring") / "ring600"
-    res = eilab("run", "configs/ring600.toml", "--out", str(out), "--quiet", cwd=ROOT)
-    assert res.returncode == 0, res.stderr
-    return out
 
 
 def test_ring600_store_is_complete_and_consistent(ring600: Path) -> None:
