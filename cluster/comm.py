@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from eilab.sim.exchange import Comm, Finish, SingleProcess
+from eilab.sim.exchange import Comm, Pending, SingleProcess
 
 
 class MPIComm:
@@ -26,8 +26,8 @@ class MPIComm:
         self.size = comm.Get_size()
         self._displs = np.zeros(self.size, np.int64)
 
-    def start_allgather_keys(self, keys: np.ndarray) -> Finish:
-        """Iallgather of the key counts now; the Allgatherv of the keys when the result is called."""
+    def start_allgather_keys(self, keys: np.ndarray) -> Pending:
+        """Iallgather of the key counts now; the Allgatherv of the keys in `result()`."""
         keys = np.ascontiguousarray(keys, dtype=np.int64)
         one, counts, displs = np.array([keys.size], np.int64), np.empty(self.size, np.int64), self._displs
         request = self.comm.Iallgather(one, counts)
@@ -39,10 +39,10 @@ class MPIComm:
             self.comm.Allgatherv(keys, [out, counts, displs, self._mpi.INT64_T])
             return out
 
-        return finish
+        return Pending(request.Test, finish)
 
-    def start_alltoall_keys(self, per_rank: list[np.ndarray]) -> Finish:
-        """Ialltoall of the key counts now; the Alltoallv of the keys when the result is called."""
+    def start_alltoall_keys(self, per_rank: list[np.ndarray]) -> Pending:
+        """Ialltoall of the key counts now; the Alltoallv of the keys in `result()`."""
         send_counts = np.array([a.size for a in per_rank], np.int64)
         recv_counts = np.empty(self.size, np.int64)
         request = self.comm.Ialltoall(send_counts, recv_counts)
@@ -58,7 +58,7 @@ class MPIComm:
             self.comm.Alltoallv([send, send_counts, sdispls, int64], [recv, recv_counts, rdispls, int64])
             return recv
 
-        return finish
+        return Pending(request.Test, finish)
 
     def allgather(self, value: Any) -> list[Any]:
         return self.comm.allgather(value)

@@ -219,7 +219,6 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     alltoall = cfg.run.exchange == "alltoall" and not in_kernel
     dest = destinations(comm, net.conn.out_degree(n_total) > 0) if alltoall else None
     timers = dict.fromkeys(("update_s", "exchange_s", "deliver_s", "record_s", "checkpoint_s", "drive_ahead_s"), 0.0)
-    no_ahead = np.zeros((0, net.n_local))
     x_ahead = np.zeros((m, net.n_local))
     events = int(totals["synaptic_events"]) if totals else 0
 
@@ -236,7 +235,7 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
     t_jit = time.perf_counter()
     cur, kick, on = net.drive.window(0, 1)
     _draw_ahead(net, kick, on, 0, 0, x_ahead[:1])
-    _advance(net, cur, kick, on, 0, no_ahead, 0, 0, m, in_kernel, spk_step, spk_gid, 0,
+    _advance(net, cur, kick, on, 0, x_ahead[:0], 0, 0, m, in_kernel, spk_step, spk_gid, 0,
              np.zeros((1, net.n_local), np.uint16), bin_steps, 0, probe_every, 0,
              np.zeros((1, 4, n_probes), np.float32), np.zeros(5, np.int64))
     _deliver_slice(net, cfg.run.dt_ms, *sort_keys(np.zeros(0, np.int64), 0, n_total), spk_step[:0], spk_gid[:0])
@@ -257,13 +256,13 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
         k0 = -(-(t0 + 1) // probe_every) - 1 if probe_every else 0
         n_k = (t0 + n) // probe_every - 1 - k0 + 1 if probe_every else 0
         probe_buf = np.full((max(n_k, 0), 4, n_probes), np.nan, np.float32)
-        t, n_spk, ahead = t0, 0, False
+        t, n_spk, n_ahead = t0, 0, 0
         while t < t0 + n:
             m_eff = min(m, t0 + n - t)
             slices = (t0 + n - t) // m_eff if in_kernel else 1
             first = n_spk
             ta = time.perf_counter()
-            done, n_spk = _advance(net, cur, kick, on, t0, x_ahead if ahead else no_ahead, t, slices, m_eff,
+            done, n_spk = _advance(net, cur, kick, on, t0, x_ahead[:n_ahead], t, slices, m_eff,
                                    in_kernel, spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0, probe_every, k0,
                                    probe_buf, prof)
             timers["update_s"] += time.perf_counter() - ta
@@ -275,16 +274,17 @@ def simulate(cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, pro
                 tb = time.perf_counter()
                 keys = encode(spk_step[first:n_spk], spk_gid[first:n_spk], t, n_total)
                 if dest is None:
-                    finish = comm.start_allgather_keys(keys)
+                    pending = comm.start_allgather_keys(keys)
                 else:
                     local = spk_gid[first:n_spk]
-                    finish = comm.start_alltoall_keys([keys[dest[r, local]] for r in range(comm.size)])
-                ahead = t + 2 * m <= t0 + n and comm.size > 1  # the next slice's drive, while others catch up
+                    pending = comm.start_alltoall_keys([keys[dest[r, local]] for r in range(comm.size)])
                 td = time.perf_counter()
-                if ahead:
-                    _draw_ahead(net, kick, on, t0, t + m, x_ahead)
+                n_ahead = 0  # while the other ranks are still busy, draw the next slice's drive step by step
+                while t + 2 * m <= t0 + n and n_ahead < m and not pending.done():
+                    _draw_ahead(net, kick, on, t0, t + m + n_ahead, x_ahead[n_ahead : n_ahead + 1])
+                    n_ahead += 1
                 te = time.perf_counter()
-                steps, gids = sort_keys(finish(), t, n_total)
+                steps, gids = sort_keys(pending.result(), t, n_total)
                 tc = time.perf_counter()
                 events += _deliver_slice(net, cfg.run.dt_ms, steps, gids, spk_step[first:n_spk], spk_gid[first:n_spk])
                 timers["exchange_s"] += (td - tb) + (tc - te)

@@ -12,24 +12,31 @@ rank then delivers in, so sums into the ring buffer are bitwise the same for any
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-Finish = Callable[[], np.ndarray]
+
+@dataclass
+class Pending:
+    """A spike exchange in flight: `done()` tests, without blocking, whether the other ranks' counts
+    are in; `result()` waits for them and returns the keys."""
+
+    done: Callable[[], bool]
+    result: Callable[[], np.ndarray]
 
 
 class Comm(Protocol):
     rank: int
     size: int
 
-    def start_allgather_keys(self, keys: np.ndarray) -> Finish:
-        """Begin concatenating every rank's int64 keys; calling the result waits and returns them in
-        rank order. Work done between the two overlaps the wait for the other ranks."""
+    def start_allgather_keys(self, keys: np.ndarray) -> Pending:
+        """Begin concatenating every rank's int64 keys (in rank order). Work done before
+        `result()` fills the wait for the other ranks."""
 
-    def start_alltoall_keys(self, per_rank: list[np.ndarray]) -> Finish:
-        """Begin sending per_rank[r] to rank r; calling the result waits and returns what every rank
-        sent here, in rank order."""
+    def start_alltoall_keys(self, per_rank: list[np.ndarray]) -> Pending:
+        """Begin sending per_rank[r] to rank r; the result is what every rank sent here, in rank order."""
 
     def allgather(self, value: Any) -> list[Any]:
         """One small Python object from every rank."""
@@ -46,11 +53,11 @@ class SingleProcess:
     rank = 0
     size = 1
 
-    def start_allgather_keys(self, keys: np.ndarray) -> Finish:
-        return lambda: keys
+    def start_allgather_keys(self, keys: np.ndarray) -> Pending:
+        return Pending(lambda: True, lambda: keys)
 
-    def start_alltoall_keys(self, per_rank: list[np.ndarray]) -> Finish:
-        return lambda: per_rank[0]
+    def start_alltoall_keys(self, per_rank: list[np.ndarray]) -> Pending:
+        return Pending(lambda: True, lambda: per_rank[0])
 
     def allgather(self, value: Any) -> list[Any]:
         return [value]
