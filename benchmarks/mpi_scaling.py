@@ -60,6 +60,10 @@ def main() -> None:
         / (med("strong_2", "simulate_s") + med("strong_2", "build_s")),
         "weak_efficiency_simulate": med("weak_1", "simulate_s") / med("strong_2", "simulate_s"),
         "peak_rss_mb_per_rank": {name: runs[name][0]["peak_rss_mb_per_rank"] for name in runs},
+        # per rank of the 2-rank runs: update (drive drawn while waiting included), that drawing, exchange
+        # (waits for the slower rank), delivery; a rank on a slower core waits less and draws less ahead
+        "strong_2_per_rank": [{k: statistics.median(r["per_rank"][rank][k] for r in runs["strong_2"])
+                               for k in runs["strong_2"][0]["per_rank"][0]} for rank in range(2)],
     }
     print(json.dumps(summary))
 

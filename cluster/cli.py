@@ -124,7 +124,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "bytes_per_synapse": s["connectivity_bytes"] / max(1, s["synapses"]),
         "mean_rate_hz": s["mean_rate_hz"],
         **{f"rate_{k}_hz": v["rate_hz"] for k, v in s["populations"].items()},
-        "peak_rss_mb": s["peak_rss_mb"], "peak_rss_mb_per_rank": s["peak_rss_mb_per_rank"], **extra,
+        "peak_rss_mb": s["peak_rss_mb"], "peak_rss_mb_per_rank": s["peak_rss_mb_per_rank"],
+        "per_rank": [{k: r[k] for k in ("update_s", "drive_ahead_s", "exchange_s", "deliver_s")}
+                     for r in s["timings_per_rank"]], **extra,
     }))
     return 0
 
