@@ -30,9 +30,10 @@ def configs(t_ms: float, static_weight: float, tmp: Path) -> dict[str, Path]:
     raw = load_config(ROOT / "configs" / "vogels2011.toml")[1]
     raw["run"].update(t_ms=t_ms, progress=False)
     raw["record"]["probes"] = []
+    ie = next(p for p in raw["projections"] if p.get("name") == "IE")
+    ie["plasticity"]["start_ms"] = 0.0  # learning throughout: the rule's cost, not the static phase's high rates
     plastic = tmp / "plastic.toml"
     plastic.write_text(tomli_w.dumps(raw))
-    ie = next(p for p in raw["projections"] if p.get("name") == "IE")
     del ie["plasticity"]
     ie["weight"] = static_weight
     static = tmp / "static.toml"

@@ -194,7 +194,8 @@ class Plasticity(Strict):
     post spike: w += eta x_pre, alpha = 2 rho0 tau. akil2021 (multiplicative): traces jump by 1/tau;
     pre: w += eta w (x_post - 2 rho0), post: w += eta w x_pre. w clipped to [w_min, w_max].
     Updates use the traces just before the step of the spike (spikes of the same step do not see
-    each other); within a step postsynaptic updates come first.
+    each other); within a step postsynaptic updates come first. Spikes before start_ms leave the
+    weights alone but still move the traces.
     """
 
     rule: Literal["vogels2011", "akil2021"] = "vogels2011"
@@ -204,6 +205,8 @@ class Plasticity(Strict):
     w_min: float = Field(0.0, ge=0, description="lower weight bound (weight units)")
     w_max: float = Field(1e9, gt=0, description="upper weight bound (weight units)")
     snapshot_every_ms: float = Field(0.0, ge=0, description="weights stored this often; 0: at the end only")
+    start_ms: float = Field(0.0, ge=0, description="weights change from this time on, ms (traces run from 0): "
+                            "a static phase first, as in Vogels et al. (2011)")
 
 
 class Projection(Strict):

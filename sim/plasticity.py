@@ -96,10 +96,11 @@ def _clip(w, lo, hi):
 @njit(cache=True)
 def plastic_slice(steps, gids, lsteps, lgids, lo, pre_gid0, n_pre, row0, rowptr, targets, s0, w, pre_of_syn,
                   post_ptr, post_syn, x_pre, t_pre, x_post, t_post, mult, decay, jump, alpha, eta, w_min, w_max,
-                  ring, receptor, delay) -> int:
+                  start, ring, receptor, delay) -> int:
     """Apply the rule to one slice's spikes and deliver the projection's spikes; returns events.
 
     steps, gids: every spike of the slice, sorted by (step, gid); lsteps, lgids: this rank's own.
+    Spikes at steps before `start` change no weight.
     """
     r_len = ring.shape[1]
     n_local = post_ptr.size - 1
@@ -107,9 +108,10 @@ def plastic_slice(steps, gids, lsteps, lgids, lo, pre_gid0, n_pre, row0, rowptr,
     while i < steps.size or j < lsteps.size:
         s = steps[i] if j >= lsteps.size or (i < steps.size and steps[i] <= lsteps[j]) else lsteps[j]
         jj = j
+        learn = s >= start
         while jj < lsteps.size and lsteps[jj] == s:  # postsynaptic spikes: w += eta x_pre (times w)
             p = lgids[jj] - lo
-            for idx in range(post_ptr[p], post_ptr[p + 1]):
+            for idx in range(post_ptr[p], post_ptr[p + 1] if learn else post_ptr[p]):
                 syn = post_syn[idx]
                 r = pre_of_syn[syn]
                 xp = x_pre[r] * decay ** (s - t_pre[r])
@@ -125,9 +127,10 @@ def plastic_slice(steps, gids, lsteps, lgids, lo, pre_gid0, n_pre, row0, rowptr,
                 for k in range(rowptr[row], rowptr[row + 1]):
                     syn = k - s0
                     p = targets[k]
-                    xq = x_post[p] * decay ** (s - t_post[p])
-                    dw = eta * (xq - alpha) * (w[syn] if mult else 1.0)
-                    w[syn] = _clip(w[syn] + dw, w_min, w_max)
+                    if learn:
+                        xq = x_post[p] * decay ** (s - t_post[p])
+                        dw = eta * (xq - alpha) * (w[syn] if mult else 1.0)
+                        w[syn] = _clip(w[syn] + dw, w_min, w_max)
                     buf[p] += w[syn]
                 events += rowptr[row + 1] - rowptr[row]
             ii += 1
@@ -152,4 +155,5 @@ def apply_slice(pp: PlasticProjection, conn: Connectivity, dt: float, steps: np.
     return plastic_slice(steps, gids, lsteps, lgids, lo, conn.pre_gid0[q], conn.pre_n[q], conn.row0[q], conn.rowptr,
                          conn.targets, pp.s0, pp.w, pp.pre_of_syn, pp.post_ptr, pp.post_syn, pp.x_pre, pp.t_pre,
                          pp.x_post, pp.t_post, mult, decay, jump, alpha, pp.rule.eta, pp.rule.w_min,
-                         pp.rule.w_max, ring, conn.receptor[q], conn.delay_steps[q])
+                         pp.rule.w_max, round(pp.rule.start_ms / dt), ring, conn.receptor[q],
+                         conn.delay_steps[q])

@@ -17,7 +17,8 @@ from eilab.sim.store import open_run
 DT, TAU = 0.1, 20.0
 
 
-def pair_protocol(rule: str, pre_ms: list[float], post_ms: list[float], w0: float, eta: float) -> dict:
+def pair_protocol(rule: str, pre_ms: list[float], post_ms: list[float], w0: float, eta: float,
+                  start_ms: float = 0.0) -> dict:
     """One inhibitory and one excitatory neuron made to fire at given times by strong input kicks."""
     lif = {"tau_m": 10.0, "E_L": 0.0, "V_th": 1.0, "V_reset": 0.0, "t_ref": 0.0}
     return {
@@ -25,14 +26,17 @@ def pair_protocol(rule: str, pre_ms: list[float], post_ms: list[float], w0: floa
         "populations": [{"name": "E", "n": 1, "type": "E", "model": "lif_delta", "params": lif},
                         {"name": "I", "n": 1, "type": "I", "model": "lif_delta", "params": lif}],
         "projections": [{"pre": "I", "post": "E", "rule": "fixed_indegree", "k": 1, "weight": w0, "delay_ms": 0.1,
-                         "plasticity": {"rule": rule, "eta": eta, "tau_ms": TAU, "rho0_hz": 3.0, "w_max": 50.0}}],
+                         "plasticity": {"rule": rule, "eta": eta, "tau_ms": TAU, "rho0_hz": 3.0, "w_max": 50.0,
+                                        "start_ms": start_ms}}],
         "drive": [{"target": "I", "kind": "spikes", "times_ms": pre_ms, "weight": 5.0},
                   {"target": "E", "kind": "spikes", "times_ms": post_ms, "weight": 100.0}],
     }
 
 
-def expected_weight(rule: str, pre_ms: list[float], post_ms: list[float], w0: float, eta: float) -> float:
-    """The rule of shared/models/istdp.md evaluated by hand: traces just before each step, post first."""
+def expected_weight(rule: str, pre_ms: list[float], post_ms: list[float], w0: float, eta: float,
+                    start_ms: float = 0.0) -> float:
+    """The rule of shared/models/istdp.md evaluated by hand: traces just before each step, post first;
+    spikes before start_ms move only the traces."""
     jump = 1.0 if rule == "vogels2011" else 1.0 / TAU
     alpha = 2 * 0.003 * TAU if rule == "vogels2011" else 2 * 0.003
     w, x_pre, x_post, t_last = w0, 0.0, 0.0, 0.0
@@ -40,10 +44,10 @@ def expected_weight(rule: str, pre_ms: list[float], post_ms: list[float], w0: fl
         decay = math.exp(-(t - t_last) / TAU)
         x_pre, x_post, t_last = x_pre * decay, x_post * decay, t
         scale = w if rule == "akil2021" else 1.0
-        if t in post_ms:
+        if t in post_ms and t >= start_ms:
             w = min(max(w + eta * x_pre * scale, 0.0), 50.0)
         scale = w if rule == "akil2021" else 1.0
-        if t in pre_ms:
+        if t in pre_ms and t >= start_ms:
             w = min(max(w + eta * (x_post - alpha) * scale, 0.0), 50.0)
         x_pre += jump * (t in pre_ms)
         x_post += jump * (t in post_ms)
@@ -65,11 +69,22 @@ def test_pair_protocol_matches_the_rule(tmp_path: Path, rule: str) -> None:
     assert w[1][0] != pytest.approx(1.0, abs=1e-3)
 
 
+def test_no_weight_change_before_start_but_traces_run(tmp_path: Path) -> None:
+    pre, post = [10.0, 30.0, 40.0, 44.0], [15.0, 31.0, 40.0, 42.0]
+    cfg, raw = load_config(raw=pair_protocol("vogels2011", pre, post, 1.0, 0.05, start_ms=35.0))
+    run(cfg, raw, tmp_path / "r", progress=False)
+    w = open_run(tmp_path / "r").weights("IE")[1][-1][0]
+    assert w == pytest.approx(expected_weight("vogels2011", pre, post, 1.0, 0.05, start_ms=35.0), rel=1e-6)
+    assert w != pytest.approx(expected_weight("vogels2011", pre, post, 1.0, 0.05), rel=1e-3)
+    late = [t for t in pre if t >= 35.0], [t for t in post if t >= 35.0]  # traces of the early spikes count
+    assert w != pytest.approx(expected_weight("vogels2011", *late, 1.0, 0.05), rel=1e-3)
+
+
 def plastic_network(tmp_path: Path, t_ms: float = 400.0) -> Path:
     raw = load_config(CONFIGS / "vogels2011.toml")[1]
     raw["vars"].update(N_E=400, N_I=100, p=0.1, eta=0.25)
     raw["run"]["t_ms"] = t_ms
-    raw["projections"][3]["plasticity"]["snapshot_every_ms"] = 100.0
+    raw["projections"][3]["plasticity"].update(snapshot_every_ms=100.0, start_ms=100.0)  # static for 100 ms
     path = tmp_path / "plastic.toml"
     path.write_text(tomli_w.dumps(raw))
     return path
@@ -102,6 +117,7 @@ def test_weights_and_spikes_are_rank_invariant(single: tuple[Path, Path], tmp_pa
     assert_same(reference, tmp_path / "r")
     t, w = open_run(tmp_path / "r").weights("IE")
     assert list(t) == [0.0, 100.0, 200.0, 300.0, 400.0] and w[-1].mean() > w[0].mean()
+    assert np.array_equal(w[1], w[0])  # no learning before start_ms
 
 
 def test_kill_and_resume_keeps_weights_bitwise(tmp_path: Path) -> None:
@@ -128,27 +144,28 @@ def learning_run(tmp_path: Path, plastic: bool, t_ms: float) -> np.ndarray:
     return open_run(out).counts("E").sum(axis=1).reshape(-1, 10).sum(axis=1) / 800 / 0.1
 
 
-def reaches_the_target(rate: np.ndarray) -> bool:
-    """The issue's criterion: every one of the last 4 s within 20 % of rho0 = 3 Hz."""
+def stays_at_the_target(rate: np.ndarray, from_s: int) -> bool:
+    """The issue's criterion: the E rate of every second from `from_s` on within 20 % of rho0 = 3 Hz."""
     per_s = rate.reshape(-1, 10).mean(axis=1)
-    return bool(np.all(np.abs(per_s[-4:] - 3.0) < 0.2 * 3.0))
+    return bool(np.all(np.abs(per_s[from_s:] - 3.0) < 0.2 * 3.0))
 
 
 def test_inhibitory_plasticity_brings_excitatory_rates_to_the_target(tmp_path: Path) -> None:
-    """A smaller, faster version of configs/vogels2011.toml: E rates fall from tens of Hz to 3 Hz.
+    """A smaller, faster version of configs/vogels2011.toml: E rates fall from tens of Hz to 3 Hz and stay.
 
     The rule's drift vanishes where the postsynaptic rate is 2 rho0 / (c_pre + c_post), c_pre and
-    c_post being the pairing terms relative to independent spike trains. Each inhibitory spike
+    c_post being its two pairing terms relative to independent spike trains. Each inhibitory spike
     delays the next spike of its target (c_post < 1), which puts the fixed point above rho0, the
     more so the stronger the single I -> E synapses. With the config's I -> I weight (3 nS) the
-    inhibitory rate settles where each E neuron gets few, strong I spikes: c_post ~ 0.6 and E rates
-    settle 15-30 % above target at any in-degree (eilab and NEST alike, 1000 to 10000 neurons; see
+    I rate settles where each E neuron gets few, strong I spikes: c_post ~ 0.6 and E rates settle
+    14-28 % above the target whatever the in-degree (eilab and NEST alike, 1000 and 10000 neurons;
     benchmarks/results/vogels_convergence.jsonl). Here the I -> I weight is halved (1.5 nS): I
-    neurons fire ~1.5x faster, learned I -> E weights are ~40 % smaller, c_post ~ 0.73 and E rates
-    settle ~4 % above target (3.1 Hz over 60 s). The same network without plasticity stays far above.
+    neurons fire ~1.5x faster, learned I -> E weights are ~40 % smaller, c_post ~ 0.7 and E rates
+    settle 3-5 % above the target (3.12 Hz over 40-60 s; NEST 3.10 Hz). Without plasticity the same
+    network stays far above it.
     """
-    rate = learning_run(tmp_path, True, 10000.0)
+    rate = learning_run(tmp_path, True, 20000.0)
     assert rate[0] > 10.0  # starts far above the target
-    assert reaches_the_target(rate), rate.reshape(-1, 10).mean(axis=1)
+    assert stays_at_the_target(rate, 2), rate.reshape(-1, 10).mean(axis=1)
     static = learning_run(tmp_path, False, 4000.0)
-    assert static.mean() > 10.0 and not reaches_the_target(static)
+    assert static.mean() > 10.0 and not stays_at_the_target(static, 2)
