@@ -134,6 +134,8 @@ def run_eilab(args: argparse.Namespace, tmp: Path) -> dict:
     if args.static_weight is not None:
         del ie["plasticity"]
         ie["weight"] = args.static_weight
+    else:
+        ie["plasticity"]["start_ms"] = 0.0  # learning from the start, as in peers/vogels_nest.py
     path = tmp / "net.toml"
     path.write_text(tomli_w.dumps(raw))
     t0 = time.perf_counter()
