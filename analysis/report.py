@@ -169,7 +169,7 @@ def headline(summary: dict[str, Any]) -> str:
         s = summary["mfe"]["stats"]
         verdict = "present" if s["present"] else "few or none (threshold crossings as expected by chance)"
         lines.append(f"MFEs {verdict}: {s['n_events']} ({s['rate_hz']:.2f}/s), threshold {s['theta']:.1f} "
-                     f"spikes/bin, {s['excess']:.3g}x independent Poisson, {s['tail_excess']:.3g}x Gaussian tail")
+                     f"spikes/bin, {_x(s['excess'])} independent Poisson, {_x(s['tail_excess'])} Gaussian tail")
     if "siegert_hz" in summary:
         rates = ", ".join(f"{k} {v:.2f} Hz" for k, v in summary["siegert_hz"].items())
         lines.append(f"Siegert (mean-field) rates: {rates}")
@@ -192,6 +192,11 @@ def _f(x: float, width: int = 8) -> str:
 
 def _g(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
+
+
+def _x(ratio: float) -> str:
+    """An events-over-null ratio; infinite when the null expects (numerically) no event."""
+    return f"{ratio:.3g}x" if math.isfinite(ratio) else "far above (null expects ~0 events)"
 
 
 def _c(z: complex) -> str:
