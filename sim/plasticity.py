@@ -1,8 +1,10 @@
 """Inhibitory STDP (Vogels et al. 2011; Akil et al. 2021) on chosen projections.
 
 A plastic projection keeps one float32 weight per synapse (in its pre-major storage order) and,
-for postsynaptic updates, a post-major index (synapses of each local target, by presynaptic
-index: the canonical order, the same on every partition). Traces decay exactly between spikes
+for postsynaptic updates, one int32 post-major index (synapses of each local target, by presynaptic
+index: the canonical order, the same on every partition): 8 bytes per plastic synapse beyond the
+static connectivity, parameters shared. A synapse's presynaptic index is found from the row
+pointers (binary search) when its target spikes. Traces decay exactly between spikes
 (value and step of the last update are stored), so every update uses the exact trace at its
 spike time, whatever order ranks deliver in.
 
@@ -33,7 +35,6 @@ class PlasticProjection:
     rule: Plasticity
     s0: int                   # first synapse of the projection in Connectivity.targets
     w: np.ndarray             # float32 (n_syn,), pre-major order
-    pre_of_syn: np.ndarray    # int32 (n_syn,), presynaptic index within the pre population
     post_ptr: np.ndarray      # int64 (n_local + 1,)
     post_syn: np.ndarray      # int32 (n_syn,), synapses by target (post-major, canonical order)
     x_pre: np.ndarray         # float64 (n_pre,)
@@ -80,7 +81,6 @@ def build_plastic(cfg: Config, conn: Connectivity, n_local: int) -> list[Plastic
         out.append(PlasticProjection(
             q=q, name=pr.name, rule=pr.plasticity, s0=s0,
             w=np.full(s1 - s0, conn.weight[q], np.float32),
-            pre_of_syn=np.repeat(np.arange(n_pre, dtype=np.int32), np.diff(rows)),
             post_ptr=post_ptr, post_syn=order.astype(np.int32),
             x_pre=np.zeros(n_pre), t_pre=np.zeros(n_pre, np.int64),
             x_post=np.zeros(n_local), t_post=np.zeros(n_local, np.int64),
@@ -94,8 +94,8 @@ def _clip(w, lo, hi):
 
 
 @njit(cache=True)
-def plastic_slice(steps, gids, lsteps, lgids, lo, pre_gid0, n_pre, row0, rowptr, targets, s0, w, pre_of_syn,
-                  post_ptr, post_syn, x_pre, t_pre, x_post, t_post, mult, decay, jump, alpha, eta, w_min, w_max,
+def plastic_slice(steps, gids, lsteps, lgids, lo, pre_gid0, n_pre, row0, rowptr, targets, s0, w, post_ptr,
+                  post_syn, x_pre, t_pre, x_post, t_post, mult, decay, jump, alpha, eta, w_min, w_max,
                   start, ring, receptor, delay) -> int:
     """Apply the rule to one slice's spikes and deliver the projection's spikes; returns events.
 
@@ -104,6 +104,7 @@ def plastic_slice(steps, gids, lsteps, lgids, lo, pre_gid0, n_pre, row0, rowptr,
     """
     r_len = ring.shape[1]
     n_local = post_ptr.size - 1
+    rows = rowptr[row0 : row0 + n_pre + 1]  # the projection's rows: synapse s0 + syn lies in one of them
     i, j, events = 0, 0, 0
     while i < steps.size or j < lsteps.size:
         s = steps[i] if j >= lsteps.size or (i < steps.size and steps[i] <= lsteps[j]) else lsteps[j]
@@ -113,7 +114,7 @@ def plastic_slice(steps, gids, lsteps, lgids, lo, pre_gid0, n_pre, row0, rowptr,
             p = lgids[jj] - lo
             for idx in range(post_ptr[p], post_ptr[p + 1] if learn else post_ptr[p]):
                 syn = post_syn[idx]
-                r = pre_of_syn[syn]
+                r = np.searchsorted(rows, s0 + syn, side="right") - 1  # its presynaptic index
                 xp = x_pre[r] * decay ** (s - t_pre[r])
                 dw = eta * xp * (w[syn] if mult else 1.0)
                 w[syn] = _clip(w[syn] + dw, w_min, w_max)
@@ -153,7 +154,7 @@ def apply_slice(pp: PlasticProjection, conn: Connectivity, dt: float, steps: np.
     q = pp.q
     mult, decay, jump, alpha = rule_constants(pp.rule, dt)
     return plastic_slice(steps, gids, lsteps, lgids, lo, conn.pre_gid0[q], conn.pre_n[q], conn.row0[q], conn.rowptr,
-                         conn.targets, pp.s0, pp.w, pp.pre_of_syn, pp.post_ptr, pp.post_syn, pp.x_pre, pp.t_pre,
+                         conn.targets, pp.s0, pp.w, pp.post_ptr, pp.post_syn, pp.x_pre, pp.t_pre,
                          pp.x_post, pp.t_post, mult, decay, jump, alpha, pp.rule.eta, pp.rule.w_min,
                          pp.rule.w_max, round(pp.rule.start_ms / dt), ring, conn.receptor[q],
                          conn.delay_steps[q])
