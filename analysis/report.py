@@ -81,7 +81,7 @@ def _json_default(x: Any) -> Any:
 
 def spectrum_summary(run: Run, path: Path) -> tuple[dict[str, Any], Path]:
     cfg = run.config
-    snapshots = {p.name: run.weights(p.name) for p in plasticity_analysis.plastic_projections(cfg)}
+    snapshots = {p.name: run.weights(p.name, last=True) for p in plasticity_analysis.plastic_projections(cfg)}
     W = spectra.weight_matrix(cfg, {name: w[-1] for name, (_, w) in snapshots.items()})  # learned: last snapshot
     eig = spectra.eigenvalues(W, dense_limit=SPECTRUM_DENSE, k=SPECTRUM_K)
     pred = spectra.predicted_spectrum(cfg)

@@ -24,19 +24,17 @@ class MPIComm:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
-        self._displs = np.zeros(self.size, np.int64)
 
     def start_allgather_keys(self, keys: np.ndarray) -> Pending:
         """Iallgather of the key counts now; the Allgatherv of the keys in `result()`."""
         keys = np.ascontiguousarray(keys, dtype=np.int64)
-        one, counts, displs = np.array([keys.size], np.int64), np.empty(self.size, np.int64), self._displs
+        one, counts = np.array([keys.size], np.int64), np.empty(self.size, np.int64)
         request = self.comm.Iallgather(one, counts)
 
         def finish() -> np.ndarray:
             request.Wait()
             out = np.empty(int(counts.sum()), np.int64)
-            np.cumsum(counts[:-1], out=displs[1:])
-            self.comm.Allgatherv(keys, [out, counts, displs, self._mpi.INT64_T])
+            self.comm.Allgatherv(keys, [out, counts, _offsets(counts), self._mpi.INT64_T])
             return out
 
         return Pending(request.Test, finish)
@@ -51,11 +49,9 @@ class MPIComm:
         def finish() -> np.ndarray:
             request.Wait()
             recv = np.empty(int(recv_counts.sum()), np.int64)
-            sdispls, rdispls = np.zeros(self.size, np.int64), np.zeros(self.size, np.int64)
-            np.cumsum(send_counts[:-1], out=sdispls[1:])
-            np.cumsum(recv_counts[:-1], out=rdispls[1:])
             int64 = self._mpi.INT64_T
-            self.comm.Alltoallv([send, send_counts, sdispls, int64], [recv, recv_counts, rdispls, int64])
+            self.comm.Alltoallv([send, send_counts, _offsets(send_counts), int64],
+                                [recv, recv_counts, _offsets(recv_counts), int64])
             return recv
 
         return Pending(request.Test, finish)
@@ -71,6 +67,13 @@ class MPIComm:
 
     def abort(self, code: int) -> None:
         self.comm.Abort(code)
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    """Displacements of consecutive blocks of `counts` items (0, c0, c0 + c1, ...)."""
+    out = np.zeros(counts.size, np.int64)
+    np.cumsum(counts[:-1], out=out[1:])
+    return out
 
 
 LAUNCHER_VARIABLES = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",

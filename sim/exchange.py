@@ -5,7 +5,7 @@ spike exchange encoding.
 interface. Every rank makes every collective call, also with nothing to send.
 
 Spikes of one slice travel as int64 keys ``(step - slice_start) * n_total + gid``: sorting the
-gathered keys (`step.deliver_keys`) orders the slice's spikes by (step, gid), the order every
+gathered keys (`step.sort_keys`) orders the slice's spikes by (step, gid), the order every
 rank then delivers in, so sums into the ring buffer are bitwise the same for any rank count.
 """
 

@@ -460,12 +460,13 @@ class Run:
         arr = self.root["rates"]
         return arr[:, self.gids_of(population)] if population else arr[:]
 
-    def weights(self, projection: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    def weights(self, projection: str, last: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
         """Snapshot times (ms) and, per snapshot, the weights of a plastic projection in canonical
-        order (targets by gid, each target's synapses by presynaptic index)."""
+        order (targets by gid, each target's synapses by presynaptic index); only the last stored
+        snapshot with `last`."""
         group = self.root[f"weights/{projection}"]
         times = group["times_ms"][...]
-        rows = [k for k in range(times.size) if not np.isnan(times[k])]
+        rows = [k for k in range(times.size) if not np.isnan(times[k])][-1 if last else 0 :]
         n = int(self.attrs["n_neurons"])
         return times[rows], [read_ranges(group, 0, n, "w", counts="indegree", row=k) for k in rows]
 

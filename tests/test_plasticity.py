@@ -118,6 +118,8 @@ def test_weights_and_spikes_are_rank_invariant(single: tuple[Path, Path], tmp_pa
     t, w = open_run(tmp_path / "r").weights("IE")
     assert list(t) == [0.0, 100.0, 200.0, 300.0, 400.0] and w[-1].mean() > w[0].mean()
     assert np.array_equal(w[1], w[0])  # no learning before start_ms
+    t_last, w_last = open_run(tmp_path / "r").weights("IE", last=True)
+    assert list(t_last) == [400.0] and len(w_last) == 1 and np.array_equal(w_last[0], w[-1])
 
 
 def test_kill_and_resume_keeps_weights_bitwise(tmp_path: Path) -> None:
