@@ -43,22 +43,19 @@ def weight_matrix(cfg: Config, learned: Mapping[str, np.ndarray] | None = None) 
     conn = build_connectivity(cfg, 0, n)  # lo = 0, hi = N: local target indices are gids
     posts, pres, vals = [], [], []
     for q in range(conn.pre_gid0.size):
-        r0, n_pre = int(conn.row0[q]), int(conn.pre_n[q])
-        ptr = conn.rowptr[r0 : r0 + n_pre + 1]
-        a, b = int(ptr[0]), int(ptr[-1])
-        if b == a:
+        pre, post = conn.synapses(q)
+        if post.size == 0:
             continue
-        posts.append(conn.targets[a:b])
-        pre_gids = np.arange(conn.pre_gid0[q], conn.pre_gid0[q] + n_pre, dtype=np.int32)
-        pres.append(np.repeat(pre_gids, np.diff(ptr)))
+        posts.append(post)
+        pres.append((conn.pre_gid0[q] + pre).astype(np.int32))
         sign = -1.0 if conn.receptor[q] == 1 else 1.0
         name = cfg.projections[q].name
         if name in learned:  # canonical order is by target, then presynaptic index: a stable sort of targets
-            w = np.empty(b - a)
-            w[np.argsort(posts[-1], kind="stable")] = learned[name]
+            w = np.empty(post.size)
+            w[np.argsort(post, kind="stable")] = learned[name]
             vals.append(sign * w)
         else:
-            vals.append(np.full(b - a, sign * float(conn.weight[q])))
+            vals.append(np.full(post.size, sign * float(conn.weight[q])))
     if not posts:
         return sp.csr_matrix((n, n), dtype=np.float64)
     W = sp.coo_matrix(

@@ -147,9 +147,8 @@ def run_eilab(args: argparse.Namespace, tmp: Path) -> dict:
     cfg = load_config(path)[0]
     conn = build_connectivity(cfg, 0, args.n_e + args.n_i)
     q = [pr.name for pr in cfg.projections].index("IE")
-    rows = conn.rowptr[conn.row0[q] : conn.row0[q] + args.n_i + 1]
-    pre = np.repeat(np.arange(args.n_i), np.diff(rows))
-    post = conn.targets[rows[0] : rows[-1]].astype(np.int64)
+    pre, post = conn.synapses(q)
+    post = post.astype(np.int64)
     out = {"simulator": "eilab", "wall_s": round(wall, 1),
            "simulate_s": round(r.attrs["summary"]["timings"]["simulate_s"], 1)}
     if args.static_weight is None:

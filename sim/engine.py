@@ -160,8 +160,8 @@ def _deliver_slice(net: LocalNetwork, dt: float, steps: np.ndarray, gids: np.nda
     """Deliver a slice's spikes (sorted by (step, gid)): static projections, then the plastic ones
     with their weight updates; returns the synaptic events."""
     c = net.conn
-    events = deliver(steps, gids, 0, steps.size, net.ring, c.pre_gid0, c.pre_n, c.row0, c.receptor, c.delay_steps,
-                     c.weight, c.rowptr, c.targets, c.plastic)
+    events = deliver(steps, gids, 0, steps.size, net.ring, c.pre_gid0, c.pre_n, c.row0, c.stride, c.receptor,
+                     c.delay_steps, c.weight, c.rowptr, c.targets, c.plastic)
     for pp in net.plastic:
         events += apply_slice(pp, c, dt, steps, gids, local_steps, local_gids, net.lo, net.ring)
     return events
@@ -187,7 +187,7 @@ def _advance(net: LocalNetwork, cur, kick, on, win_t0, x_ahead, t, n_slices, m, 
     return advance(net.state, net.pop_model, net.pop_lo, net.pop_hi, net.pop_gid0, net.params, net.pois_mu,
                    net.pois_w, net.pois_keys, net.pois_cdf, net.pois_guide, cur, kick, on, win_t0, x_ahead, net.ring, t,
                    n_slices, m, deliver_local,
-                   c.pre_gid0, c.pre_n, c.row0, c.receptor, c.delay_steps, c.weight, c.rowptr, c.targets,
+                   c.pre_gid0, c.pre_n, c.row0, c.stride, c.receptor, c.delay_steps, c.weight, c.rowptr, c.targets,
                    c.plastic, spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0, net.probe_slot, probe_every,
                    probe_k0, probe_buf, prof)
 

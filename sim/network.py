@@ -7,6 +7,12 @@ Two passes over the same streams (count, then fill) build the pre-major CSR with
 temporary edge list: 2 bytes per synapse (uint16 local target, ranks of up to 65536 neurons) or
 4 (int32), plus one int64 row pointer per presynaptic neuron and projection; weights and delays
 are shared per projection.
+
+The static projections leaving one population are interleaved: a presynaptic neuron's rows in
+all of them lie next to each other, so delivering its spike reads one contiguous run of targets
+(on a rank that holds parts of several target populations, separate blocks per projection cost
+a third more delivery time: each short row is a fresh memory stream). A plastic projection keeps
+a block of its own, its synapses numbered by position in that block.
 """
 
 from __future__ import annotations
@@ -29,14 +35,16 @@ RECEPTOR_E, RECEPTOR_I = 0, 1
 class Connectivity:
     """Pre-major CSR of all projections onto one rank's neurons.
 
-    For projection q, presynaptic gids pre_gid0[q] .. pre_gid0[q] + pre_n[q] - 1; the targets of
-    pre neuron r are targets[rowptr[row0[q] + r] : rowptr[row0[q] + r + 1]] (rank-local indices),
-    each receiving weight[q] on receptor[q] after delay_steps[q].
+    For projection q, presynaptic gids pre_gid0[q] .. pre_gid0[q] + pre_n[q] - 1; pre neuron r's
+    row is row = row0[q] + r * stride[q] and its targets are targets[rowptr[row] : rowptr[row + 1]]
+    (rank-local indices, ascending), each receiving weight[q] on receptor[q] after delay_steps[q].
+    Plastic projections have stride 1: their rows form one block.
     """
 
     pre_gid0: np.ndarray     # int64 (n_proj,)
     pre_n: np.ndarray        # int64 (n_proj,)
     row0: np.ndarray         # int64 (n_proj,)
+    stride: np.ndarray       # int64 (n_proj,): static projections from one population share rows
     receptor: np.ndarray     # int64 (n_proj,) 0 = E, 1 = I
     delay_steps: np.ndarray  # int64 (n_proj,)
     weight: np.ndarray       # float64 (n_proj,)
@@ -48,12 +56,25 @@ class Connectivity:
     def n_synapses(self) -> int:
         return int(self.targets.size)
 
+    def rows(self, q: int) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end offsets into `targets` of the rows of projection q's pre neurons 0, 1, ..."""
+        idx = self.row0[q] + self.stride[q] * np.arange(self.pre_n[q])
+        return self.rowptr[idx], self.rowptr[idx + 1]
+
+    def synapses(self, q: int) -> tuple[np.ndarray, np.ndarray]:
+        """(presynaptic index, local target) of every synapse of projection q, pre-major."""
+        start, end = self.rows(q)
+        lens = end - start
+        first = np.cumsum(lens) - lens  # position of each row's first synapse in the output
+        idx = np.arange(int(lens.sum())) + np.repeat(start - first, lens)
+        return np.repeat(np.arange(self.pre_n[q]), lens), self.targets[idx]
+
     def out_degree(self, n_total: int) -> np.ndarray:
         """Local targets of every gid (summed over projections), int64 (n_total,)."""
         deg = np.zeros(n_total, np.int64)
         for q in range(self.pre_gid0.size):
-            r0, n = self.row0[q], self.pre_n[q]
-            deg[self.pre_gid0[q] : self.pre_gid0[q] + n] += np.diff(self.rowptr[r0 : r0 + n + 1])
+            start, end = self.rows(q)
+            deg[self.pre_gid0[q] : self.pre_gid0[q] + self.pre_n[q]] += end - start
         return deg
 
     @property
@@ -168,6 +189,23 @@ def _build(rule, seed, purpose, post_gid0, j_lo, j_hi, local0, n_pre, n_post, sa
                 fill[i] += 1
 
 
+def _row_layout(cfg: Config, plastic: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(row0, stride, total rows): the static projections from one population interleave their
+    rows (groups in order of first appearance), each plastic projection has a block of its own."""
+    groups: dict[str | int, list[int]] = {}
+    for q, pr in enumerate(cfg.projections):
+        groups.setdefault(q if plastic[q] else pr.pre, []).append(q)
+    sizes = {p.name: p.n for p in cfg.populations}
+    row0 = np.zeros(len(cfg.projections), np.int64)
+    stride = np.zeros(len(cfg.projections), np.int64)
+    total = 0
+    for members in groups.values():
+        for j, q in enumerate(members):
+            row0[q], stride[q] = total + j, len(members)
+        total += sizes[cfg.projections[members[0]].pre] * len(members)
+    return row0, stride, total
+
+
 def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
     """All projections onto the neurons with gids [lo, hi) (one rank's share)."""
     offs = population_offsets(cfg)
@@ -176,18 +214,16 @@ def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
     target_dtype = np.uint16 if hi - lo <= 1 << 16 else np.int32
     pre_gid0 = np.zeros(n_proj, np.int64)
     pre_n = np.zeros(n_proj, np.int64)
-    row0 = np.zeros(n_proj, np.int64)
     receptor = np.zeros(n_proj, np.int64)
     delay = np.zeros(n_proj, np.int64)
     weight = np.zeros(n_proj, np.float64)
-    rows: list[np.ndarray] = []
+    plastic = np.array([pr.plasticity is not None for pr in cfg.projections], np.bool_)
+    row0, stride, total_rows = _row_layout(cfg, plastic)
+    row_len = np.zeros(total_rows, np.int64)
     plans = []
-    total_rows = 0
     for q, pr in enumerate(cfg.projections):
         pre, post = pops[pr.pre], pops[pr.post]
         pre_gid0[q], pre_n[q] = offs[pr.pre], pre.n
-        row0[q] = total_rows + q
-        total_rows += pre.n
         receptor[q] = RECEPTOR_E if pre.type == "E" else RECEPTOR_I
         delay[q] = cfg.steps(pr.delay_ms)
         weight[q] = pr.weight * weight_scale(cfg, pr)
@@ -201,19 +237,12 @@ def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
         )
         counts = np.zeros(pre.n, np.int64)
         _build(*args, counts, np.empty(0, target_dtype), counts)
-        rows.append(counts)
+        row_len[row0[q] + stride[q] * np.arange(pre.n)] = counts
         plans.append(args)
-    rowptr = np.zeros(total_rows + n_proj, np.int64)
-    start = 0
-    for q, counts in enumerate(rows):
-        seg = rowptr[row0[q] : row0[q] + counts.size + 1]
-        seg[0] = start
-        np.cumsum(counts, out=seg[1:])
-        seg[1:] += start
-        start = int(seg[-1])
-    targets = np.empty(start, target_dtype)
+    rowptr = np.zeros(total_rows + 1, np.int64)
+    np.cumsum(row_len, out=rowptr[1:])
+    targets = np.empty(int(rowptr[-1]), target_dtype)
     for q, args in enumerate(plans):
-        fill = rowptr[row0[q] : row0[q] + pre_n[q]].copy()
+        fill = rowptr[row0[q] + stride[q] * np.arange(pre_n[q])]
         _build(*args, np.empty(0, np.int64), targets, fill)
-    plastic = np.array([pr.plasticity is not None for pr in cfg.projections], np.bool_)
-    return Connectivity(pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets, plastic)
+    return Connectivity(pre_gid0, pre_n, row0, stride, receptor, delay, weight, rowptr, targets, plastic)

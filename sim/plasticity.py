@@ -72,7 +72,7 @@ def build_plastic(cfg: Config, conn: Connectivity, n_local: int) -> list[Plastic
         if pr.plasticity is None:
             continue
         n_pre = int(conn.pre_n[q])
-        rows = conn.rowptr[conn.row0[q] : conn.row0[q] + n_pre + 1]
+        rows = conn.rowptr[conn.row0[q] : conn.row0[q] + n_pre + 1]  # a plastic projection's rows are one block
         s0, s1 = int(rows[0]), int(rows[-1])
         tg = conn.targets[s0:s1].astype(np.int64)
         order = np.argsort(tg, kind="stable")  # by target, then by presynaptic index (pre-major storage)

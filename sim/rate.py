@@ -29,7 +29,7 @@ from eilab.sim.store import RankWriter, create_store, mark_failed, prepare_run_d
 
 
 @njit(cache=True)
-def recurrent_input(r, pre_gid0, pre_n, row0, receptor, weight, rowptr, targets, u_e, u_i) -> None:
+def recurrent_input(r, pre_gid0, pre_n, row0, stride, receptor, weight, rowptr, targets, u_e, u_i) -> None:
     """u_e, u_i = excitatory and inhibitory parts of W r (magnitudes), scattered along the CSR."""
     u_e[:] = 0.0
     u_i[:] = 0.0
@@ -39,7 +39,7 @@ def recurrent_input(r, pre_gid0, pre_n, row0, receptor, weight, rowptr, targets,
             x = r[pre_gid0[q] + k] * weight[q]
             if x == 0.0:
                 continue
-            row = row0[q] + k
+            row = row0[q] + k * stride[q]
             for s in range(rowptr[row], rowptr[row + 1]):
                 out[targets[s]] += x
 
@@ -55,7 +55,7 @@ def transfer(u: np.ndarray, params: dict[str, Any]) -> np.ndarray:
 
 
 def _input_of(conn: Connectivity, r: np.ndarray, u_e: np.ndarray, u_i: np.ndarray) -> None:
-    recurrent_input(r, conn.pre_gid0, conn.pre_n, conn.row0, conn.receptor, conn.weight, conn.rowptr,
+    recurrent_input(r, conn.pre_gid0, conn.pre_n, conn.row0, conn.stride, conn.receptor, conn.weight, conn.rowptr,
                     conn.targets, u_e, u_i)
 
 

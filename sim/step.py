@@ -18,8 +18,8 @@ from eilab.sim.rng import TABLE_MAX_MU, poisson, poisson_tabled, poisson_word
 
 
 @njit(cache=True)
-def deliver(spk_step, spk_gid, a, b, ring, pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets,
-            plastic) -> int:
+def deliver(spk_step, spk_gid, a, b, ring, pre_gid0, pre_n, row0, stride, receptor, delay, weight, rowptr,
+            targets, plastic) -> int:
     """Scatter-add spikes a..b-1 into the ring buffer of their targets over the static projections
     (plastic ones deliver in `plasticity.plastic_slice`); returns the events (synapses hit)."""
     r_len = ring.shape[1]
@@ -32,7 +32,7 @@ def deliver(spk_step, spk_gid, a, b, ring, pre_gid0, pre_n, row0, receptor, dela
                 continue
             buf = ring[receptor[q], (spk_step[s] + delay[q]) % r_len]
             w = weight[q]
-            row = row0[q] + r
+            row = row0[q] + r * stride[q]
             events += rowptr[row + 1] - rowptr[row]
             for k in range(rowptr[row], rowptr[row + 1]):
                 buf[targets[k]] += w
@@ -85,7 +85,7 @@ def draw_slice_drive(pop_lo, pop_hi, pois_mu, pois_w, pois_keys, pois_cdf, pois_
 @njit(cache=True)
 def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w, pois_keys, pois_cdf, pois_guide,
             cur_win, kick_win, pois_on, win_t0, x_ahead, ring, t0, n_slices, m, deliver_local,
-            pre_gid0, pre_n, row0, receptor, delay, weight, rowptr, targets, plastic,
+            pre_gid0, pre_n, row0, stride, receptor, delay, weight, rowptr, targets, plastic,
             spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0,
             probe_slot, probe_every, probe_k0, probe_buf, prof):
     """Advance up to n_slices slices of m steps from step t0.
@@ -150,8 +150,8 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
                 prof[2] += t_d - t_c
         if deliver_local:
             t_e = ticks()
-            prof[4] += deliver(spk_step, spk_gid, first, n_spk, ring, pre_gid0, pre_n, row0, receptor, delay,
-                               weight, rowptr, targets, plastic)
+            prof[4] += deliver(spk_step, spk_gid, first, n_spk, ring, pre_gid0, pre_n, row0, stride, receptor,
+                               delay, weight, rowptr, targets, plastic)
             prof[3] += ticks() - t_e
         done += 1
     return done, n_spk

@@ -247,8 +247,8 @@ def test_mean_field_ring600_published_indegrees() -> None:
 
 def in_degree_total(cfg: Config, q: int) -> int:
     conn = build_connectivity(cfg, 0, cfg.n_total)
-    r0, n = conn.row0[q], conn.pre_n[q]
-    return int(conn.rowptr[r0 + n] - conn.rowptr[r0])
+    start, end = conn.rows(q)
+    return int((end - start).sum())
 
 
 @pytest.mark.parametrize("n_pre, n_post", [(300, 200), (250, 400), (97, 60)])
@@ -349,9 +349,10 @@ def test_measured_input_equals_presynaptic_spikes_exactly(probed_run: Path) -> N
     for q, proj in enumerate(cfg.projections):
         d = proj.delay_ms
         counts = np.bincount(gids[(times > SKIP - d + 1e-9) & (times <= T_MS - d + 1e-9)], minlength=cfg.n_total)
+        start, end = conn.rows(q)
         for i in range(conn.pre_n[q]):
             g = conn.pre_gid0[q] + i
-            a, b = conn.rowptr[conn.row0[q] + i], conn.rowptr[conn.row0[q] + i + 1]
+            a, b = start[i], end[i]
             sign = 1.0 if conn.receptor[q] == 0 else -1.0
             np.add.at(expected["E" if sign > 0 else "I"], conn.targets[a:b], sign * conn.weight[q] * counts[g])
     span = T_MS - SKIP

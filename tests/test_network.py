@@ -13,12 +13,12 @@ from eilab.sim.network import Connectivity, build_connectivity
 
 
 def edges(conn: Connectivity, lo: int = 0) -> np.ndarray:
-    """(projection, pre gid, post gid) rows of every synapse, in storage order."""
+    """(projection, pre gid, post gid) rows of every synapse, projection by projection, pre-major."""
     rows = []
     for q in range(conn.pre_gid0.size):
+        start, end = conn.rows(q)
         for r in range(conn.pre_n[q]):
-            a, b = conn.rowptr[conn.row0[q] + r], conn.rowptr[conn.row0[q] + r + 1]
-            for t in conn.targets[a:b]:
+            for t in conn.targets[start[r] : end[r]]:
                 rows.append((q, conn.pre_gid0[q] + r, lo + t))
     return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
@@ -119,3 +119,26 @@ def test_different_seeds_give_different_networks() -> None:
     ea, eb = edges(build_connectivity(a, 0, 100)), edges(build_connectivity(b, 0, 100))
     fa, fb = ea[ea[:, 0] == 0], eb[eb[:, 0] == 0]  # fixed in-degree: same size, other partners
     assert fa.shape == fb.shape and not np.array_equal(fa, fb)
+
+
+def test_static_rows_of_one_source_are_adjacent_and_plastic_ones_a_block() -> None:
+    """A pre neuron's rows in the static projections leaving its population follow each other in
+    memory (one contiguous read per spike); a plastic projection's rows form one block."""
+    raw = small_network()
+    raw["projections"][3]["plasticity"] = {"rule": "vogels2011", "eta": 0.1}
+    cfg, _ = load_config(raw=raw)
+    conn = build_connectivity(cfg, 0, cfg.n_total)
+    (ee_start, ee_end), (ei_start, ei_end) = conn.rows(0), conn.rows(1)
+    np.testing.assert_array_equal(ee_end, ei_start)  # E neuron r: E->E row, then its E->I row
+    np.testing.assert_array_equal(ei_end[:-1], ee_start[1:])  # then neuron r + 1's E->E row
+    ii_start, ii_end = conn.rows(3)
+    np.testing.assert_array_equal(ii_end[:-1], ii_start[1:])
+    assert list(conn.stride) == [2, 2, 1, 1]
+    sizes = [int((e - s).sum()) for s, e in map(conn.rows, range(4))]
+    assert sum(sizes) == conn.n_synapses and sizes[0] == 80 * 8 and sizes[1] == 20 * 8
+    for q in range(4):  # synapses(q) lists the rows' targets in order
+        pre, post = conn.synapses(q)
+        start, end = conn.rows(q)
+        np.testing.assert_array_equal(np.bincount(pre, minlength=conn.pre_n[q]), end - start)
+        rows = [conn.targets[a:b] for a, b in zip(start, end, strict=True)]
+        np.testing.assert_array_equal(post, np.concatenate(rows))

@@ -91,8 +91,9 @@ def test_windowed_input_equals_presynaptic_counts(delta_run: Path) -> None:
                 continue
             d = proj.delay_ms
             n = counts[round((a - d) / DT) : round((b - d) / DT)].sum(axis=0)
+            start, end = conn.rows(q)
             for i in range(conn.pre_n[q]):
-                lo, hi = conn.rowptr[conn.row0[q] + i], conn.rowptr[conn.row0[q] + i + 1]
+                lo, hi = start[i], end[i]
                 np.add.at(expected, conn.targets[lo:hi], conn.weight[q] * n[conn.pre_gid0[q] + i])
         inp = p[key]["inputs"]
         assert inp["n_probes"] == 80 and inp["samples_ms"] == pytest.approx([a + DT, b])

@@ -48,9 +48,9 @@ def reference_matrix(cfg: Config) -> np.ndarray:
     W = np.zeros((cfg.n_total, cfg.n_total))
     for q in range(conn.pre_gid0.size):
         w = -conn.weight[q] if conn.receptor[q] == 1 else conn.weight[q]
+        start, end = conn.rows(q)
         for r in range(conn.pre_n[q]):
-            row = conn.row0[q] + r
-            for t in conn.targets[conn.rowptr[row] : conn.rowptr[row + 1]]:
+            for t in conn.targets[start[r] : end[r]]:
                 W[t, conn.pre_gid0[q] + r] += w
     return W
 
@@ -89,8 +89,8 @@ def test_weight_matrix_takes_learned_weights_in_canonical_order() -> None:
     raw["projections"][2]["name"] = "IE"
     cfg, _ = load_config(raw=raw)
     conn = build_connectivity(cfg, 0, 50)
-    ptr = conn.rowptr[conn.row0[2] : conn.row0[2] + 11]
-    pairs = sorted((int(t), 40 + r) for r in range(10) for t in conn.targets[ptr[r] : ptr[r + 1]])
+    start, end = conn.rows(2)
+    pairs = sorted((int(t), 40 + r) for r in range(10) for t in conn.targets[start[r] : end[r]])
     learned = np.arange(1.0, len(pairs) + 1)
     expected = reference_matrix(cfg)
     expected[:40, 40:] = 0.0
