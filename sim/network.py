@@ -11,7 +11,7 @@ are shared per projection.
 The static projections leaving one population are interleaved: a presynaptic neuron's rows in
 all of them lie next to each other, so delivering its spike reads one contiguous run of targets
 (on a rank that holds parts of several target populations, separate blocks per projection cost
-a third more delivery time: each short row is a fresh memory stream). A plastic projection keeps
+about a quarter more delivery time: each short row is a fresh memory stream). A plastic projection keeps
 a block of its own, its synapses numbered by position in that block.
 """
 
