@@ -1,16 +1,20 @@
 """Balanced and semi-balanced states: mean-field W and X, -W^-1 X, the LCP, measured cancellation.
 
-Definitions: shared/models/balance.md (van Vreeswijk & Sompolinsky 1996/98; Baker, Zhu &
-Rosenbaum 2020). Rates r are in Hz throughout. W is signed: columns of inhibitory presynaptic
+Definitions: van Vreeswijk & Sompolinsky (1996, 1998) for the balanced state; Baker, Ebsch & Rosenbaum
+(2020) for the semi-balanced state. Rates r are in Hz throughout. W is signed: columns of inhibitory presynaptic
 populations are negative, and the mean input to population a is [W r + X]_a.
 
 Two representations of the same network (`MeanField`):
 
-- network units: W_ab = K_ab J_ab * 1e-3 (K = mean in-degree, J = weight * scale factor) and
-  X_a = sum over Poisson drives of indegree * weight * rate * 1e-3, so that W r + X (r in Hz) is in
-  (row a's weight unit) per ms: mV/ms for lif_delta, pA/ms or nS/ms for the other models.
-- the sqrt(N) convention of balance.md: w = W / sqrt(N), x = X / sqrt(N), i.e. w_ab = p_ab j_ab q_b
-  with j_ab = sqrt(N) J_ab, and mean input = sqrt(N) [w r + x].
+- network units: W_ab = K_ab Q_ab * 1e-3 (K = mean in-degree, Q = charge per spike) and
+  X_a = sum over Poisson drives of indegree * Q_x * rate * 1e-3 plus constant currents, so that
+  W r + X (r in Hz) is the mean input of row a: mV/ms (dV/dt) for lif_delta, pA for the current and
+  conductance models. Q is the integral of one postsynaptic event: the weight for delta synapses (mV),
+  weight * tau_syn for exponential currents (pA ms), weight * tau_syn * (E_rev - V_mean) for exponential
+  conductances at the mean voltage V_mean (nS ms mV = pA ms; default midway between V_reset and V_th).
+  Leaving tau_syn out would weigh E and I wrongly whenever tau_syn_ex != tau_syn_in.
+- the sqrt(N) convention of van Vreeswijk & Sompolinsky (1998): w = W / sqrt(N), x = X / sqrt(N),
+  i.e. w_ab = p_ab j_ab q_b with j_ab = sqrt(N) J_ab, and mean input = sqrt(N) [w r + x].
 
 Both give the same balanced and semi-balanced rates (the LCP is invariant under positive scaling).
 """
@@ -25,7 +29,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 from eilab.sim.config import Config, Population, Projection, weight_scale
-from eilab.sim.store import Run
+from eilab.sim.reader import Run
 
 PER_MS = 1e-3            # Hz -> 1/ms
 ENUMERATION_MAX = 12     # exact support enumeration up to this many populations, Lemke beyond
@@ -33,6 +37,7 @@ SINGULAR_COND = 1e12     # condition number above which a (sub)matrix counts as 
 CURRENT_MODELS = ("lif_exp", "eif", "hh")  # exponential current synapses, weights in pA
 WEIGHT_UNITS = {"lif_delta": "mV", "lif_exp": "pA", "eif": "pA", "hh": "pA", "lif_cond_exp": "nS",
                 "rate": "input x Hz"}
+INPUT_UNITS = {"lif_delta": "mV/ms", "lif_exp": "pA", "eif": "pA", "hh": "pA", "lif_cond_exp": "pA"}  # of W r + X
 
 
 # ---------------------------------------------------------------- mean field from the config
@@ -40,9 +45,10 @@ WEIGHT_UNITS = {"lif_delta": "mV", "lif_exp": "pA", "eif": "pA", "hh": "pA", "li
 class MeanField:
     """Population-level connectivity and drive of a config (see the module docstring).
 
-    K[a, b]: mean in-degree of a neuron of a from b; J[a, b]: signed weight per synapse (weight
-    unit of a's model, K-weighted mean over projections b -> a); W = K J 1e-3 and X, such that
-    mean input = W r + X in `units[a]` with r in Hz. w, x: the same in the sqrt(N) convention.
+    K[a, b]: mean in-degree of a neuron of a from b; J[a, b]: signed charge per spike (mV for delta,
+    pA ms for current and conductance synapses, K-weighted mean over projections b -> a); W = K J 1e-3
+    and X, such that mean input = W r + X in `units[a]` with r in Hz. w, x: the same in the sqrt(N)
+    convention. v_mean: the voltage (mV) conductance charges are taken at, per population that has them.
     W_dvdt, X_dvdt: the mean contribution to dV/dt in mV/ms (what the probes record), for
     delta and exponential-current models; None when a population has conductance synapses.
     """
@@ -64,6 +70,7 @@ class MeanField:
     W_dvdt: np.ndarray | None
     X_dvdt: np.ndarray | None
     notes: list[str] = field(default_factory=list)
+    v_mean: dict[str, float] = field(default_factory=dict)
 
     def index(self, name: str) -> int:
         return self.populations.index(name)
@@ -123,18 +130,42 @@ def mean_indegree(cfg: Config, proj: Projection) -> float:
     return ring_indegree(n_pre, n_post, proj.radius, proj.profile, float(proj.p), proj.width, no_self)
 
 
-def _dvdt_factor(pop: Population, receptor: str) -> float | None:
-    """mV/ms of dV/dt per (weight unit)/ms of arrivals: 1 (delta), tau_syn / C_m (exp currents)."""
+def charge_per_weight(pop: Population, receptor: str, v_mean: float | None = None) -> float:
+    """Charge of one event per unit weight onto `pop` through receptor "E" or "I" (see the module docstring),
+    counted along Dale's sign (positive for E, for I the magnitude of the hyperpolarising charge).
+
+    1 for delta synapses and rate units, tau_syn (ms) for exponential currents, tau_syn (E_ex - v_mean)
+    and tau_syn (v_mean - E_in) (ms mV) for exponential conductances (v_mean: mV, default (V_reset + V_th) / 2).
+    """
+    par = pop.params
+    tau = par.get("tau_syn_ex" if receptor == "E" else "tau_syn_in")
+    if pop.model in CURRENT_MODELS:
+        return tau
+    if pop.model == "lif_cond_exp":
+        v = 0.5 * (par["V_reset"] + par["V_th"]) if v_mean is None else v_mean
+        return tau * (par["E_ex"] - v if receptor == "E" else v - par["E_in"])
+    return 1.0
+
+
+def _dvdt_factor(pop: Population) -> float | None:
+    """mV/ms of dV/dt per unit of mean input W r + X: 1 (delta, mV/ms), 1 / C_m (currents, pA); None
+    for conductances (their input in mV/ms depends on V)."""
     if pop.model == "lif_delta":
         return 1.0
     if pop.model in CURRENT_MODELS:
-        return pop.params["tau_syn_ex" if receptor == "E" else "tau_syn_in"] / pop.params["C_m"]
+        return 1.0 / pop.params["C_m"]
     return None
 
 
-def mean_field(cfg: Config) -> MeanField:
-    """W, X (network units, r in Hz, per ms) and w, x (sqrt(N) convention) of a validated config."""
+def mean_field(cfg: Config, v_mean: dict[str, float] | None = None) -> MeanField:
+    """W, X (network units: mean input with r in Hz) and w, x (sqrt(N) convention) of a validated config.
+
+    v_mean: mean voltage (mV) per conductance-based population for its charges (default midway between
+    V_reset and V_th).
+    """
     pops = cfg.populations
+    v_at = {p.name: (v_mean or {}).get(p.name, 0.5 * (p.params["V_reset"] + p.params["V_th"]))
+            for p in pops if p.model == "lif_cond_exp"}
     names = [p.name for p in pops]
     idx = {name: k for k, name in enumerate(names)}
     P, N = len(pops), cfg.n_total
@@ -142,27 +173,28 @@ def mean_field(cfg: Config) -> MeanField:
     W = np.zeros((P, P))
     X = np.zeros(P)
     notes: list[str] = []
-    dvdt_ok = all(_dvdt_factor(p, "E") is not None for p in pops)
+    dvdt_ok = all(_dvdt_factor(p) is not None for p in pops)
     W_dvdt = np.zeros((P, P)) if dvdt_ok else None
     X_dvdt = np.zeros(P) if dvdt_ok else None
     for proj in cfg.projections:
         a, b = idx[proj.post], idx[proj.pre]
         k = mean_indegree(cfg, proj)
         sign = 1.0 if pops[b].type == "E" else -1.0
-        wab = k * sign * proj.weight * weight_scale(cfg, proj) * PER_MS
+        q = charge_per_weight(pops[a], pops[b].type, v_at.get(pops[a].name))
+        wab = k * sign * proj.weight * weight_scale(cfg, proj) * q * PER_MS
         K[a, b] += k
         W[a, b] += wab
         if W_dvdt is not None:
-            W_dvdt[a, b] += wab * _dvdt_factor(pops[a], pops[b].type)
+            W_dvdt[a, b] += wab * _dvdt_factor(pops[a])
     J = np.divide(W, K * PER_MS, out=np.zeros((P, P)), where=K > 0)
     currents = np.array([p.params.get("I_e", 0.0) for p in pops])
     for i, d in enumerate(cfg.drive):
         a = idx[d.target]
         if d.kind == "poisson":
-            xa = d.indegree * d.weight * d.rate_hz * PER_MS
+            xa = d.indegree * d.weight * d.rate_hz * PER_MS * charge_per_weight(pops[a], "E", v_at.get(d.target))
             X[a] += xa
             if X_dvdt is not None:
-                X_dvdt[a] += xa * _dvdt_factor(pops[a], "E")
+                X_dvdt[a] += xa * _dvdt_factor(pops[a])
             if d.start_ms > 0 or d.stop_ms is not None:
                 notes.append(f"drive.{i}: X counts the Poisson drive as always on (start_ms/stop_ms not averaged)")
         elif d.kind == "current":
@@ -182,21 +214,23 @@ def mean_field(cfg: Config) -> MeanField:
             X[a] += currents[a] / pop.params["C_m"]
         elif pop.model == "rate":  # rate units: u = K J r + currents, r in Hz; per ms like W
             X[a] += currents[a] * PER_MS
-        else:
-            notes.append(f"{pop.name}: constant current {currents[a]:g} pA left out of X "
-                         f"({pop.model} weights are in {WEIGHT_UNITS[pop.model]}, not mV)")
+        else:  # current and conductance models: mean input in pA, like the currents
+            X[a] += currents[a]
     if not dvdt_ok:
         notes.append("W_dvdt/X_dvdt: None (conductance synapses: the input in mV/ms depends on V)")
-    units = [f"{WEIGHT_UNITS[p.model]}/ms" for p in pops]
+    notes += [f"{name}: conductance charges at V_mean = {v:g} mV" for name, v in v_at.items()]
+    units = [INPUT_UNITS.get(p.model, f"{WEIGHT_UNITS[p.model]}/ms") for p in pops]
     root = math.sqrt(N)
     return MeanField(
         populations=names, types=[p.type for p in pops], models=[p.model for p in pops],
         n=np.array([p.n for p in pops]), n_total=N, K=K, J=J, W=W, X=X, units=units,
-        convention="network units: mean input = W r + X per ms (r in Hz), W = K J 1e-3, J = weight * scale",
+        convention="network units: mean input = W r + X (r in Hz), W = K J 1e-3, J = charge per spike "
+                   "(weight * scale, times tau_syn for exponential currents, times tau_syn (E_rev - V_mean) "
+                   "for conductances)",
         w=W / root, x=X / root,
-        convention_sqrt_n="balance.md: mean input = sqrt(N) (w r + x), w_ab = p_ab j_ab q_b * 1e-3, "
-                          "j = sqrt(N) J (w = W / sqrt(N), x = X / sqrt(N))",
-        W_dvdt=W_dvdt, X_dvdt=X_dvdt, notes=notes,
+        convention_sqrt_n="van Vreeswijk & Sompolinsky (1998): mean input = sqrt(N) (w r + x), "
+                          "w_ab = p_ab j_ab q_b * 1e-3, j = sqrt(N) J (w = W / sqrt(N), x = X / sqrt(N))",
+        W_dvdt=W_dvdt, X_dvdt=X_dvdt, notes=notes, v_mean=v_at,
     )
 
 
@@ -220,7 +254,7 @@ def balanced_rates(W: np.ndarray, X: np.ndarray) -> Balanced:
 
 
 def balance_condition_2x2(W: np.ndarray, X: np.ndarray) -> bool:
-    """balance.md's closed form for W = [[w_EE, -|w_EI|], [w_IE, -|w_II|]] with det W > 0:
+    """The closed form (van Vreeswijk & Sompolinsky 1998) for W = [[w_EE, -|w_EI|], [w_IE, -|w_II|]] with det W > 0:
     r_bal > 0 iff X_E / X_I > |w_EI| / |w_II| > w_EE / w_IE (raises when det W <= 0 or not Dale)."""
     W, X = np.asarray(W, float), np.asarray(X, float)
     if W.shape != (2, 2) or np.any(W[:, 0] < 0) or np.any(W[:, 1] > 0):
@@ -386,7 +420,7 @@ def lemke(M: np.ndarray, q: np.ndarray, d: np.ndarray | None = None, max_iter: i
 
 def semi_balanced(W: np.ndarray, X: np.ndarray, method: str = "auto", tol: float = 1e-9,
                   lemke_tries: int = 8, seed: int = 0) -> SemiBalanced:
-    """Solutions of r >= 0, z = W r + X <= 0, r_a z_a = 0 (balance.md's semi-balanced state).
+    """Solutions of r >= 0, z = W r + X <= 0, r_a z_a = 0 (the semi-balanced state of Baker, Ebsch & Rosenbaum 2020).
 
     method "enumerate" (every solution, exact; P <= 12 under "auto"), or "lemke": Lemke's method
     from the all-ones covering vector and `lemke_tries - 1` random positive ones, distinct
@@ -418,7 +452,7 @@ def semi_balanced(W: np.ndarray, X: np.ndarray, method: str = "auto", tol: float
 def baker_counterexample(W: np.ndarray, delta: float = 0.1) -> np.ndarray:
     """An X > 0 with a negative entry in -W^-1 X, for a Dale W (Baker et al. 2020).
 
-    As balance.md says: pick r* with one small negative entry and the rest positive (small on E
+    Construction: pick r* with one small negative entry and the rest positive (small on E
     populations, 1 on I; the negative entry on an E population when there is one) and set
     X = -W r*, so -W^-1 X = r*. A row without inhibition makes every X > 0 a counterexample.
     """

@@ -1,6 +1,6 @@
 """Multiple Firing Events (MFEs): detection from E and I spike counts, and their statistics.
 
-The default detector is the one of the ring papers (shared models/ring600.md):
+The default detector is the one of the ring papers (Xiao & Lin 2022; docs/models.md, section 7):
   1. count all spikes (E + I) in bins of `bin_ms` (1 ms);
   2. mark bins with count >= theta, theta fixed or mean + `n_sd` sd of the counts (3);
   3. an event is a maximal run of marked bins; runs separated by at most `merge_gap` (1)
@@ -8,6 +8,7 @@ The default detector is the one of the ring papers (shared models/ring600.md):
   4. per event: onset, offset (ms), size, E size, I size, and the fractions of distinct E and I
      cells recruited.
 Bins before `skip_ms` (100 ms: the transient from the initial state) are left out.
+A run recorded without spikes (record.spikes = false) is analysed from its counts (`detect_counts`).
 `detect_local` runs it on blocks of `block` adjacent ring positions (31) to find local MFEs.
 Statistics compare the events with two nulls at the same threshold: independent Poisson firing at
 the measured mean count (`null_expected`, `excess`), and Gaussian fluctuations with the measured
@@ -33,7 +34,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.stats import norm, poisson
 
-from eilab.sim.store import Run
+from eilab.analysis.spikes import first_bin
+from eilab.sim.reader import Run
 
 
 @dataclass
@@ -63,6 +65,7 @@ class MFEStats:
     duration_sd_ms: float
     iei_mean_ms: float
     present: bool
+    bin_ms: float
 
 
 PRESENT_MIN_EXCESS = 2.0
@@ -80,8 +83,9 @@ def mfes_present(n_events: int, null_expected: float, gaussian_expected: float,
 
 
 def marked_runs(counts: np.ndarray, theta: float, merge_gap: int = 1) -> list[tuple[int, int]]:
-    """[start, stop) bin ranges of maximal runs of counts >= theta, merging gaps <= merge_gap."""
-    idx = np.flatnonzero(counts >= theta)
+    """[start, stop) bin ranges of maximal runs of counts >= theta, merging gaps <= merge_gap; bins
+    without a spike are never marked (a silent record, where theta is 0, has no event)."""
+    idx = np.flatnonzero((counts >= theta) & (counts > 0))
     if idx.size == 0:
         return []
     breaks = np.flatnonzero(np.diff(idx) > merge_gap + 1)
@@ -112,20 +116,42 @@ def detect(times: np.ndarray, gids: np.ndarray, e_gids: np.ndarray, i_gids: np.n
         ge, gi = g[inside & is_e], g[inside & ~is_e]
         events.append(Event(skip_ms + a * bin_ms, skip_ms + z * bin_ms, int(inside.sum()), int(ge.size), int(gi.size),
                             np.unique(ge).size / max(1, len(e_gids)), np.unique(gi).size / max(1, len(i_gids))))
+    return events, event_stats(events, counts, th, bin_ms, t_ms - skip_ms)
+
+
+def detect_counts(e_counts: np.ndarray, i_counts: np.ndarray, bin_ms: float, t0_ms: float, t_ms: float,
+                  theta: float | None = None, n_sd: float = 3.0, merge_gap: int = 1) -> tuple[list[Event], MFEStats]:
+    """MFEs from binned counts (time_bin, cell) of the E and of the I cells, bin k holding the spikes
+    in (t0_ms + k bin_ms, t0_ms + (k+1) bin_ms], up to t_ms: the events and statistics `detect`
+    gives for the spikes in (t0_ms, t_ms] in bins of bin_ms."""
+    counts = e_counts.sum(axis=1) + i_counts.sum(axis=1)
+    th = threshold(counts, theta, n_sd)
+    events = []
+    for a, z in marked_runs(counts, th, merge_gap):
+        ce, ci = e_counts[a:z].sum(axis=0), i_counts[a:z].sum(axis=0)
+        events.append(Event(t0_ms + a * bin_ms, t0_ms + z * bin_ms, int(ce.sum() + ci.sum()), int(ce.sum()),
+                            int(ci.sum()), np.count_nonzero(ce) / max(1, ce.size),
+                            np.count_nonzero(ci) / max(1, ci.size)))
+    return events, event_stats(events, counts, th, bin_ms, t_ms - t0_ms)
+
+
+def event_stats(events: list[Event], counts: np.ndarray, th: float, bin_ms: float, duration_ms: float) -> MFEStats:
+    """Statistics of the events found at threshold `th` in the population counts, in bins of `bin_ms`, of a
+    record `duration_ms` long, with the independent-Poisson and Gaussian nulls (module docstring)."""
+    n_bins = counts.size
     lam, sd = counts.mean(), counts.std()
     null = n_bins * float(poisson.sf(np.ceil(th) - 1, lam)) if lam > 0 else 0.0
     gauss = n_bins * float(norm.sf(np.ceil(th) - 0.5, lam, sd)) if sd > 0 else 0.0
     sizes = np.array([e.size for e in events], float)
     durs = np.array([e.offset_ms - e.onset_ms for e in events], float)
     onsets = np.array([e.onset_ms for e in events], float)
-    stats = MFEStats(
-        n_events=len(events), rate_hz=len(events) / ((t_ms - skip_ms) / 1000.0), theta=th, mean_count=float(lam),
+    return MFEStats(
+        n_events=len(events), rate_hz=len(events) / (duration_ms / 1000.0), theta=th, mean_count=float(lam),
         null_expected=null, excess=_ratio(len(events), null), gaussian_expected=gauss,
         tail_excess=_ratio(len(events), gauss),
         size_mean=_mean(sizes), size_sd=_sd(sizes), duration_mean_ms=_mean(durs), duration_sd_ms=_sd(durs),
-        iei_mean_ms=_mean(np.diff(onsets)), present=mfes_present(len(events), null, gauss),
+        iei_mean_ms=_mean(np.diff(onsets)), present=mfes_present(len(events), null, gauss), bin_ms=bin_ms,
     )
-    return events, stats
 
 
 def _ratio(observed: int, expected: float) -> float:
@@ -150,11 +176,34 @@ def excitatory_inhibitory_gids(run: Run) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate(e) if e else np.zeros(0, np.int64)), (np.concatenate(i) if i else np.zeros(0, np.int64))
 
 
-def detect_run(run: Run, **options: float) -> tuple[list[Event], MFEStats]:
-    """Network-wide MFEs of a stored run."""
-    times, gids = run.spikes()
-    e, i = excitatory_inhibitory_gids(run)
-    return detect(times, gids, e, i, run.t_ms, **options)
+def detect_run(run: Run, bin_ms: float = 1.0, skip_ms: float = 100.0, **options: float) -> tuple[list[Event],
+                                                                                                MFEStats]:
+    """Network-wide MFEs of a stored run: from its spikes, or from its counts when it did not record
+    spikes (record.spikes = false). The counts come in bins of b ms, so they are summed in groups of
+    round(bin_ms / b) (at least 1) bins from the bin that holds skip_ms on: the same events as from
+    the spikes when bin_ms and skip_ms are multiples of b."""
+    if run.config.record.spikes:
+        times, gids = run.spikes()
+        e, i = excitatory_inhibitory_gids(run)
+        return detect(times, gids, e, i, run.t_ms, bin_ms=bin_ms, skip_ms=skip_ms, **options)
+    if not run.bin_ms:
+        raise ValueError(f"{run.path}: neither spikes nor counts recorded; no MFEs")
+    b = run.bin_ms
+    group = max(1, round(bin_ms / b))
+    j0 = first_bin(skip_ms, b)
+    e_counts, i_counts = (_grouped(_counts_of_type(run, kind, j0), group) for kind in ("E", "I"))
+    return detect_counts(e_counts, i_counts, group * b, j0 * b, run.t_ms, **options)
+
+
+def _counts_of_type(run: Run, kind: str, j0: int) -> np.ndarray:
+    """Counts (time_bin, cell) from bin j0 on of the cells of every population of type `kind` (E or I)."""
+    cols = [run.counts(name)[j0:] for name, p in run.populations.items() if p["type"] == kind]
+    return np.concatenate(cols, axis=1) if cols else np.zeros((run.root["counts"].shape[0] - j0, 0), np.uint16)
+
+
+def _grouped(counts: np.ndarray, group: int) -> np.ndarray:
+    """Sums of `group` consecutive rows (time bins); the last sum may hold fewer."""
+    return np.add.reduceat(counts.astype(np.int64), np.arange(0, counts.shape[0], group), axis=0)
 
 
 def detect_local(run: Run, block: int = 31, **options: float) -> list[tuple[int, list[Event], MFEStats]]:

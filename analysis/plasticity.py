@@ -1,6 +1,6 @@
 """What inhibitory plasticity did in a run: weight distributions, learned rate, E/I input before and after.
 
-For every plastic projection (shared/models/istdp.md) of a stored run:
+For every plastic projection (Vogels et al. 2011; Akil et al. 2021; docs/models.md, section 6) of a stored run:
 
 - weights per snapshot (`Run.weights`): time (ms), mean, sd, quantiles, the fractions at w_min and
   w_max and a histogram on bin edges shared by all snapshots (weight unit of the postsynaptic model:
@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from eilab.analysis.balance import WEIGHT_UNITS, measured_balance
 from eilab.sim.config import Config, Projection, weight_scale
-from eilab.sim.store import Run
+from eilab.sim.reader import Run
 
 HIST_BINS = 40
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

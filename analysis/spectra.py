@@ -1,8 +1,7 @@
 """Eigenvalues of the actual connectivity, their random-matrix prediction and linear rate modes.
 
-Definitions: shared/models/balance.md, "Spectra of the actual connectivity" (Rajan & Abbott
-2006, Phys Rev Lett 97:188104; per-block variances as in Aljadeff, Stern & Sharpee 2015, Phys Rev
-Lett 114:088101).
+Definitions: Rajan & Abbott (2006), Phys Rev Lett 97:188104; per-block variances as in Aljadeff, Stern &
+Sharpee (2015), Phys Rev Lett 114:088101.
 
 W[post, pre] is the summed signed weight of all synapses pre -> post (multapses add; inhibitory
 presynaptic neurons negative), in the projections' weight unit: mV for delta synapses, pA for
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
@@ -116,6 +116,8 @@ class SpectrumPrediction:
     populations: list[str]      # order of the rows/columns below
     mean_matrix: np.ndarray     # M_ab = K_ab J_ab (signed), expected summed weight from b onto one neuron of a
     variance_matrix: np.ndarray  # V_ab = sum over pre in b of Var W[post in a, pre]
+    radius_multapses_flipped: float | None = None  # the radius had every fixed_indegree projection the
+    # other multapses setting (None without fixed_indegree projections): what allowing multapses changes
 
 
 def _candidates(pr: Projection, n_pre: int) -> int:
@@ -136,14 +138,21 @@ def _ring_profile(pr: Projection, n_pre: int, n_post: int) -> np.ndarray:
     return prob
 
 
-def _projection_moments(pr: Projection, n_pre: int, n_post: int, J: float) -> tuple[float, float, str]:
-    """(expected in-degree K, summed entry variance V, text) of one projection onto one post neuron."""
+def _projection_moments(pr: Projection, n_pre: int, n_post: int, J: float,
+                        multapses: bool | None = None) -> tuple[float, float, str]:
+    """(expected in-degree K, summed entry variance V, text) of one projection onto one post neuron.
+
+    Fixed in-degree with multapses: the k inputs are drawn with replacement, so an entry is J times a
+    Binomial(k, 1/n) count: variance J^2 (k/n)(1 - 1/n) per entry, k (1 - 1/n) J^2 per row, against
+    J^2 p (1 - p) per entry, k (1 - k/n) J^2 per row, for k distinct partners (p = k/n). `multapses`
+    overrides the projection's setting.
+    """
     n_c = _candidates(pr, n_pre)
     if pr.rule == "fixed_indegree":
         k = float(pr.k)
         if n_c <= 0 or k == 0:
             return 0.0, 0.0, "k = 0"
-        if pr.multapses:  # k draws with replacement: each entry Binomial(k, 1/n_c) J
+        if pr.multapses if multapses is None else multapses:  # each entry Binomial(k, 1/n_c) J
             return k, k * (1.0 - 1.0 / n_c) * J**2, f"k (1 - 1/n) J^2 = {k:g} (1 - 1/{n_c}) {J:g}^2"
         return k, k * (1.0 - k / n_c) * J**2, f"k (1 - k/n) J^2 = {k:g} (1 - {k:g}/{n_c}) {J:g}^2"
     if pr.rule == "bernoulli":
@@ -158,7 +167,7 @@ def predicted_spectrum(cfg: Config) -> SpectrumPrediction:
 
     Bulk: r^2 = spectral radius of V, V_ab = sum over pre in b of Var W[j in a, pre] (per projection:
     fixed in-degree k(1 - 1/n)J^2 with multapses, k(1 - k/n)J^2 without; Bernoulli n p(1 - p)J^2;
-    ring sum_i P_i(1 - P_i)J^2). When V_ab does not depend on a this is balance.md's
+    ring sum_i P_i(1 - P_i)J^2). When V_ab does not depend on a this is Rajan & Abbott's
     r^2 = sum_b N_b p_b(1 - p_b)J_b^2. Outliers: eigenvalues of the population mean matrix
     M_ab = K_ab J_ab (K expected in-degree, J signed) with modulus above r; ring projections add one
     such matrix per Fourier mode m, K_ab(m) = sum_i P_i cos(2 pi m i / n_b) (exact for a deterministic ring
@@ -171,6 +180,7 @@ def predicted_spectrum(cfg: Config) -> SpectrumPrediction:
     npop = len(pops)
     M = np.zeros((npop, npop))
     V = np.zeros((npop, npop))
+    V_flip = np.zeros((npop, npop))
     ring_terms: list[tuple[int, int, float, np.ndarray]] = []
     lines = []
     for pr in cfg.projections:
@@ -179,13 +189,16 @@ def predicted_spectrum(cfg: Config) -> SpectrumPrediction:
         K, var, text = _projection_moments(pr, size[pr.pre], size[pr.post], J)
         M[a, b] += K * J
         V[a, b] += var
+        V_flip[a, b] += _projection_moments(pr, size[pr.pre], size[pr.post], J, not pr.multapses)[1] \
+            if pr.rule == "fixed_indegree" else var
         lines.append(f"  {pr.name} ({pr.pre}->{pr.post}, {pr.rule}): K = {K:.6g}, K J = {K * J:.6g}, "
                      f"V = {text} = {var:.6g}")
         if pr.rule == "ring":
             ring_terms.append((a, b, J, _ring_profile(pr, size[pr.pre], size[pr.post])))
 
-    rho_V = float(np.max(np.abs(np.linalg.eigvals(V)))) if npop else 0.0
-    radius = math.sqrt(max(rho_V, 0.0))
+    radius = _radius(V)
+    fixed = [pr for pr in cfg.projections if pr.rule == "fixed_indegree"]
+    flipped = _radius(V_flip) if fixed else None
     means = [np.linalg.eigvals(M)]
     if ring_terms:  # Fourier modes m >= 1 of the ring projections (m = 0 is M itself)
         n_modes = min(P.size for _, _, _, P in ring_terms)
@@ -204,6 +217,12 @@ def predicted_spectrum(cfg: Config) -> SpectrumPrediction:
         "bulk radius r = sqrt(rho(V)), V_ab = sum over pre in b of Var W[post in a, pre]"
         + (" = sqrt(sum_b V_b) (V_ab independent of a)" if col_only else ""),
         f"  r = {radius:.6g}",
+    ] + ([
+        "fixed_indegree: with multapses an entry is w Binomial(k, 1/n) (variance k (1 - 1/n) w^2 per row), "
+        "with distinct partners w Bernoulli(k/n) (k (1 - k/n) w^2 per row)",
+        f"  r = {flipped:.6g} with the other multapses setting of "
+        + ", ".join(f"{pr.name} (multapses={str(pr.multapses).lower()})" for pr in fixed),
+    ] if fixed else []) + [
         "outliers: eigenvalues of the mean matrix M_ab = K_ab J_ab with |lambda| > r"
         + (" (and of K_ab(m) J_ab, K_ab(m) = sum_i P_i cos(2 pi m i/n_b), per ring Fourier mode m)"
            if ring_terms else ""),
@@ -211,7 +230,37 @@ def predicted_spectrum(cfg: Config) -> SpectrumPrediction:
         f"  outliers = {np.array2string(outliers[:8], precision=6)}" + (" ..." if outliers.size > 8 else ""),
         "per projection:",
     ]
-    return SpectrumPrediction(radius, outliers, "\n".join(head + lines), pops, M, V)
+    return SpectrumPrediction(radius, outliers, "\n".join(head + lines), pops, M, V, flipped)
+
+
+def _radius(V: np.ndarray) -> float:
+    """Bulk radius sqrt(rho(V)) of a block variance matrix V (Aljadeff et al. 2015)."""
+    return math.sqrt(max(float(np.max(np.abs(np.linalg.eigvals(V)))), 0.0)) if V.size else 0.0
+
+
+class RajanAbbott(NamedTuple):
+    """Rajan & Abbott (2006) prediction for J_ij = (mu_j + sigma_j xi_ij) / sqrt(N) (units of J)."""
+
+    radius: float          # sqrt(f sigma_E^2 + (1 - f) sigma_I^2)
+    outlier: float | None  # sqrt(N) (f mu_E + (1 - f) mu_I) when outside the bulk; None otherwise
+
+
+def rajan_abbott(f: float, mu_e: float, mu_i: float, sigma_e: float, sigma_i: float, n: int,
+                 zero_row_sum: bool = True) -> RajanAbbott:
+    """Bulk radius and outlier of an E/I matrix with a fraction f of E columns (Rajan & Abbott 2006).
+
+    Columns j of type E have entries (mu_E + sigma_E xi_ij) / sqrt(N), I columns (mu_I + sigma_I xi_ij) / sqrt(N),
+    xi standard normal. Eigenvalues fill a disk of radius sqrt(f sigma_E^2 + (1 - f) sigma_I^2). With the
+    zero-row-sum constraint (each row's sum subtracted evenly from its entries, as Rajan & Abbott impose for
+    exact balance) the disk holds every eigenvalue: the mean part vanishes (the uniform vector has eigenvalue 0),
+    and no eigenvalue escapes the disk. Without it, the mean adds the real outlier sqrt(N) (f mu_E + (1 - f) mu_I)
+    when that exceeds the radius.
+    """
+    if not 0.0 <= f <= 1.0 or n < 1:
+        raise ValueError(f"need 0 <= f <= 1 and n >= 1, got f = {f}, n = {n}")
+    radius = math.sqrt(f * sigma_e**2 + (1.0 - f) * sigma_i**2)
+    mean = math.sqrt(n) * (f * mu_e + (1.0 - f) * mu_i)
+    return RajanAbbott(radius, None if zero_row_sum or abs(mean) <= radius else mean)
 
 
 # ---------------------------------------------------------------- linear rate modes
@@ -243,25 +292,65 @@ def linear_modes(eigs: np.ndarray, tau_ms: float, tol: float = 1e-9) -> LinearMo
     return LinearModes(lam, amp, relax, decay, freq, integrating, diverging)
 
 
+class SingularSteadyStateError(ValueError):
+    """I - W is singular (an eigenvalue lambda = 1 of W, an integrating mode): (I - W) r = h has no solution
+    (kind "none": h drives the integrator) or a family of them of dimension `dim` (kind "family": a line
+    when dim = 1), r_particular + span(null)."""
+
+    def __init__(self, kind: str, dim: int, rcond: float, r_particular: np.ndarray | None,
+                 null: np.ndarray) -> None:
+        what = ("no steady state: h has a component along an integrating mode, which grows linearly in time"
+                if kind == "none" else
+                ("a line" if dim == 1 else f"a {dim}-dimensional family") + " of steady states")
+        super().__init__(f"I - W is singular (lambda = 1, reciprocal condition {rcond:.2g}): {what}")
+        self.kind, self.dim, self.rcond, self.r_particular, self.null = kind, dim, rcond, r_particular, null
+
+
+SINGULAR_RCOND = 1e-12  # reciprocal condition number of I - W below which it counts as singular
+
+
+def _singular_system(A: np.ndarray, h: np.ndarray, rcond: float) -> SingularSteadyStateError:
+    """Classify (I - W) r = h for singular A = I - W by its SVD: consistent (a family) or not (none)."""
+    U, s, Vt = np.linalg.svd(A)
+    tol = max(SINGULAR_RCOND * s[0], np.finfo(float).eps * A.shape[0] * s[0])
+    rank = int(np.sum(s > tol))
+    null = Vt[rank:].T
+    cols = h.reshape(A.shape[0], -1)
+    coef = U.T @ cols
+    leftover = np.linalg.norm(coef[rank:], axis=0)
+    consistent = bool(np.all(leftover <= 1e-9 * np.maximum(np.linalg.norm(cols, axis=0), 1e-300)))
+    if not consistent:
+        return SingularSteadyStateError("none", null.shape[1], rcond, None, null)
+    particular = Vt[:rank].T @ (coef[:rank] / s[:rank, None])
+    return SingularSteadyStateError("family", null.shape[1], rcond, particular.reshape(h.shape), null)
+
+
 def steady_state(W: sp.spmatrix | np.ndarray, h: np.ndarray, dense_limit: int = 10000) -> np.ndarray:
     """Fixed point r of tau dr/dt = -r + W r + h: solves (I - W) r = h (units of h).
 
     Dense LU for N <= dense_limit, else GMRES (rtol 1e-10). The fixed point is reached from any start
-    only when every eigenvalue has Re lambda < 1 (see `linear_modes`).
+    only when every eigenvalue has Re lambda < 1 (see `linear_modes`). When I - W is singular (an integrating
+    mode, lambda = 1; dense path: reciprocal condition number < 1e-12) raises SingularSteadyStateError, which says
+    whether there is no steady state or a line (family) of them instead of returning values of order 1/eps.
     """
     n = W.shape[0]
     h = np.asarray(h, dtype=np.float64)
     if n <= dense_limit:
         A = -(W.toarray() if sp.issparse(W) else np.array(W, dtype=np.float64))
         A[np.diag_indices(n)] += 1.0
-        return np.linalg.solve(A, h)
+        lu, piv = sla.lu_factor(A, check_finite=False)
+        rcond = float(sla.lapack.dgecon(lu, np.linalg.norm(A, 1), norm="1")[0]) if n else 1.0
+        if rcond < SINGULAR_RCOND:
+            raise _singular_system(A, h, rcond)
+        return sla.lu_solve((lu, piv), h, check_finite=False)
     A = (sp.identity(n, format="csr") - sp.csr_matrix(W)).tocsr()
     cols = h.reshape(n, -1)
     out = np.empty_like(cols)
     for c in range(cols.shape[1]):
         x, info = spla.gmres(A, cols[:, c], rtol=1e-10, atol=0.0, restart=200, maxiter=50)
         if info != 0:
-            raise RuntimeError(f"GMRES did not converge (info={info}); is 1 close to an eigenvalue of W?")
+            raise RuntimeError(f"GMRES did not converge (info={info}); is 1 close to an eigenvalue of W "
+                               "(an integrating mode: no steady state, or a line of them)?")
         out[:, c] = x
     return out.reshape(h.shape)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import tomli_w
 
 from eilab.sim.config import load_config
-from eilab.sim.store import open_run
+from eilab.sim.reader import open_run
 
 ROOT = Path(__file__).resolve().parent.parent
 

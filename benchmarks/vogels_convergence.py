@@ -35,7 +35,7 @@ from numba import njit
 
 from eilab.sim.config import load_config
 from eilab.sim.network import build_connectivity
-from eilab.sim.store import open_run
+from eilab.sim.reader import open_run
 
 ROOT = Path(__file__).resolve().parent.parent
 DT, TAU = 0.1, 20.0

@@ -10,19 +10,58 @@ import tempfile
 import traceback
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eilab.cluster.comm import world
-from eilab.cluster.partition import block_size, bounds
 from eilab.sim.config import Config, ConfigError, load_config
-from eilab.sim.store import RunExistsError, RunNotCompleteError
+from eilab.sim.interrupt import Interrupted
+from eilab.sim.reader import RunDamagedError, RunNotCompleteError
+from eilab.sim.rundir import RunDirError
+from eilab.sim.store import StorageError
+
+if TYPE_CHECKING:
+    from eilab.sim.engine import RunSummary
 
 EXIT_BAD_INPUT = 2
-BENCH_CONFIGS = {"brunel": "brunel.toml", "coba": "coba.toml", "ring600": "ring600.toml"}
+ANALYSIS_MODULES = ("scipy", "matplotlib", "xarray")  # the analysis extra
+BENCH_NETWORKS = ("brunel", "coba", "ring600")  # bundled configs that `eilab bench` times
+SIZE_CHECK_HELP = ("run even if the estimated memory or disk (connectivity, state, counts, probes) exceeds what "
+                   "this machine has available (e.g. for a run spread over several machines)")
 
 
 def configs_dir() -> Path:
-    """The bundled configs/ folder (beside the package sources)."""
+    """The bundled configs: the package eilab.configs, beside eilab.cluster both in the source tree (configs/,
+    editable install) and in an installed wheel (site-packages/eilab/configs/)."""
     return Path(__file__).resolve().parent.parent / "configs"
+
+
+def bundled_configs() -> dict[str, Path]:
+    """The bundled configs by name (file name without .toml)."""
+    return {p.stem: p for p in sorted(configs_dir().glob("*.toml"))}
+
+
+def resolve_config(name: str) -> Path:
+    """The config a user means: a file that exists wins; a bare name (`ring600` or `ring600.toml`) is then looked
+    up among the bundled configs. Anything else is left to load_config, which names the missing file."""
+    path = Path(name)
+    if path.is_file() or path.name != name:
+        return path
+    bundled = bundled_configs()
+    stem = name.removesuffix(".toml")
+    if stem not in bundled:
+        raise ConfigError(f"{name}: no such config file, nor a bundled config of that name; bundled: "
+                          f"{', '.join(bundled)} (`eilab configs` describes them), or give the path to a .toml file")
+    return bundled[stem]
+
+
+def first_comment(path: Path) -> str:
+    """The first comment line of a config file: its one-line description ('' if it has none)."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+        if line.strip():
+            break
+    return ""
 
 
 def default_run_dir(config_path: str, seed: int) -> Path:
@@ -30,37 +69,43 @@ def default_run_dir(config_path: str, seed: int) -> Path:
     return Path("runs") / f"{Path(config_path).stem}-{stamp}-seed{seed}"
 
 
-def _format_summary(summary: dict) -> str:
+def _format_summary(summary: RunSummary) -> str:
     lines = [f"{'population':<12}{'n':>8}{'spikes':>12}{'rate (Hz)':>12}"]
-    for name, p in summary["populations"].items():
+    for name, p in summary.populations.items():
         lines.append(f"{name:<12}{p['n']:>8}{p['spikes']:>12}{p['rate_hz']:>12.3f}")
-    t = summary["timings"]
+    t = summary.timings
     lines.append(
-        f"{summary['spikes']} spikes, mean rate {summary['mean_rate_hz']:.3f} Hz, {summary['synapses']} synapses; "
+        f"{summary.spikes} spikes, mean rate {summary.mean_rate_hz:.3f} Hz, {summary.synapses} synapses; "
         f"build {t['build_s']:.2f} s, simulate {t['simulate_s']:.2f} s, wall {t['wall_s']:.2f} s"
     )
-    lines.append(f"run stored in {summary['run_dir']}")
+    lines.append(f"run stored in {summary.run_dir}")
     return "\n".join(lines)
 
 
-def run_on_world(cfg: Config, raw: dict, out: Path, force: bool, progress: bool, separate_phases: bool = False) -> dict:
+def run_on_world(cfg: Config, raw: dict, out: Path, force: bool, progress: bool, separate_phases: bool = False,
+                 keep_others: bool = False) -> RunSummary:
     """Run on however many ranks this process was started with (mpiexec/srun), or on one."""
     from eilab.sim.engine import run
 
     comm = world()
-    block = block_size(cfg.n_total)
     out = Path(comm.bcast(str(out)))
     return run(cfg, raw, out, force=force, progress=progress, comm=comm, separate_phases=separate_phases,
-               bounds=bounds(cfg.n_total, comm.size, block), block=block)
+               keep_others=keep_others)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.seed is not None:
         overrides.append(f"run.seed={args.seed}")
-    cfg, raw = load_config(args.config, overrides)
-    out = Path(args.out) if args.out else default_run_dir(args.config, cfg.run.seed)
-    summary = run_on_world(cfg, raw, out, args.force, cfg.run.progress and not args.quiet)
+    config = resolve_config(args.config)
+    cfg, raw = load_config(config, overrides)
+    out = Path(args.out) if args.out else default_run_dir(str(config), cfg.run.seed)
+    if not args.no_size_check:
+        from eilab.sim.budget import check_size
+
+        check_size(cfg, out, world())
+    summary = run_on_world(cfg, raw, out, args.force, cfg.run.progress and not args.quiet,
+                           keep_others=args.keep_other_files)
     if world().rank == 0:
         print(_format_summary(summary))
     return 0
@@ -68,23 +113,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from eilab.sim.engine import resume
-    from eilab.sim.store import open_run
+    from eilab.sim.reader import open_run
 
     comm = world()
     try:
-        run = open_run(args.run_dir, allow_incomplete=True)
+        open_run(args.run_dir, allow_incomplete=True)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from None
-    n, block = int(run.attrs["n_neurons"]), int(run.attrs["partition_block"])
-    summary = resume(args.run_dir, progress=not args.quiet, comm=comm, bounds=bounds(n, comm.size, block))
+    summary = resume(args.run_dir, progress=not args.quiet, comm=comm)
     if comm.rank == 0:
         print(_format_summary(summary))
     return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from eilab.analysis.report import analyze, headline
-    from eilab.sim.store import open_run
+    if world().size > 1:
+        raise ConfigError("eilab analyze runs in one process: run it without mpiexec")
+    try:
+        from eilab.analysis.report import analyze, headline
+    except ImportError as e:
+        if (e.name or "").partition(".")[0] not in ANALYSIS_MODULES:
+            raise
+        raise ConfigError(f"eilab analyze needs the analysis extra ({', '.join(ANALYSIS_MODULES)}; {e.name} is "
+                          "missing): pip install 'eilab[analysis]'") from None
+    from eilab.sim.reader import open_run
 
     try:
         open_run(args.run_dir)
@@ -97,12 +149,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    config = configs_dir() / BENCH_CONFIGS[args.network]
+    config = bundled_configs()[args.network]
     overrides = [f"run.t_ms={args.t_ms}", "run.progress=false", *(args.set or [])]
     if args.network == "brunel":
         overrides.append(f"vars.order={args.order}")
     cfg, raw = load_config(config, overrides)
     comm = world()
+    if not args.no_size_check:
+        from eilab.sim.budget import check_size
+
+        check_size(cfg, tempfile.gettempdir(), comm)
     tmp = Path(comm.bcast(tempfile.mkdtemp(prefix="eilab-bench-")))
     try:
         s = run_on_world(cfg, raw, tmp / "run", force=False, progress=False, separate_phases=args.separate_phases)
@@ -112,32 +168,41 @@ def cmd_bench(args: argparse.Namespace) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     if comm.rank != 0:
         return 0
-    t = s["timings"]
+    t = s.timings
     extra = {"profile": phase_profile(s)} if args.profile else {}
     print(json.dumps({
         "simulator": "eilab", "network": args.network, "order": args.order if args.network == "brunel" else None,
-        "n_neurons": cfg.n_total, "t_ms": cfg.run.t_ms, "n_ranks": s["n_ranks"], "build_s": t["build_s"],
+        "n_neurons": cfg.n_total, "t_ms": cfg.run.t_ms, "n_ranks": s.n_ranks, "build_s": t["build_s"],
         "jit_s": t["jit_s"], "simulate_s": t["simulate_s"],
         **{k: t[k] for k in ("update_s", "drive_s", "neuron_s", "bookkeeping_s", "exchange_s", "deliver_s",
-                             "record_s")}, "spikes": s["spikes"],
-        "synaptic_events": s["synaptic_events"], "synapses": s["synapses"],
-        "bytes_per_synapse": s["connectivity_bytes"] / max(1, s["synapses"]),
-        "mean_rate_hz": s["mean_rate_hz"],
-        **{f"rate_{k}_hz": v["rate_hz"] for k, v in s["populations"].items()},
-        "peak_rss_mb": s["peak_rss_mb"], "peak_rss_mb_per_rank": s["peak_rss_mb_per_rank"],
+                             "record_s")}, "spikes": s.spikes,
+        "synaptic_events": s.synaptic_events, "synapses": s.synapses,
+        "bytes_per_synapse": s.connectivity_bytes / max(1, s.synapses),
+        "mean_rate_hz": s.mean_rate_hz,
+        **{f"rate_{k}_hz": v["rate_hz"] for k, v in s.populations.items()},
+        "peak_rss_mb": s.peak_rss_mb, "peak_rss_mb_per_rank": s.peak_rss_mb_per_rank,
         "per_rank": [{k: r[k] for k in ("update_s", "drive_ahead_s", "exchange_s", "deliver_s")}
-                     for r in s["timings_per_rank"]], **extra,
+                     for r in s.timings_per_rank], **extra,
     }))
     return 0
 
 
-def phase_profile(summary: dict) -> dict:
+def cmd_configs(args: argparse.Namespace) -> int:
+    bundled = bundled_configs()
+    width = max(map(len, bundled))
+    for name, path in bundled.items():
+        print(f"{name:<{width}}  {first_comment(path)}")
+    print(f"\nrun one with `eilab run NAME`; copy one from {configs_dir()} to change it")
+    return 0
+
+
+def phase_profile(summary: RunSummary) -> dict:
     """Time per unit of work of each phase, summed over ranks: ns per neuron-step (drive and
     arrivals, neuron update, spike bookkeeping) and ns per synaptic event (delivery, and the whole
     simulate phase); exchange and recording in seconds."""
-    ranks = summary["timings_per_rank"]
+    ranks = summary.timings_per_rank
     steps = sum(r["neuron_steps"] for r in ranks)
-    events = max(1, summary["synaptic_events"])
+    events = max(1, summary.synaptic_events)
 
     def total(key: str) -> float:
         return sum(r[key] for r in ranks)
@@ -158,13 +223,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="simulate a config into a run directory")
-    p.add_argument("config", help="TOML config, e.g. configs/ring600.toml")
+    p.add_argument("config", help="TOML config file, or the name of a bundled config (eilab configs lists them), "
+                   "e.g. ring600")
     p.add_argument("--out", help="run directory (default runs/<config>-<time>-seed<N>)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config value, e.g. --set run.t_ms=500 --set vars.order=500")
     p.add_argument("--seed", type=int, help="random seed (same as --set run.seed=N)")
-    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument("--force", action="store_true",
+                   help="replace the run in an existing run directory (only eilab's own files: run.zarr, figures/, "
+                        "summary.json); a directory holding other files is refused")
+    p.add_argument("--keep-other-files", action="store_true",
+                   help="with --force: replace the run even though the directory holds other files, keeping them")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-size-check", action="store_true", help=SIZE_CHECK_HELP)
     p.set_defaults(func=cmd_run)
 
     r = sub.add_parser("resume", help="continue a killed run from its last checkpoint (any number of ranks)")
@@ -174,12 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="statistics, MFEs, balance and spectra of a run: summary.json and figures")
     a.add_argument("run_dir", help="the run directory")
-    a.add_argument("--skip-ms", type=float, default=100.0, help="initial transient left out, ms")
+    a.add_argument("--skip-ms", type=float, help="initial transient left out, ms (default 100, at most a fifth of "
+                   "the run)")
     a.add_argument("--no-spectrum", action="store_true", help="skip the eigenvalues of the connectivity")
     a.set_defaults(func=cmd_analyze)
 
     b = sub.add_parser("bench", help="time a bundled network and print one JSON line")
-    b.add_argument("network", choices=sorted(BENCH_CONFIGS))
+    b.add_argument("network", choices=BENCH_NETWORKS)
     b.add_argument("--order", type=int, default=2500, help="Brunel order N (N_E = 4N, N_I = N)")
     b.add_argument("--t-ms", type=float, default=1000.0, help="simulated time, ms")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
@@ -187,7 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the time per phase: ns per neuron-step (drive, update, bookkeeping), ns per event")
     b.add_argument("--separate-phases", action="store_true",
                    help="one kernel call per slice with exchange and delivery outside, as on several ranks")
+    b.add_argument("--no-size-check", action="store_true", help=SIZE_CHECK_HELP)
     b.set_defaults(func=cmd_bench)
+
+    c = sub.add_parser("configs", help="list the bundled configs (run one with `eilab run NAME`)")
+    c.set_defaults(func=cmd_configs)
     return parser
 
 
@@ -195,9 +271,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, RunExistsError, RunNotCompleteError) as e:
-        print(f"eilab: error: {e}", file=sys.stderr)
+    except (ConfigError, RunDirError, RunNotCompleteError, RunDamagedError) as e:
+        if world().rank == 0:  # raised alike on every rank (eilab.sim.engine.run): said once
+            print(f"eilab: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Interrupted as e:
+        if world().rank == 0:
+            print(f"eilab: {e}", file=sys.stderr)
+        return 128 + e.signum
+    except StorageError as e:  # the disk filled up, the file system went away
+        print(f"eilab: error: {e}", file=sys.stderr)
+        if world().size > 1:  # the other ranks would wait in a collective for ever
+            world().abort(1)
+        return 1
     except BaseException:
         comm = world()
         if comm.size > 1:  # the other ranks would wait in a collective for ever: end the whole job

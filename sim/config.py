@@ -8,11 +8,20 @@ expressions over `[vars]`, e.g. ``n = "= 4 * order"`` (see `expressions.py`).
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from eilab.sim.expressions import ExpressionError, resolve_expressions
 
@@ -23,8 +32,27 @@ class ConfigError(ValueError):
     """A config problem, with the field or file named and the fix said."""
 
 
+INT_LIMIT = 2**63
+"""Integers in a config fit a signed 64-bit integer (the arrays that hold them)."""
+MAX_STEPS = 2**53
+"""Durations span at most this many time steps (whole numbers exactly representable as floats)."""
+MAX_CONFIG_BYTES = 1 << 20
+"""A config file is text of at most this size."""
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """Base of every config table: unknown keys, non-finite floats (inf, nan) and integers beyond
+    64 bits are errors that name the field."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ints_fit(self) -> Strict:
+        for name, value in self.__dict__.items():
+            for v in value if isinstance(value, list | tuple) else (value,):
+                if isinstance(v, int) and not -INT_LIMIT <= v < INT_LIMIT:
+                    raise ValueError(f"{name} = {_abbreviate(v)} does not fit a 64-bit integer (at most 2**63 - 1)")
+        return self
 
 
 # ---------------------------------------------------------------- neuron parameters
@@ -188,7 +216,7 @@ class Population(Strict):
 
 
 class Plasticity(Strict):
-    """Inhibitory STDP on a projection (shared/models/istdp.md).
+    """Inhibitory STDP on a projection (Vogels et al. 2011; Akil et al. 2021; docs/models.md, section 6).
 
     vogels2011 (additive): traces jump by 1 and decay with tau_ms; pre spike: w += eta (x_post - alpha),
     post spike: w += eta x_pre, alpha = 2 rho0 tau. akil2021 (multiplicative): traces jump by 1/tau;
@@ -207,6 +235,8 @@ class Plasticity(Strict):
     snapshot_every_ms: float = Field(0.0, ge=0, description="weights stored this often; 0: at the end only")
     start_ms: float = Field(0.0, ge=0, description="weights change from this time on, ms (traces run from 0): "
                             "a static phase first, as in Vogels et al. (2011)")
+    precision: Literal["float32", "float64"] = Field(
+        "float32", description="weight storage per synapse: float32 (4 bytes) or float64 (8 bytes, exact updates)")
 
 
 class Projection(Strict):
@@ -223,8 +253,13 @@ class Projection(Strict):
     scale: Literal["none", "sqrt_n"] = Field("none", description="sqrt_n: J = weight / sqrt(N total)")
     delay_ms: float = Field(1.5, gt=0)
     autapses: bool = False
-    multapses: bool = True
+    multapses: bool = Field(
+        True, description="fixed_indegree: draw the k inputs with replacement, repeated pairs adding their weights. "
+        "Each entry of W is then w * Binomial(k, 1/n), variance k (1 - 1/n) w^2 per row instead of k (1 - k/n) w^2 "
+        "for k distinct partners: a larger predicted bulk radius (analysis/spectra.py, shown by `eilab analyze`)")
     plasticity: Plasticity | None = None
+    sign: Literal["auto", "+", "-"] = Field(
+        "auto", description="rate networks: sign of the weights; auto: Dale's law (+ from E, - from I)")
 
     @model_validator(mode="after")
     def _check_rule(self) -> Projection:
@@ -284,7 +319,7 @@ class Config(Strict):
         return pops
 
     @model_validator(mode="after")
-    def _check_refs(self) -> Config:
+    def _check_refs(self, info: ValidationInfo) -> Config:
         pops = {p.name: p for p in self.populations}
         dt = self.run.dt_ms
         _on_grid(self.run.t_ms, dt, "run.t_ms")
@@ -323,7 +358,8 @@ class Config(Strict):
                 if d.target in seen_poisson:
                     raise ValueError(f"drive.{i}: one poisson drive per population ({d.target!r} has two)")
                 seen_poisson.add(d.target)
-            if d.file is not None and not Path(d.file).is_file():
+            stored = bool(info.context and info.context.get("stored"))  # a run's copy: samples in the run
+            if d.file is not None and not stored and not Path(d.file).is_file():
                 raise ValueError(f"drive.{i}.file: {d.file!r} does not exist (give a path to .npy/.txt/.csv)")
         for i, pb in enumerate(self.record.probes):
             if pb.population not in pops:
@@ -339,6 +375,10 @@ class Config(Strict):
         rate = {p.model == "rate" for p in self.populations}
         if len(rate) > 1:
             raise ValueError("populations: rate units and spiking neurons cannot be mixed in one network")
+        signed = [i for i, pr in enumerate(self.projections) if pr.sign != "auto"]
+        if signed and True not in rate:
+            raise ValueError(f"projections.{signed[0]}.sign: spiking networks follow Dale's law (the presynaptic "
+                             "type gives the receptor); remove sign or set it to 'auto'")
         for p in self.populations:
             if p.model == "hh" and p.params["dt_sub"] > dt:
                 raise ValueError(f"populations.{p.name}.params.dt_sub must be <= run.dt_ms ({dt})")
@@ -352,6 +392,12 @@ class Config(Strict):
     def is_rate_network(self) -> bool:
         return self.populations[0].model == "rate"
 
+    def sign_of(self, proj: Projection) -> float:
+        """+1 or -1: the projection's `sign`, or with "auto" Dale's law (its presynaptic type)."""
+        if proj.sign != "auto":
+            return 1.0 if proj.sign == "+" else -1.0
+        return 1.0 if next(p for p in self.populations if p.name == proj.pre).type == "E" else -1.0
+
     @property
     def max_delay_steps(self) -> int:
         """Length of the delay ring buffer, steps."""
@@ -364,28 +410,39 @@ class Config(Strict):
 
 def _on_grid(value: float, dt: float, field: str) -> None:
     steps = value / dt
+    if not steps <= MAX_STEPS:
+        raise ValueError(f"{field} = {value} ms spans more than 2**53 time steps of dt = {dt} ms (shorten it "
+                         "or raise dt)")
     if steps < 1 - 1e-9:
         raise ValueError(f"{field} = {value} ms is below the time step dt = {dt} ms")
     if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
         raise ValueError(f"{field} = {value} ms is not a multiple of dt = {dt} ms")
 
 
+def _abbreviate(value: Any, limit: int = 60) -> str:
+    """repr of a value given in a config, cut to `limit` characters (errors never echo long input)."""
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _first_error(e: ValidationError) -> str:
     err = e.errors()[0]
     loc = ".".join(str(x) for x in err["loc"])
-    return f"{loc}: {err['msg']} (got {err.get('input')!r})" if loc else err["msg"]
+    return f"{loc}: {err['msg']} (got {_abbreviate(err.get('input'))})" if loc else err["msg"]
 
 
 def format_validation_error(e: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid config"]
     for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"])
+        loc = re.sub(r"function-\w+\[[^,\]]*, (\w+)\]", r"\1", ".".join(str(x) for x in err["loc"]))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (remove it or check its spelling)"
         elif err["type"] == "missing":
             msg = "required field is missing"
-        got = "" if err["type"] in ("missing", "value_error") else f" (got {err.get('input')!r})"
+        got = "" if err["type"] in ("missing", "value_error") else f" (got {_abbreviate(err.get('input'))})"
         lines.append(f"  {loc}: {msg}{got}" if loc else f"  {msg}")
     return "\n".join(lines)
 
@@ -405,6 +462,8 @@ def apply_override(raw: dict, assignment: str) -> None:
     for i, key in enumerate(keys[:-1]):
         node = _child(node, key, ".".join(keys[: i + 1]), create=True)
     last = keys[-1]
+    if not isinstance(node, dict | list):
+        raise ConfigError(f"--set {path.strip()}: {'.'.join(keys[:-1])} is a value, not a table (set it as a whole)")
     if isinstance(node, list):
         node[_index(node, last, path)] = value
     else:
@@ -422,7 +481,7 @@ def _child(node: Any, key: str, where: str, create: bool) -> Any:
 
 
 def _index(items: list, key: str, where: str) -> int:
-    if key.isdigit() and int(key) < len(items):
+    if key.isdecimal() and len(key) < 19 and int(key) < len(items):
         return int(key)
     for i, item in enumerate(items):
         if isinstance(item, dict) and item.get("name", f"{item.get('pre', '')}{item.get('post', '')}") == key:
@@ -441,22 +500,37 @@ def load_config(
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"{source}: no such config file (give the path to a .toml file)")
-        try:
-            raw = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{source}: not valid TOML: {e}") from None
-    raw = _deep_copy(raw)
-    for a in overrides or []:
-        apply_override(raw, a)
+        raw = _read_toml(p, source)
     try:
+        raw = _deep_copy(raw)
+        for a in overrides or []:
+            apply_override(raw, a)
         resolved = resolve_expressions(raw)
     except ExpressionError as e:
         raise ConfigError(f"{source}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: tables or lists nested too deeply") from None
     try:
         cfg = Config.model_validate(resolved)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, source)) from None
     return cfg, raw
+
+
+def _read_toml(p: Path, source: str) -> dict:
+    """The TOML table in file `p`, or a ConfigError that names the file (never its content)."""
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES >> 20} MiB; is it a config (a .toml file)?")
+    try:
+        return tomllib.loads(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not UTF-8 text; save the config as UTF-8 TOML") from None
+    except OSError as e:
+        raise ConfigError(f"{source}: cannot read it ({e.strerror}); give a readable .toml file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid TOML: nested too deeply") from None
 
 
 def _deep_copy(x: Any) -> Any:

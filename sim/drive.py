@@ -15,35 +15,46 @@ from pathlib import Path
 import numpy as np
 
 from eilab.sim.config import Config, ConfigError, Drive
-from eilab.sim.expressions import ARRAY_FUNCTIONS, ExpressionError, evaluate
+from eilab.sim.expressions import ARRAY_FUNCTIONS, evaluate
+
+FORMULA_CHUNK_STEPS = 1 << 20
+"""Steps per evaluation when a drive formula is checked over the whole run."""
 
 
 def load_samples(path: str) -> np.ndarray:
-    """Current samples (pA) from .npy, or text (.txt/.csv: one number per line or comma-separated)."""
+    """Current samples (pA) from .npy, or text (.txt/.csv: one number per line or comma-separated).
+
+    Errors name the file and the expected format, never its content (numpy's messages quote it).
+    """
     p = Path(path)
     try:
         data = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"drive file {path!r}: cannot read samples ({e}); give .npy or numeric .txt/.csv") from None
-    data = np.asarray(data, dtype=np.float64).ravel()
+        data = np.asarray(data, dtype=np.float64).ravel()
+    except (OSError, ValueError, TypeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "not numeric samples"
+        raise ConfigError(f"drive file {path!r}: cannot read it ({reason}); give a .npy array of numbers, or a "
+                          ".txt/.csv with one number per line or comma-separated numbers, pA") from None
     if data.size == 0 or not np.all(np.isfinite(data)):
         raise ConfigError(f"drive file {path!r}: needs at least one finite sample")
     return data
 
 
+def file_samples(cfg: Config) -> dict[int, np.ndarray]:
+    """The samples of every drive with a file, by drive index."""
+    return {i: load_samples(d.file) for i, d in enumerate(cfg.drive) if d.file}
+
+
 class DriveTable:
     """Tabulates the deterministic drive of every population over windows of steps."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, samples: dict[int, np.ndarray] | None = None) -> None:
+        """`samples`: the drive files' samples by drive index, as stored in a run (default: read the files)."""
         self.cfg = cfg
         self.pop_index = {p.name: i for i, p in enumerate(cfg.populations)}
-        self.samples = {i: load_samples(d.file) for i, d in enumerate(cfg.drive) if d.file}
+        self.samples = samples if samples is not None else file_samples(cfg)
         for i, d in enumerate(cfg.drive):
             if d.formula:
-                try:
-                    evaluate(d.formula, {**cfg.vars, "t": np.zeros(2)}, ARRAY_FUNCTIONS)
-                except ExpressionError as e:
-                    raise ConfigError(f"drive.{i}.formula: {e}") from None
+                check_formula(cfg, i)
 
     def poisson(self) -> tuple[np.ndarray, np.ndarray]:
         """Per population: mean events per step (mu) and weight of each event."""
@@ -88,6 +99,23 @@ class DriveTable:
                 at = at[(at >= 0) & (at < n)]
                 np.add.at(kick[k], at, d.weight)
         return cur, kick, on
+
+
+def check_formula(cfg: Config, i: int) -> None:
+    """Evaluate drive `i`'s formula at every step of the run where the drive is on: a ConfigError
+    names the drive if it cannot be evaluated or is not finite (inf, nan) somewhere, pA."""
+    d = cfg.drive[i]
+    dt, total = cfg.run.dt_ms, cfg.steps(cfg.run.t_ms)
+    for t0 in range(0, total, FORMULA_CHUNK_STEPS):
+        t = np.arange(t0, min(total, t0 + FORMULA_CHUNK_STEPS)) * dt
+        try:
+            value = np.broadcast_to(evaluate(d.formula, {**cfg.vars, "t": t}, ARRAY_FUNCTIONS), t.shape)
+        except ValueError as e:  # ExpressionError, or a result that is not one number per step
+            raise ConfigError(f"drive.{i}.formula: {e}") from None
+        bad = _active(d, t) & ~np.isfinite(value)
+        if bad.any():
+            raise ConfigError(f"drive.{i}.formula: {d.formula!r} is not finite at t = {t[bad][0]:g} ms (give a "
+                              "formula of t, ms, that is a finite current, pA, while the drive is on)")
 
 
 def _active(d: Drive, t: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Connectivity: rules generated per postsynaptic neuron, stored pre-major and compact.
 
 Each projection's inputs to a postsynaptic neuron are drawn from the stream
-(seed, connect/projection, post gid), so a rank that owns gids [lo, hi) builds exactly its
+(seed, connect + projection name, post gid; see rng.py), so a rank that owns gids [lo, hi) builds exactly its
 own neurons' inputs and the network is the same for any partition (Arbor's recipe idea).
 Two passes over the same streams (count, then fill) build the pre-major CSR without a
 temporary edge list: 2 bytes per synapse (uint16 local target, ranks of up to 65536 neurons) or
@@ -24,7 +24,8 @@ import numpy as np
 from numba import njit
 
 from eilab.sim.config import Config, weight_scale
-from eilab.sim.rng import PURPOSE_CONNECT, below, stream_key, uniform
+from eilab.sim.rng import PURPOSE_CONNECT, below, named_purpose, stream_key, uniform
+from eilab.sim.step import Synapses
 
 RULE_IDS = {"fixed_indegree": 0, "bernoulli": 1, "ring": 2}
 PROFILE_IDS = {"box": 0, "gaussian": 1, "vonmises": 2}
@@ -51,6 +52,11 @@ class Connectivity:
     rowptr: np.ndarray       # int64
     targets: np.ndarray      # uint16 (ranks of <= 65536 neurons) or int32
     plastic: np.ndarray      # bool (n_proj,): weights per synapse, delivered by the plasticity kernel
+
+    def kernel_args(self) -> Synapses:
+        """The arrays the kernels take (step.Synapses)."""
+        return Synapses(self.pre_gid0, self.pre_n, self.row0, self.stride, self.receptor, self.delay_steps,
+                        self.weight, self.rowptr, self.targets, self.plastic)
 
     @property
     def n_synapses(self) -> int:
@@ -230,7 +236,7 @@ def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
         post0 = offs[pr.post]
         j_lo, j_hi = max(lo, post0) - post0, min(hi, post0 + post.n) - post0
         args = (
-            RULE_IDS[pr.rule], cfg.run.seed, (PURPOSE_CONNECT << 32) | q, post0, max(j_lo, 0),
+            RULE_IDS[pr.rule], cfg.run.seed, named_purpose(PURPOSE_CONNECT, pr.name), post0, max(j_lo, 0),
             max(j_hi, 0), post0 + max(j_lo, 0) - lo, pre.n, post.n, pr.pre == pr.post,
             pr.k or 0, float(pr.p or 0.0), pr.radius, PROFILE_IDS[pr.profile], pr.width,
             pr.autapses, pr.multapses,

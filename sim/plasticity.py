@@ -1,9 +1,10 @@
 """Inhibitory STDP (Vogels et al. 2011; Akil et al. 2021) on chosen projections.
 
-A plastic projection keeps one float32 weight per synapse (in its pre-major storage order) and,
-for postsynaptic updates, one int32 post-major index (synapses of each local target, by presynaptic
-index: the canonical order, the same on every partition): 8 bytes per plastic synapse beyond the
-static connectivity, parameters shared. A synapse's presynaptic index is found from the row
+A plastic projection keeps one weight per synapse (in its pre-major storage order), float32 by
+default or float64 (`precision`: every update then exact to double rounding), and, for
+postsynaptic updates, one int32 post-major index (synapses of each local target, by presynaptic
+index: the canonical order, the same on every partition): 8 (float64: 12) bytes per plastic
+synapse beyond the static connectivity, parameters shared. A synapse's presynaptic index is found from the row
 pointers (binary search) when its target spikes. Traces decay exactly between spikes
 (value and step of the last update are stored), so every update uses the exact trace at its
 spike time, whatever order ranks deliver in.
@@ -34,7 +35,7 @@ class PlasticProjection:
     name: str
     rule: Plasticity
     s0: int                   # first synapse of the projection in Connectivity.targets
-    w: np.ndarray             # float32 (n_syn,), pre-major order
+    w: np.ndarray             # float32 or float64 (rule.precision) (n_syn,), pre-major order
     post_ptr: np.ndarray      # int64 (n_local + 1,)
     post_syn: np.ndarray      # int32 (n_syn,), synapses by target (post-major, canonical order)
     x_pre: np.ndarray         # float64 (n_pre,)
@@ -80,7 +81,7 @@ def build_plastic(cfg: Config, conn: Connectivity, n_local: int) -> list[Plastic
         np.cumsum(np.bincount(tg, minlength=n_local), out=post_ptr[1:])
         out.append(PlasticProjection(
             q=q, name=pr.name, rule=pr.plasticity, s0=s0,
-            w=np.full(s1 - s0, conn.weight[q], np.float32),
+            w=np.full(s1 - s0, conn.weight[q], np.dtype(pr.plasticity.precision)),
             post_ptr=post_ptr, post_syn=order.astype(np.int32),
             x_pre=np.zeros(n_pre), t_pre=np.zeros(n_pre, np.int64),
             x_post=np.zeros(n_local), t_post=np.zeros(n_local, np.int64),

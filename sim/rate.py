@@ -1,16 +1,26 @@
 """Rate networks: tau_m dr/dt = -r + F(u), u = W r + X, stored in the same run format.
 
-W comes from the same projections as a spiking network (each synapse adds its signed weight,
-so a neuron's mean input is sum_b K_ab J_ab r_b); X from the drive: Poisson drives give their
-mean, rate_hz * indegree * weight, currents their value (in the same input units) and I_e.
+W comes from the same projections as a spiking network (each synapse adds its weight, signed by
+the projection's `sign`, by default Dale's law from the presynaptic type, so a neuron's mean input
+is sum_b K_ab J_ab r_b); X from the drive: Poisson drives give their mean, rate_hz * indegree *
+weight, currents their value (in the same input units) and I_e. X is held over each step.
 Rates are in Hz; `rates` (time_bin, neuron) holds r at the end of each bin; probes record r
-(as `v`), the E and I parts of W r (`syn_e`, `syn_i`) and X (`ext`). Exponential Euler: over
-a step, u is held and r relaxes exactly towards F(u).
+(as `v`), the parts of W r through positive and negative weights (`syn_e`, `syn_i`) and X (`ext`) at the end
+of each sampled step.
+
+Integration: a linear network (every population linear, at most EXACT_MAX_UNITS units) is
+propagated exactly, r <- e^{A dt} r + (int_0^dt e^{A s} ds) b with A = (G W - 1)/tau and
+b = G X/tau (zero-order hold), from one matrix exponential (Van Loan 1978), so also for singular
+A (integrator modes). Otherwise ETD2RK (Cox & Matthews 2002, J. Comput. Phys. 176:430), an
+exponential Runge-Kutta scheme of second order that is exact for the leak and keeps every fixed
+point r* = F(W r* + X) exactly.
 """
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,13 +34,25 @@ from eilab.sim.config import Config
 from eilab.sim.drive import DriveTable
 from eilab.sim.exchange import SingleProcess
 from eilab.sim.models import initial_values
-from eilab.sim.network import Connectivity, build_connectivity, population_offsets, probe_gids
-from eilab.sim.store import RankWriter, create_store, mark_failed, prepare_run_dir
+from eilab.sim.network import RECEPTOR_E, RECEPTOR_I, Connectivity, build_connectivity, population_offsets, probe_gids
+from eilab.sim.partition import block_size
+from eilab.sim.store import RankWriter, create_store, mark_failed
+from eilab.sim.summary import RunSummary
+
+# A dense exponential of the 2n x 2n Van Loan matrix costs ~30 (2n)^3 flops (seconds at 500 units,
+# a minute or more at 2000) and about ten 2n x 2n matrices (1.3 GB at 2000 units); larger linear
+# networks are integrated with ETD2RK.
+EXACT_MAX_UNITS = 2000
+# [13/13] Pade coefficients and the 1-norm bound up to which they give double precision (Higham 2005)
+_PADE13 = (64764752532480000.0, 32382376266240000.0, 7771770303897600.0, 1187353796428800.0, 129060195264000.0,
+           10559470521600.0, 670442572800.0, 33522128640.0, 1323241920.0, 40840800.0, 960960.0, 16380.0, 182.0, 1.0)
+_THETA13 = 5.371920351148152
 
 
 @njit(cache=True)
 def recurrent_input(r, pre_gid0, pre_n, row0, stride, receptor, weight, rowptr, targets, u_e, u_i) -> None:
-    """u_e, u_i = excitatory and inhibitory parts of W r (magnitudes), scattered along the CSR."""
+    """u_e, u_i = the parts of W r through positive and through negative weights (the latter as
+    magnitude), scattered along the CSR."""
     u_e[:] = 0.0
     u_i[:] = 0.0
     for q in range(pre_gid0.size):
@@ -54,38 +76,127 @@ def transfer(u: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     return params["r_max"] / (1.0 + np.exp(-(g * u - th)))
 
 
-def _input_of(conn: Connectivity, r: np.ndarray, u_e: np.ndarray, u_i: np.ndarray) -> None:
-    recurrent_input(r, conn.pre_gid0, conn.pre_n, conn.row0, conn.stride, conn.receptor, conn.weight, conn.rowptr,
-                    conn.targets, u_e, u_i)
+def signed_connectivity(cfg: Config) -> Connectivity:
+    """All projections onto all units, each on receptor E (+) or I (-) by its sign (Config.sign_of)."""
+    conn = build_connectivity(cfg, 0, cfg.n_total)
+    for q, pr in enumerate(cfg.projections):
+        conn.receptor[q] = RECEPTOR_E if cfg.sign_of(pr) > 0 else RECEPTOR_I
+    return conn
 
 
-def run_rates(cfg: Config, raw: dict, run_dir: Path, force: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Integrate the rate network of `cfg` into a new run directory; returns the summary."""
+def dense_weights(conn: Connectivity, n: int) -> np.ndarray:
+    """Signed W[post, pre] (n, n) of a single-rank connectivity; multapses add up."""
+    w = np.zeros((n, n))
+    for q in range(conn.pre_gid0.size):
+        pre, post = conn.synapses(q)
+        sign = 1.0 if conn.receptor[q] == RECEPTOR_E else -1.0
+        np.add.at(w, (post.astype(np.int64), pre + conn.pre_gid0[q]), sign * conn.weight[q])
+    return w
+
+
+def expm(a: np.ndarray) -> np.ndarray:
+    """Matrix exponential e^a: scaling and squaring with the [13/13] Pade approximant
+    (Higham 2005, SIAM J. Matrix Anal. Appl. 26:1179), accurate to double precision."""
+    norm = float(np.linalg.norm(a, 1))
+    s = max(0, math.ceil(math.log2(norm / _THETA13))) if norm > 0 else 0
+    a = a / 2.0**s
+    b = _PADE13
+    ident = np.eye(a.shape[0])
+    a2 = a @ a
+    a4 = a2 @ a2
+    a6 = a4 @ a2
+    u = a @ (a6 @ (b[13] * a6 + b[11] * a4 + b[9] * a2) + b[7] * a6 + b[5] * a4 + b[3] * a2 + b[1] * ident)
+    v = a6 @ (b[12] * a6 + b[10] * a4 + b[8] * a2) + b[6] * a6 + b[4] * a4 + b[2] * a2 + b[0] * ident
+    e = np.linalg.solve(v - u, v + u)
+    for _ in range(s):
+        e = e @ e
+    return e
+
+
+def zoh_propagator(a: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """(e^{a dt}, int_0^dt e^{a s} ds) of dr/dt = a r + b with b held over dt, as blocks of the
+    exponential of [[a, 1], [0, 0]] dt (Van Loan 1978, IEEE Trans. Autom. Control 23:395): no
+    inverse of a, so exact also for singular a. dt in the time unit of a."""
+    n = a.shape[0]
+    m = np.zeros((2 * n, 2 * n))
+    m[:n, :n] = a * dt
+    m[:n, n:] = np.eye(n) * dt
+    e = expm(m)
+    return e[:n, :n], e[:n, n:]
+
+
+class RateNetwork:
+    """Units, connectivity and per-unit constants of a rate network; `step` advances r by dt (ms)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.n, self.dt = cfg.n_total, cfg.run.dt_ms
+        offs = population_offsets(cfg)
+        self.pops = [(offs[p.name], offs[p.name] + p.n, p.params) for p in cfg.populations]
+        self.conn = signed_connectivity(cfg)
+        tau = np.concatenate([np.full(b - a, p["tau_m"]) for a, b, p in self.pops])
+        h = self.dt / tau
+        self.decay = np.exp(-h)  # ETD2RK: leak over a step and its second-stage weight 1 - (1 - e^-h)/h
+        self.corr = 1.0 + np.expm1(-h) / h
+        linear = all(p["transfer"] == "linear" for _, _, p in self.pops)
+        self.exact = linear and self.n <= EXACT_MAX_UNITS
+        if self.exact:
+            gain = np.concatenate([np.full(b - a, p["gain"]) for a, b, p in self.pops])
+            a = (gain[:, None] * dense_weights(self.conn, self.n) - np.eye(self.n)) / tau[:, None]
+            self.phi, gamma = zoh_propagator(a, self.dt)
+            self.gamma_x = gamma * (gain / tau)[None, :]
+            self.scheme = "exact: matrix exponential, input held over each step"
+        else:
+            self.scheme = "ETD2RK (exponential Runge-Kutta, order 2)"
+            if linear:
+                self.scheme += f": linear network above EXACT_MAX_UNITS = {EXACT_MAX_UNITS} units"
+                warnings.warn(f"rate network of {self.n} linear units: integrated with ETD2RK (order 2); exact "
+                              f"matrix-exponential propagation is limited to {EXACT_MAX_UNITS} units", stacklevel=2)
+
+    def recurrent(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The parts of W r through positive and through negative weights (magnitude)."""
+        u_e, u_i = np.zeros(self.n), np.zeros(self.n)
+        c = self.conn
+        recurrent_input(r, c.pre_gid0, c.pre_n, c.row0, c.stride, c.receptor, c.weight, c.rowptr, c.targets, u_e, u_i)
+        return u_e, u_i
+
+    def rate_of(self, r: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """F(W r + x), Hz."""
+        u_e, u_i = self.recurrent(r)
+        u = u_e - u_i + x
+        return np.concatenate([transfer(u[a:b], p) for a, b, p in self.pops])
+
+    def step(self, r: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """r one step later, with the input x held over the step."""
+        if self.exact:
+            return self.phi @ r + self.gamma_x @ x
+        f = self.rate_of(r, x)
+        a = f + (r - f) * self.decay  # exponential Euler predictor, then the second-order correction
+        return a + (self.rate_of(a, x) - f) * self.corr
+
+
+def run_rates(cfg: Config, raw: dict, run_dir: Path, progress: bool = True) -> RunSummary:
+    """Integrate the rate network of `cfg` into `run_dir` (claimed and locked by the caller, engine.run);
+    returns the summary."""
     t_wall = time.perf_counter()
     n, dt = cfg.n_total, cfg.run.dt_ms
     drive = DriveTable(cfg)
-    offs = population_offsets(cfg)
-    conn = build_connectivity(cfg, 0, n)
-    pops = [(offs[p.name], offs[p.name] + p.n, p) for p in cfg.populations]
+    net = RateNetwork(cfg)
+    pops = net.pops
     mu, w = drive.poisson()
     x_const = np.zeros(n)  # I_e
-    x_poisson = np.zeros(len(pops))  # mean Poisson input while on
-    decay = np.zeros(n)
+    x_poisson = mu / dt * 1000.0 * w  # mean Poisson input while on: events/step -> Hz x weight
     r = np.zeros(n)
-    for k, (a, b, p) in enumerate(pops):
-        x_const[a:b] = p.params["I_e"]
-        x_poisson[k] = mu[k] / dt * 1000.0 * w[k]  # events/step -> Hz x weight
-        decay[a:b] = np.exp(-dt / p.params["tau_m"])
+    for a, b, params in pops:
+        x_const[a:b] = params["I_e"]
+    for p, (a, b, _) in zip(cfg.populations, pops, strict=True):
         r[a:b] = initial_values(0.0 if p.v_init is None else p.v_init, cfg.run.seed, a, b - a, 0)
     probes = probe_gids(cfg)
-    prepare_run_dir(run_dir, force)
-    block = min(n, 4096)
-    create_store(run_dir, cfg, provenance.run_attrs(cfg, raw, 1), probes, block, 1)
+    create_store(run_dir, cfg, {**provenance.run_attrs(cfg, raw, 1), "rank_bounds": [0, n]}, probes,
+                 block_size(n), 1)
     writer = RankWriter(run_dir, cfg, SingleProcess(), 0, n, probes)
     t_total = cfg.steps(cfg.run.t_ms)
     bin_steps = cfg.steps(cfg.record.counts_bin_ms) if cfg.record.counts_bin_ms > 0 else 0
     every = cfg.steps(cfg.record.probe_every_ms or dt)
-    u_e, u_i = np.zeros(n), np.zeros(n)
     late = np.zeros(len(pops))  # mean population rate over the second half of the run
     late_steps = 0
     t_sim = time.perf_counter()
@@ -93,17 +204,14 @@ def run_rates(cfg: Config, raw: dict, run_dir: Path, force: bool = False, progre
         with tqdm(total=t_total, disable=not progress, desc=cfg.run.name, leave=False) as bar:
             for t in range(t_total):
                 cur, _, on = drive.window(t, 1)
-                _input_of(conn, r, u_e, u_i)
                 x = x_const.copy()
                 for k, (a, b, _p) in enumerate(pops):
                     x[a:b] += cur[k, 0] + x_poisson[k] * on[k, 0]
-                u = u_e - u_i + x
-                for a, b, p in pops:
-                    target = transfer(u[a:b], p.params)
-                    r[a:b] = target + (r[a:b] - target) * decay[a:b]
+                r = net.step(r, x)
                 if bin_steps and (t + 1) % bin_steps == 0:
                     writer.write_counts((t + 1) // bin_steps - 1, r[None, :].astype(np.float32))
                 if probes.size and (t + 1) % every == 0:
+                    u_e, u_i = net.recurrent(r)
                     sample = np.stack([r, u_e, -u_i, x])[:, probes].astype(np.float32)
                     writer.write_probes((t + 1) // every - 1, sample[None])
                 if 2 * t >= t_total:
@@ -114,20 +222,14 @@ def run_rates(cfg: Config, raw: dict, run_dir: Path, force: bool = False, progre
         mark_failed(run_dir, f"{type(e).__name__}: {e}")
         raise
     late /= max(1, late_steps)
-    summary = {
-        "populations": {p.name: {"n": p.n, "spikes": 0, "rate_hz": float(late[k]),
-                                 "final_rate_hz": float(r[a:b].mean())}
-                        for k, (a, b, p) in enumerate(pops)},
-        "spikes": 0,
-        "mean_rate_hz": float(np.dot(late, [p.n for _, _, p in pops]) / n),
-        "rate_definition": "population mean of r over the second half of the run",
-        "synapses": conn.n_synapses,
-        "synaptic_events": 0,
-        "connectivity_bytes": conn.nbytes,
-        "n_ranks": 1,
-        "timings": {"build_s": t_sim - t_wall, "simulate_s": time.perf_counter() - t_sim,
-                    "wall_s": time.perf_counter() - t_wall},
-        "run_dir": str(run_dir),
-    }
-    writer.close("complete", summary=summary, finished=datetime.now(UTC).isoformat())
+    summary = RunSummary(
+        populations={p.name: {"n": p.n, "spikes": 0, "rate_hz": float(late[k]), "final_rate_hz": float(r[a:b].mean())}
+                     for k, (p, (a, b, _)) in enumerate(zip(cfg.populations, pops, strict=True))},
+        spikes=0, mean_rate_hz=float(np.dot(late, [p.n for p in cfg.populations]) / n), synapses=net.conn.n_synapses,
+        synaptic_events=0, connectivity_bytes=net.conn.nbytes, n_ranks=1,
+        timings={"build_s": t_sim - t_wall, "simulate_s": time.perf_counter() - t_sim,
+                 "wall_s": time.perf_counter() - t_wall},
+        run_dir=str(run_dir), rate_definition="population mean of r over the second half of the run",
+        integration=net.scheme)
+    writer.close("complete", summary=summary.as_dict(), finished=datetime.now(UTC).isoformat())
     return summary

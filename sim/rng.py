@@ -3,15 +3,33 @@
 Every draw in eilab is a pure function of its key, so any rank can reproduce exactly the
 numbers another partition would use (Salmon et al. 2011's idea, with SplitMix64 as the
 bijective mixer). No generator state is carried between draws.
+
+The streams, one family per purpose (the only place they are defined):
+
+    purpose             key                                    counter
+    connect (1)         (seed, connect | crc32(projection      position in the neuron's draw
+                        name), postsynaptic gid)               sequence (network.py)
+    poisson (2)         (seed, poisson, gid)                   64 x step (+ sub-draws, step.py)
+    init (3)            (seed, init, gid)                      2 x variable index (models.py)
+
+Connectivity is keyed by the projection's name, not its place in the config, so reordering
+projections (or adding one) leaves every other projection's synapses unchanged. A population has
+at most one Poisson drive, so its stream needs no drive name.
 """
+
+import zlib
 
 import numpy as np
 from numba import njit, uint64
 
-# Purposes: one stream family per use, so draws for different jobs never collide.
 PURPOSE_CONNECT = 1
 PURPOSE_POISSON = 2
 PURPOSE_INIT = 3
+
+
+def named_purpose(purpose: int, name: str) -> int:
+    """The purpose word of a named stream family: purpose in the high 32 bits, crc32(name) below."""
+    return (purpose << 32) | zlib.crc32(name.encode())
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

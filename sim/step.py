@@ -7,7 +7,12 @@ are delivered (after exchange, on several ranks) only at slice ends (NEST's sche
 Ring buffer ``ring[receptor, slot, neuron]`` holds the weight arriving at step t in slot t % R;
 a step reads and clears its slot. Spikes are delivered in (step, gid) order, so each target
 sums its inputs in the same order whatever the partition.
+
+The kernels take their arrays in the groups below (named tuples: numba unpacks them at no cost),
+the interface that every backend (backend.py) implements.
 """
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -17,11 +22,74 @@ from eilab.sim.models import P_IE, probe, update_population
 from eilab.sim.rng import TABLE_MAX_MU, poisson, poisson_tabled, poisson_word
 
 
+class Neurons(NamedTuple):
+    """One rank's neurons, population by population."""
+
+    state: np.ndarray      # (N_STATE, n_local) float64: V, synaptic variables, refractory time, model extras
+    pop_model: np.ndarray  # (pops,) int64: model id (models.MODEL_IDS)
+    pop_lo: np.ndarray     # (pops,) int64: first local index of each population on this rank
+    pop_hi: np.ndarray     # (pops,) int64: end of each population's local indices
+    pop_gid0: np.ndarray   # (pops,) int64: gid of local index pop_lo
+    params: np.ndarray     # (pops, P) float64: per-step model constants (models.parameter_vector)
+
+
+class PoissonDrive(NamedTuple):
+    """Poisson input: per population the mean count per step and the weight of an event, per neuron the
+    stream key; tables of the inverse-CDF sampler (rng.poisson_table)."""
+
+    mu: np.ndarray     # (pops,) float64: events per step while on
+    w: np.ndarray      # (pops,) float64: weight per event (model units)
+    keys: np.ndarray   # (n_local,) uint64: stream (seed, poisson, gid)
+    cdf: np.ndarray    # (pops, 64) float64
+    guide: np.ndarray  # (pops, 64) int64
+
+
+class DriveWindow(NamedTuple):
+    """The deterministic drive of the current window (drive.DriveTable.window) and any drive drawn ahead."""
+
+    cur: np.ndarray      # (pops, n) float64: current added to I_e, pA
+    kick: np.ndarray     # (pops, n) float64: summed weight of input spikes arriving at each step
+    on: np.ndarray       # (pops, n) float64: 1 while the Poisson drive is on
+    t0: int              # step of column 0
+    x_ahead: np.ndarray  # (steps, n_local) float64: external arrivals of the first steps, drawn ahead
+
+
+class Synapses(NamedTuple):
+    """The connectivity (network.Connectivity): per projection q its presynaptic gid range, rows and
+    shared weight and delay; rows of targets in CSR form."""
+
+    pre_gid0: np.ndarray   # (q,) int64
+    pre_n: np.ndarray      # (q,) int64
+    row0: np.ndarray       # (q,) int64: row of presynaptic index 0
+    stride: np.ndarray     # (q,) int64: rows between consecutive presynaptic indices
+    receptor: np.ndarray   # (q,) int64: 0 excitatory, 1 inhibitory
+    delay: np.ndarray      # (q,) int64: steps
+    weight: np.ndarray     # (q,) float64: model units
+    rowptr: np.ndarray     # (rows + 1,) int64
+    targets: np.ndarray    # (synapses,) uint16 or int32: local target index
+    plastic: np.ndarray    # (q,) bool: delivered by plasticity.apply_slice instead
+
+
+class Recording(NamedTuple):
+    """Where a call of `advance` writes: the spike buffer, counts, probe samples and the phase profile."""
+
+    spk_step: np.ndarray   # (cap,) int64: step of each buffered spike
+    spk_gid: np.ndarray    # (cap,) int32: its gid
+    counts: np.ndarray     # (bins, n_local) uint16: counts[t // bin_steps - bin_t0, j]
+    bin_steps: int         # 0: no counts
+    bin_t0: int
+    probe_slot: np.ndarray  # (n_local,) int64: probe column of each local neuron, -1 if not probed
+    probe_every: int       # steps between samples; 0: no probes
+    probe_k0: int          # sample index of probe_buf row 0
+    probe_buf: np.ndarray  # (samples, 4, probes) float32: v, syn_e, syn_i, ext
+    prof: np.ndarray       # (5,) int64: ticks in drive, update, bookkeeping, local delivery; events
+
+
 @njit(cache=True)
-def deliver(spk_step, spk_gid, a, b, ring, pre_gid0, pre_n, row0, stride, receptor, delay, weight, rowptr,
-            targets, plastic) -> int:
-    """Scatter-add spikes a..b-1 into the ring buffer of their targets over the static projections
-    (plastic ones deliver in `plasticity.plastic_slice`); returns the events (synapses hit)."""
+def deliver(spk_step, spk_gid, a, b, ring, syn) -> int:
+    """Scatter-add spikes a..b-1 into the ring buffer of their targets over the static projections of
+    `syn` (Synapses; plastic ones deliver in `plasticity.apply_slice`); returns the events (synapses hit)."""
+    pre_gid0, pre_n, row0, stride, receptor, delay, weight, rowptr, targets, plastic = syn
     r_len = ring.shape[1]
     events = 0
     for s in range(a, b):
@@ -72,10 +140,12 @@ def _draw_drive(lo, hi, kick, mu, w, pois_keys, cdf, guide, t, x) -> None:
 
 
 @njit(cache=True)
-def draw_slice_drive(pop_lo, pop_hi, pois_mu, pois_w, pois_keys, pois_cdf, pois_guide, kick_win, pois_on, win_t0,
-                     t0, x_out) -> None:
+def draw_slice_drive(neurons, pois, win, t0, x_out) -> None:
     """Draw the external arrivals of the x_out.shape[0] steps from t0 ahead of time, x_out[t - t0, neuron]
     (the same numbers `advance` draws itself): ranks fill an exchange wait with this work."""
+    pop_lo, pop_hi = neurons.pop_lo, neurons.pop_hi
+    pois_mu, pois_w, pois_keys, pois_cdf, pois_guide = pois
+    kick_win, pois_on, win_t0 = win.kick, win.on, win.t0
     for t in range(t0, t0 + x_out.shape[0]):
         for pi in range(pop_lo.size):
             _draw_drive(pop_lo[pi], pop_hi[pi], kick_win[pi, t - win_t0], pois_mu[pi] * pois_on[pi, t - win_t0],
@@ -83,12 +153,9 @@ def draw_slice_drive(pop_lo, pop_hi, pois_mu, pois_w, pois_keys, pois_cdf, pois_
 
 
 @njit(cache=True)
-def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w, pois_keys, pois_cdf, pois_guide,
-            cur_win, kick_win, pois_on, win_t0, x_ahead, ring, t0, n_slices, m, deliver_local,
-            pre_gid0, pre_n, row0, stride, receptor, delay, weight, rowptr, targets, plastic,
-            spk_step, spk_gid, n_spk, counts, bin_steps, bin_t0,
-            probe_slot, probe_every, probe_k0, probe_buf, prof):
-    """Advance up to n_slices slices of m steps from step t0.
+def advance(neurons, pois, win, syn, rec, ring, t0, n_slices, m, deliver_local, n_spk):
+    """Advance up to n_slices slices of m steps from step t0 (Neurons, PoissonDrive, DriveWindow,
+    Synapses, Recording; ring the delay buffer; deliver_local: one rank delivers its own spikes).
 
     With x_ahead non-empty, its rows are the drive of steps t0, t0 + 1, ... (`draw_slice_drive`).
     Stops early, at a slice end, when the spike buffer could overflow; returns
@@ -98,6 +165,10 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
     cycle-counter ticks spent on drive and arrivals, neuron updates, spike bookkeeping (buffer,
     counts, probes) and local delivery; prof[4] counts the synaptic events delivered.
     """
+    state, pop_model, pop_lo, pop_hi, pop_gid0, params = neurons
+    pois_mu, pois_w, pois_keys, pois_cdf, pois_guide = pois
+    cur_win, kick_win, pois_on, win_t0, x_ahead = win
+    spk_step, spk_gid, counts, bin_steps, bin_t0, probe_slot, probe_every, probe_k0, probe_buf, prof = rec
     r_len = ring.shape[1]
     n_local = state.shape[1]
     cap = spk_step.size
@@ -150,8 +221,7 @@ def advance(state, pop_model, pop_lo, pop_hi, pop_gid0, params, pois_mu, pois_w,
                 prof[2] += t_d - t_c
         if deliver_local:
             t_e = ticks()
-            prof[4] += deliver(spk_step, spk_gid, first, n_spk, ring, pre_gid0, pre_n, row0, stride, receptor,
-                               delay, weight, rowptr, targets, plastic)
+            prof[4] += deliver(spk_step, spk_gid, first, n_spk, ring, syn)
             prof[3] += ticks() - t_e
         done += 1
     return done, n_spk

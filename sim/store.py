@@ -12,58 +12,66 @@
       time_bin, neuron coordinates: bin start (ms) and gid
       probes/<var>     (time, probe) float32, var in v (mV), syn_e, syn_i, ext (mV/ms)
       probes/time, probes/probe   coordinates: sample time (ms) and gid
-      weights/<projection>/<lo>-<hi>/w   (snapshot, synapse) float32 per rank range, plastic projections;
-                       times_ms per snapshot; Run.weights() assembles them in canonical order
+      weights/<projection>/<lo>-<hi>/w   (snapshot, synapse) per rank range, plastic projections: float32
+                       (float64 with plasticity.precision); times_ms per snapshot; Run.weights()
+                       assembles them in canonical order
+      drive/<i>        float64 samples (pA) of drive i's file, with its name and SHA-256: the run
+                       needs the file no more (resume and analysis elsewhere)
       checkpoint/{a,b}/state, ring   engine state per gid, two slots written in turn; attrs
-                       `checkpoint` names the last complete one (step, spikes stored, totals)
+                       `checkpoint` names the last complete one (step, spikes stored, totals) and
+                       lists every rank's part with CRC-32 checksums, checked before a resume
 
-A run is `complete` only when the writer closed it; `open_run` refuses other states unless
-asked. Nothing stored is overwritten: an existing run directory needs an explicit `force`.
+Every chunk carries a CRC-32C checksum (zarr's crc32c codec), so a damaged chunk fails to
+decode; a complete run's attrs `manifest` records the chunk files and bytes of every array,
+so `open_run` finds missing or truncated chunks (RunDamagedError, naming the array). A run is
+`complete` only when the writer closed it (`interrupted` after SIGTERM or Ctrl-C, `failed` on
+an error); `open_run` refuses other states unless asked. Run directories: see rundir.py.
 """
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import dataclass
+import hashlib
+import os
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from eilab.sim.config import Config
+from eilab.sim.drive import load_samples
 from eilab.sim.exchange import Comm
+from eilab.sim.grid import TimeGrid
+from eilab.sim.reader import (
+    FORMAT,
+    PROBE_VARS,
+    RunNotCompleteError,
+    chunk_manifest,
+    read_ranges,
+    zarr_path,
+)
+from eilab.sim.rundir import free_reserve
 
-FORMAT = "eilab-run/1"
-# Each rank writes its own chunks from the simulation loop: one codec thread per rank is enough and
-# keeps memory per rank small (zarr's default pool has a thread per core, each with its malloc arena).
-zarr.config.set({"threading.max_workers": 1, "async.concurrency": 4})
-PROBE_VARS = ("v", "syn_e", "syn_i", "ext")
 CHECKPOINT_SLOTS = ("a", "b")
 SPIKE_CHUNK = 1 << 20
+COMPRESSORS = (ZstdCodec(level=0), Crc32cCodec())  # every chunk checksummed
 
 
-class RunExistsError(FileExistsError):
-    pass
+class CheckpointError(RunNotCompleteError):
+    """A checkpoint is missing, partial or damaged."""
 
 
-class RunNotCompleteError(RuntimeError):
-    pass
+class StorageError(RuntimeError):
+    """Writing the run failed (a full disk, a file system gone); the message says whether it is marked failed."""
 
 
-def _zarr_path(run_dir: Path) -> Path:
-    return run_dir / "run.zarr"
-
-
-def prepare_run_dir(run_dir: Path, force: bool) -> None:
-    """Refuse to overwrite; with force, remove an earlier eilab run (and nothing else)."""
-    if not run_dir.exists():
-        return
-    if not force:
-        raise RunExistsError(f"run directory {run_dir} exists; choose another --out or pass --force to replace it")
-    if not _zarr_path(run_dir).is_dir():
-        raise RunExistsError(f"{run_dir} exists and is not an eilab run directory; not replacing it")
-    shutil.rmtree(run_dir)
+def writer_settings() -> None:
+    """Zarr settings of a writing process: each rank writes its own chunks from the simulation loop, so one
+    codec thread per rank is enough and keeps memory per rank small (zarr's default pool has a thread per
+    core, each with its malloc arena). Set where the writer runs, never on import."""
+    zarr.config.set({"threading.max_workers": 1, "async.concurrency": 4})
 
 
 def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: np.ndarray, block: int,
@@ -73,56 +81,62 @@ def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: 
     Neuron chunks of `counts` are `block` wide, the partition grid, so each chunk has one writer;
     probe chunks are one probe wide for the same reason.
     """
-    run_dir.mkdir(parents=True)
-    root = zarr.open_group(_zarr_path(run_dir), mode="w-")
+    writer_settings()
+    grid = TimeGrid.of(cfg)
+    root = zarr.open_group(zarr_path(run_dir), mode="w-")
     root.attrs.update({"format": FORMAT, "status": "running", "partition_block": block,
                        "spike_chunk": SPIKE_CHUNK, **attrs})
     n = cfg.n_total
     spikes = root.create_group("spikes", attributes={
         "layout": "one region per rank per flush, padded to whole chunks with gid -1 (time NaN); "
                   "open_run().spikes() drops the padding and sorts by (time, gid)"})
-    spikes.create_array("times_ms", shape=(0,), dtype="float64", chunks=(SPIKE_CHUNK,), fill_value=np.nan,
+    new_array(spikes, "times_ms", shape=(0,), dtype="float64", chunks=(SPIKE_CHUNK,), fill_value=np.nan,
                         dimension_names=["spike"], attributes={"units": "ms"})
-    spikes.create_array("gids", shape=(0,), dtype="int32", chunks=(SPIKE_CHUNK,), fill_value=-1,
+    new_array(spikes, "gids", shape=(0,), dtype="int32", chunks=(SPIKE_CHUNK,), fill_value=-1,
                         dimension_names=["spike"])
     if cfg.record.counts_bin_ms > 0:
         bin_ms = cfg.record.counts_bin_ms
-        n_bins = -(-cfg.steps(cfg.run.t_ms) // cfg.steps(bin_ms))
+        n_bins = grid.n_bins
         rows = max(1, min(n_bins, (1 << 22) // n))  # a rank buffers at most 4 M values per chunk row
         if cfg.is_rate_network:
-            root.create_array("rates", shape=(n_bins, n), dtype="float32", chunks=(rows, block),
+            new_array(root, "rates", shape=(n_bins, n), dtype="float32", chunks=(rows, block),
                               dimension_names=["time_bin", "neuron"], fill_value=np.nan,
                               attributes={"bin_ms": bin_ms, "units": "Hz", "sample": "rate at the end of the bin"})
         else:
-            root.create_array("counts", shape=(n_bins, n), dtype="uint16", chunks=(rows, block),
+            new_array(root, "counts", shape=(n_bins, n), dtype="uint16", chunks=(rows, block),
                               dimension_names=["time_bin", "neuron"], fill_value=0,
                               attributes={"bin_ms": bin_ms, "interval": "right-closed: (start, start + bin_ms]"})
-        root.create_array("time_bin", data=np.arange(n_bins) * bin_ms, dimension_names=["time_bin"],
+        new_array(root, "time_bin", data=np.arange(n_bins) * bin_ms, dimension_names=["time_bin"],
                           attributes={"units": "ms"})
-        root.create_array("neuron", data=np.arange(n, dtype=np.int32), dimension_names=["neuron"])
+        new_array(root, "neuron", data=np.arange(n, dtype=np.int32), dimension_names=["neuron"])
+    for i, d in enumerate(cfg.drive):
+        if d.file:  # the run is self-contained: a resume or analysis elsewhere needs no access to the file
+            samples = load_samples(d.file)
+            new_array(root.require_group("drive"), str(i), data=samples, attributes={
+                "file": d.file, "sha256": hashlib.sha256(samples.tobytes()).hexdigest(), "units": "pA",
+                "dt_ms": d.file_dt_ms})
     for pr in cfg.projections:
         if pr.plasticity is not None:
-            n_rows = len(snapshot_steps(cfg, pr.plasticity.snapshot_every_ms))
-            root.create_group(f"weights/{pr.name}").create_array(
-                "times_ms", shape=(n_rows,), dtype="float64", fill_value=np.nan, attributes={"units": "ms"})
+            n_rows = len(grid.snapshots(pr.plasticity.snapshot_every_ms))
+            new_array(root.create_group(f"weights/{pr.name}"),
+                      "times_ms", shape=(n_rows,), dtype="float64", fill_value=np.nan, attributes={"units": "ms"})
     if cfg.run.checkpoint_every_ms > 0:
         ck = root.create_group("checkpoint")
         for slot in CHECKPOINT_SLOTS:
             g = ck.create_group(slot)
-            g.create_array("state", shape=(n_state, n), dtype="float64", chunks=(n_state, block))
-            g.create_array("ring", shape=(2, cfg.max_delay_steps, n), dtype="float64",
+            new_array(g, "state", shape=(n_state, n), dtype="float64", chunks=(n_state, block))
+            new_array(g, "ring", shape=(2, cfg.max_delay_steps, n), dtype="float64",
                            chunks=(2, cfg.max_delay_steps, block))
     if probe_gids.size:
-        every = cfg.steps(cfg.record.probe_every_ms or cfg.run.dt_ms)
-        n_samples = cfg.steps(cfg.run.t_ms) // every
+        every, n_samples = grid.probe_every, grid.n_samples
         group = root.create_group("probes")
-        group.create_array("time", data=(np.arange(n_samples) + 1) * every * cfg.run.dt_ms,
+        new_array(group, "time", data=(np.arange(n_samples) + 1) * every * cfg.run.dt_ms,
                            dimension_names=["time"], attributes={"units": "ms"})
-        group.create_array("probe", data=probe_gids.astype(np.int32), dimension_names=["probe"])
+        new_array(group, "probe", data=probe_gids.astype(np.int32), dimension_names=["probe"])
         units = {"v": "mV", "syn_e": "mV/ms", "syn_i": "mV/ms", "ext": "mV/ms"}
         rows = max(1, min(n_samples, 1 << 16))
         for var in PROBE_VARS:
-            group.create_array(var, shape=(n_samples, probe_gids.size), dtype="float32", chunks=(rows, 1),
+            new_array(group, var, shape=(n_samples, probe_gids.size), dtype="float32", chunks=(rows, 1),
                                dimension_names=["time", "probe"], fill_value=np.nan,
                                attributes={"units": units[var]})
 
@@ -171,7 +185,8 @@ class RankWriter:
 
     def __init__(self, run_dir: Path, cfg: Config, comm: Comm, lo: int, hi: int, probe_gids: np.ndarray,
                  stored: int = 0, first_bin: int = 0, first_sample: int = 0, segment: int = 0) -> None:
-        self.path = _zarr_path(run_dir)
+        writer_settings()
+        self.path = zarr_path(run_dir)
         self.comm = comm
         self.lo, self.hi = lo, hi
         self.dt = cfg.run.dt_ms
@@ -187,6 +202,7 @@ class RankWriter:
         self.n_pending = 0
         self.stored = stored
         self.segment = segment  # 0 for a new run, k after the k-th resume (newer rows win when read)
+        self.last_slot = self.root.attrs.get("checkpoint", {}).get("slot")  # all ranks read it before writing
 
     def add_spikes(self, steps: np.ndarray, gids: np.ndarray) -> None:
         """Queue spikes emitted at `steps` (time = (step + 1) * dt), in (time, gid) order."""
@@ -248,8 +264,8 @@ class RankWriter:
             sub.attrs.update({"lo": self.lo, "hi": self.hi, "segment": self.segment})
             if "w" not in sub:
                 n = max(1, int(pp.post_ptr[-1]))
-                sub.create_array("w", shape=(n_rows, n), dtype="float32", chunks=(1, n), fill_value=np.nan)
-                sub.create_array("indegree", data=pp.in_degree, chunks=(max(1, pp.in_degree.size),))
+                new_array(sub, "w", shape=(n_rows, n), dtype=pp.w.dtype, chunks=(1, n), fill_value=np.nan)
+                new_array(sub, "indegree", data=pp.in_degree, chunks=(max(1, pp.in_degree.size),))
             if pp.post_ptr[-1]:
                 sub["w"][row] = pp.canonical_weights
             if self.comm.rank == 0:
@@ -258,16 +274,18 @@ class RankWriter:
     def checkpoint(self, step: int, state: np.ndarray, ring: np.ndarray, totals: dict[str, Any],
                    plastic: list[Any] = ()) -> None:
         """Collective: everything up to `step` on disk, then this rank's engine state in the free
-        slot; the run points at the new slot only once every rank has written (a kill at any moment
-        leaves the previous checkpoint intact)."""
+        slot; the run points at the new slot only once every rank has written its part and its
+        checksums (a kill at any moment leaves the previous checkpoint intact)."""
         self.flush()
         self.flush_spikes()  # whole chunks; the rest goes into the checkpoint (no padding per checkpoint)
-        previous = self.root.attrs.get("checkpoint", {}).get("slot")
-        slot = CHECKPOINT_SLOTS[1] if previous == CHECKPOINT_SLOTS[0] else CHECKPOINT_SLOTS[0]
+        slot = CHECKPOINT_SLOTS[1] if self.last_slot == CHECKPOINT_SLOTS[0] else CHECKPOINT_SLOTS[0]
+        slot = self.comm.bcast(slot)  # every rank writes the same slot
+        fault_point("checkpoint-start", self.comm.rank)
         group = zarr.open_group(self.path, mode="r+")[f"checkpoint/{slot}"]
         if self.hi > self.lo:
             group["state"][:, self.lo : self.hi] = state
             group["ring"][:, :, self.lo : self.hi] = ring
+        fault_point("checkpoint-state", self.comm.rank)
         if self.comm.rank == 0:  # one process replaces the shared groups (an earlier partition's pieces)
             for name in ("plastic", "pending"):
                 if name in group:
@@ -279,38 +297,78 @@ class RankWriter:
         group = zarr.open_group(self.path, mode="r+")[f"checkpoint/{slot}"]
         times = np.concatenate([t for t, _ in self.pending]) if self.pending else np.zeros(0)
         gids = np.concatenate([g for _, g in self.pending]) if self.pending else np.zeros(0, np.int32)
-        write_range(group["pending"], self.comm.rank, self.comm.rank + 1, {"times_ms": times, "gids": gids})
-        if plastic:
-            for pp in plastic:
-                pg = group[f"plastic/{pp.name}"]
-                write_range(pg, self.lo, self.hi, {"w": pp.canonical_weights, "indegree": pp.in_degree,
-                                                   "x_post": pp.x_post, "t_post": pp.t_post})
-                if self.comm.rank == 0:
-                    for name in ("x_pre", "t_pre"):
-                        pg.create_array(name, data=getattr(pp, name), overwrite=True)
+        pending = {"times_ms": times, "gids": gids}
+        write_range(group["pending"], self.comm.rank, self.comm.rank + 1, pending)
+        part = {"rank": self.comm.rank, "lo": self.lo, "hi": self.hi, "slot": slot, "step": step,
+                "state": crc(state), "ring": crc(ring), "pending": {k: crc(v) for k, v in pending.items()},
+                "plastic": {}}
+        for pp in plastic:
+            pg = group[f"plastic/{pp.name}"]
+            arrays = {"w": pp.canonical_weights, "indegree": pp.in_degree, "x_post": pp.x_post, "t_post": pp.t_post}
+            write_range(pg, self.lo, self.hi, arrays)
+            if self.comm.rank == 0:
+                for name in ("x_pre", "t_pre"):
+                    new_array(pg, name, data=getattr(pp, name), overwrite=True)
+                    arrays[name] = getattr(pp, name)
+            part["plastic"][pp.name] = {k: crc(v) for k, v in arrays.items()}
+        fault_point("checkpoint-parts", self.comm.rank)
+        parts = self.comm.allgather(part)
         all_totals = self.comm.allgather(totals)
         self.comm.barrier()
         if self.comm.rank == 0:
             summed = {k: np.sum([t[k] for t in all_totals], axis=0).tolist() for k in totals}
-            self.root.attrs["checkpoint"] = {"slot": slot, "step": step, "spikes_stored": self.stored, **summed}
+            self.root.attrs["checkpoint"] = {"slot": slot, "step": step, "spikes_stored": self.stored, **summed,
+                                             "parts": parts}
+        self.last_slot = slot
         self.comm.barrier()
+        fault_point("checkpoint-done", self.comm.rank)
 
     def close(self, status: str, **attrs: Any) -> None:
-        """Collective: write the last spikes; the run takes `status` once every rank is done."""
+        """Collective: write the last spikes; the run takes `status` once every rank is done (a
+        complete run also records its manifest of chunk files)."""
         self.flush()
         self.flush_spikes(final=True)
         self.comm.barrier()
         if self.comm.rank == 0:
-            self.root.attrs.update({**attrs, "spikes_stored": self.stored, "status": status})
+            manifest = {"manifest": chunk_manifest(self.path)} if status == "complete" else {}
+            self.root.attrs.update({**attrs, **manifest, "spikes_stored": self.stored, "status": status})
         self.comm.barrier()
+
+
+def new_array(group: Any, name: str, **kwargs: Any) -> Any:
+    """group.create_array with every chunk checksummed (CRC-32C)."""
+    return group.create_array(name, compressors=COMPRESSORS, **kwargs)
+
+
+def crc(a: np.ndarray) -> int:
+    """CRC-32 of an array's bytes (C order)."""
+    return zlib.crc32(np.ascontiguousarray(a).view(np.uint8).ravel())
+
+
+def fault_point(name: str, rank: int) -> None:
+    """Fault injection for the kill-and-resume tests: with EILAB_KILL_AT="<name>:<k>[:<rank>]" in the
+    environment, the process (of that rank) kills itself with SIGKILL the k-th time it passes `name`
+    (counting from 1). Points: checkpoint-start, -state, -parts, -done, and chunk (a window's end)."""
+    spec = os.environ.get("EILAB_KILL_AT")
+    if not spec:
+        return
+    want, k, *who = spec.split(":")
+    if want != name or (who and int(who[0]) != rank):
+        return
+    _PASSES[name] = _PASSES.get(name, 0) + 1
+    if _PASSES[name] == int(k):
+        os.kill(os.getpid(), 9)
+
+
+_PASSES: dict[str, int] = {}
 
 
 def load_plastic(run_dir: Path, slot: str, plastic: list[Any], lo: int, hi: int) -> None:
     """Restore the weights and traces of plastic projections for gids [lo, hi) from a checkpoint slot."""
-    root = zarr.open_group(_zarr_path(run_dir), mode="r")
+    root = zarr.open_group(zarr_path(run_dir), mode="r")
     for pp in plastic:
         pg = root[f"checkpoint/{slot}/plastic/{pp.name}"]
-        pp.set_canonical_weights(read_ranges(pg, lo, hi, "w", counts="indegree").astype(np.float32))
+        pp.set_canonical_weights(read_ranges(pg, lo, hi, "w", counts="indegree").astype(pp.w.dtype))
         pp.x_post[:] = read_ranges(pg, lo, hi, "x_post")
         pp.t_post[:] = read_ranges(pg, lo, hi, "t_post")
         pp.x_pre[:] = pg["x_pre"][...]
@@ -319,177 +377,100 @@ def load_plastic(run_dir: Path, slot: str, plastic: list[Any], lo: int, hi: int)
 
 def load_pending_spikes(run_dir: Path, slot: str) -> tuple[np.ndarray, np.ndarray]:
     """Spikes recorded before a checkpoint but not yet in the spike arrays (every rank's)."""
-    group = zarr.open_group(_zarr_path(run_dir), mode="r")[f"checkpoint/{slot}/pending"]
+    group = zarr.open_group(zarr_path(run_dir), mode="r")[f"checkpoint/{slot}/pending"]
     parts = [group[k] for k in group.group_keys()]
     times = np.concatenate([p["times_ms"][...] for p in parts]) if parts else np.zeros(0)
     gids = np.concatenate([p["gids"][...] for p in parts]) if parts else np.zeros(0, np.int32)
     return times, gids.astype(np.int32)
 
 
-def load_checkpoint(run_dir: Path, lo: int, hi: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """The last complete checkpoint: its attributes and the state and ring columns of gids [lo, hi)."""
-    root = zarr.open_group(_zarr_path(run_dir), mode="r")
-    info = root.attrs.get("checkpoint")
+def checkpoint_info(run_dir: Path) -> dict[str, Any]:
+    """The attributes of the last complete checkpoint, or CheckpointError."""
+    info = zarr.open_group(zarr_path(run_dir), mode="r").attrs.get("checkpoint")
     if not info:
-        raise RunNotCompleteError(f"{run_dir}: no checkpoint was written (run.checkpoint_every_ms = 0 or "
-                                  "killed before the first); start the run again")
-    group = root[f"checkpoint/{info['slot']}"]
-    return dict(info), group["state"][:, lo:hi], group["ring"][:, :, lo:hi]
+        raise CheckpointError(f"{run_dir}: no checkpoint was written (run.checkpoint_every_ms = 0 or "
+                              "killed before the first); start the run again")
+    if "parts" not in info:
+        raise CheckpointError(f"{run_dir}: the checkpoint has no checksums (written by an older eilab) and cannot "
+                              "be verified; start the run again")
+    return dict(info)
 
 
-def reopen_for_resume(run_dir: Path, n_ranks: int) -> dict[str, Any]:
+def verify_checkpoint(run_dir: Path, info: dict[str, Any], rank: int = 0, size: int = 1) -> list[str]:
+    """Problems with the parts of a checkpoint that this rank checks (every size-th part): each part
+    written into the named slot at the named step, together covering every gid, each array's
+    CRC-32 as written. An empty list means the checkpoint is whole."""
+    root = zarr.open_group(zarr_path(run_dir), mode="r")
+    slot, step, parts = info["slot"], info["step"], info["parts"]
+    problems = []
+    edges = sorted((p["lo"], p["hi"]) for p in parts if p["hi"] > p["lo"])
+    end = 0
+    for a, b in edges:
+        end = b if a == end else -1
+    if end != int(root.attrs["n_neurons"]):
+        problems.append(f"the ranks' parts {edges} do not cover every gid once")
+    group = root[f"checkpoint/{slot}"]
+    for part in parts[rank::size]:
+        who = f"rank {part['rank']} (gids {part['lo']}-{part['hi']})"
+        if part["slot"] != slot or part["step"] != step:
+            problems.append(f"{who} wrote slot {part['slot']} at step {part['step']}, not slot {slot} at {step}")
+            continue
+        lo, hi = part["lo"], part["hi"]
+        checks = [("state", group["state"][:, lo:hi], part["state"]),
+                  ("ring", group["ring"][:, :, lo:hi], part["ring"])] if hi > lo else []
+        sub = f"{part['rank']}-{part['rank'] + 1}"
+        for name, want in part["pending"].items():
+            have = group[f"pending/{sub}/{name}"][...] if f"pending/{sub}/{name}" in group else None
+            checks.append((f"pending/{name}", have, want))
+        for proj, crcs in part["plastic"].items():
+            pg = group[f"plastic/{proj}"]
+            for name, want in crcs.items():
+                path = name if name in ("x_pre", "t_pre") else f"{lo}-{hi}/{name}"
+                checks.append((f"plastic/{proj}/{name}", pg[path][...] if path in pg else None, want))
+        for name, data, want in checks:
+            if data is None or crc(data) != want:
+                problems.append(f"{who}: {name} {'missing' if data is None else 'differs from its checksum'}")
+    return problems
+
+
+def load_checkpoint(run_dir: Path, slot: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """The state and ring columns of gids [lo, hi) in a checkpoint slot."""
+    group = zarr.open_group(zarr_path(run_dir), mode="r")[f"checkpoint/{slot}"]
+    return group["state"][:, lo:hi], group["ring"][:, :, lo:hi]
+
+
+def reopen_for_resume(run_dir: Path, n_ranks: int, rank_bounds: list[int]) -> dict[str, Any]:
     """One process: drop spikes stored after the checkpoint and mark the run running again."""
-    root = zarr.open_group(_zarr_path(run_dir), mode="r+")
+    root = zarr.open_group(zarr_path(run_dir), mode="r+")
     info = root.attrs["checkpoint"]
     for name in ("times_ms", "gids"):
         root[f"spikes/{name}"].resize((info["spikes_stored"],))
     resumed = [*root.attrs.get("resumed", []), {"step": info["step"], "n_ranks": n_ranks}]
-    root.attrs.update({"status": "running", "resumed": resumed, "n_ranks": n_ranks})
+    root.attrs.update({"status": "running", "resumed": resumed, "n_ranks": n_ranks, "rank_bounds": rank_bounds})
     if "error" in root.attrs:
         del root.attrs["error"]
     return dict(root.attrs)
 
 
 # ---------------------------------------------------------------- plastic weights
-def snapshot_steps(cfg: Config, every_ms: float) -> list[int]:
-    """Steps at which weights are stored: 0, every `every_ms`, and the end."""
-    total = cfg.steps(cfg.run.t_ms)
-    every = cfg.steps(every_ms) if every_ms > 0 else total
-    return sorted({*range(0, total, every), total})
-
-
 def write_range(group: Any, lo: int, hi: int, arrays: dict[str, np.ndarray]) -> None:
     """This rank's arrays for the gids [lo, hi) under group/<lo>-<hi>/ (one writer per name)."""
     sub = group.require_group(f"{lo}-{hi}")
     sub.attrs.update({"lo": lo, "hi": hi})
     for name, data in arrays.items():
-        sub.create_array(name, data=data, chunks=(max(1, data.size),), overwrite=True)
+        new_array(sub, name, data=data, chunks=(max(1, data.size),), overwrite=True)
 
 
-def read_ranges(group: Any, lo: int, hi: int, name: str, counts: str | None = None,
-                row: int | None = None) -> np.ndarray:
-    """Values for gids [lo, hi) assembled from the per-range arrays `name` of a group (written by
-    any earlier partition). With `counts`, each gid owns counts[gid] consecutive values (per-range
-    in-degrees); `row` picks one row of 2-D arrays from the newest segment (resume) that wrote it."""
-    subs = [group[k] for k in group.group_keys()]
-    subs = [x for x in subs if name in x and x.attrs["hi"] > lo and x.attrs["lo"] < hi]
-    if row is not None:
-        written = [x for x in subs if not np.isnan(x[name][row]).all()]
-        newest = max((x.attrs.get("segment", 0) for x in written), default=0)
-        subs = [x for x in written if x.attrs.get("segment", 0) == newest]
-    parts = []
-    for sub in sorted(subs, key=lambda x: x.attrs["lo"]):
-        a, b = sub.attrs["lo"], sub.attrs["hi"]
-        data = sub[name][row] if row is not None else sub[name][...]
-        if counts is None:
-            parts.append(data[max(lo, a) - a : min(hi, b) - a])
-        else:
-            offs = np.concatenate([[0], np.cumsum(sub[counts][...], dtype=np.int64)])
-            parts.append(data[offs[max(lo, a) - a] : offs[min(hi, b) - a]])
-    return np.concatenate(parts) if parts else np.zeros(0)
+def mark_failed(run_dir: Path, error: str) -> bool:
+    """Record a failure (from whichever rank saw it); the run is never `complete` afterwards. On a full
+    disk the writer's reserve is freed first; returns whether the status could be written."""
+    for attempt in range(2):
+        try:
+            zarr.open_group(zarr_path(run_dir), mode="r+").attrs.update({"status": "failed", "error": error})
+            return True
+        except OSError:
+            if attempt == 0:
+                free_reserve(run_dir)
+    return False
 
 
-def mark_failed(run_dir: Path, error: str) -> None:
-    """Record a failure (from whichever rank saw it); the run is never `complete` afterwards."""
-    zarr.open_group(_zarr_path(run_dir), mode="r+").attrs.update({"status": "failed", "error": error})
-
-
-# ---------------------------------------------------------------- reading
-@dataclass
-class Run:
-    """A stored run: numpy arrays and metadata (see the module docstring for the layout)."""
-
-    path: Path
-    root: zarr.Group
-
-    @property
-    def attrs(self) -> dict[str, Any]:
-        return dict(self.root.attrs)
-
-    @property
-    def status(self) -> str:
-        return self.root.attrs["status"]
-
-    @property
-    def config(self) -> Config:
-        return Config.model_validate(self.root.attrs["config"])
-
-    @property
-    def dt_ms(self) -> float:
-        return float(self.root.attrs["dt_ms"])
-
-    @property
-    def t_ms(self) -> float:
-        return float(self.root.attrs["t_ms"])
-
-    @property
-    def populations(self) -> dict[str, dict[str, Any]]:
-        """name -> {type, n, gid0}."""
-        return {p["name"]: p for p in self.root.attrs["populations"]}
-
-    def gids_of(self, population: str) -> slice:
-        p = self.populations[population]
-        return slice(p["gid0"], p["gid0"] + p["n"])
-
-    def spikes(self) -> tuple[np.ndarray, np.ndarray]:
-        """(times_ms, gids), padding dropped, sorted by time then gid (the same for any rank count)."""
-        times, gids = self.root["spikes/times_ms"][:], self.root["spikes/gids"][:]
-        keep = gids >= 0
-        times, gids = times[keep], gids[keep]
-        order = np.lexsort((gids, times))
-        return times[order], gids[order]
-
-    @property
-    def bin_ms(self) -> float | None:
-        for name in ("counts", "rates"):
-            if name in self.root:
-                return float(self.root[name].attrs["bin_ms"])
-        return None
-
-    def counts(self, population: str | None = None) -> np.ndarray:
-        """Binned spike counts (time_bin, neuron), optionally one population's columns."""
-        if "counts" not in self.root:
-            raise KeyError("this run recorded no counts (record.counts_bin_ms = 0)")
-        arr = self.root["counts"]
-        return arr[:, self.gids_of(population)] if population else arr[:]
-
-    def rates(self, population: str | None = None) -> np.ndarray:
-        """Rates (Hz) of a rate-network run at the end of each bin (time_bin, neuron)."""
-        if "rates" not in self.root:
-            raise KeyError("this run has no rates (a spiking run, or record.counts_bin_ms = 0)")
-        arr = self.root["rates"]
-        return arr[:, self.gids_of(population)] if population else arr[:]
-
-    def weights(self, projection: str, last: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Snapshot times (ms) and, per snapshot, the weights of a plastic projection in canonical
-        order (targets by gid, each target's synapses by presynaptic index); only the last stored
-        snapshot with `last`."""
-        group = self.root[f"weights/{projection}"]
-        times = group["times_ms"][...]
-        rows = [k for k in range(times.size) if not np.isnan(times[k])][-1 if last else 0 :]
-        n = int(self.attrs["n_neurons"])
-        return times[rows], [read_ranges(group, 0, n, "w", counts="indegree", row=k) for k in rows]
-
-    def probes(self) -> dict[str, np.ndarray]:
-        """time (ms), probe (gids) and one (time, probe) array per variable."""
-        if "probes" not in self.root:
-            return {}
-        g = self.root["probes"]
-        return {name: g[name][:] for name in ("time", "probe", *PROBE_VARS)}
-
-
-def open_run(path: str | Path, allow_incomplete: bool = False) -> Run:
-    """Open RUN_DIR (or RUN_DIR/run.zarr) for reading; incomplete runs only when asked."""
-    p = Path(path)
-    zpath = p if p.name == "run.zarr" else _zarr_path(p)
-    if not zpath.is_dir():
-        raise FileNotFoundError(f"{path}: not an eilab run directory (no run.zarr inside)")
-    root = zarr.open_group(zpath, mode="r")
-    if root.attrs.get("format") != FORMAT:
-        raise ValueError(f"{path}: unknown run format {root.attrs.get('format')!r}")
-    run = Run(zpath.parent, root)
-    if run.status != "complete" and not allow_incomplete:
-        raise RunNotCompleteError(
-            f"{path}: run status is {run.status!r}, not 'complete'; pass allow_incomplete=True to read it anyway"
-        )
-    return run

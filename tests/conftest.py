@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 
@@ -53,10 +55,15 @@ def eilab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def mpiexec() -> str:
+    """The mpiexec beside this Python (the mpi extra's mpich) or on PATH; skips the test when the mpi extra
+    (mpi4py and an MPI launcher) is not installed."""
+    hint = "install the 'mpi' extra (pip install 'eilab[mpi]') to run the MPI tests"
+    if importlib.util.find_spec("mpi4py") is None:
+        pytest.skip(f"mpi4py not installed: {hint}")
     here = Path(sys.executable).parent / "mpiexec"
     found = str(here) if here.exists() else shutil.which("mpiexec")
     if found is None:
-        pytest.fail("mpiexec not found: install the 'mpi' extra (pip install -e '.[mpi]')")
+        pytest.skip(f"mpiexec not found: {hint}")
     return found
 
 
@@ -97,9 +104,25 @@ def start_and_kill(run_dir: Path, ranks: int, whole_job: bool, config: Path, set
     except subprocess.TimeoutExpired:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
-    from eilab.sim.store import open_run
+    from eilab.sim.reader import open_run
 
     assert open_run(run_dir, allow_incomplete=True).status != "complete"
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Two complete runs hold bitwise the same spikes, counts, probes and totals (and b's totals are its spikes)."""
+    from eilab.sim.reader import open_run
+
+    ra, rb = open_run(a), open_run(b)
+    for x, y in zip(ra.spikes(), rb.spikes(), strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(ra.counts(), rb.counts())
+    pa, pb = ra.probes(), rb.probes()
+    for var in ("v", "syn_e", "syn_i", "ext"):
+        np.testing.assert_array_equal(pa[var], pb[var])
+    assert ra.attrs["summary"]["spikes"] == rb.attrs["summary"]["spikes"] == rb.spikes()[0].size
+    assert ra.attrs["summary"]["populations"] == rb.attrs["summary"]["populations"]
+    assert int(rb.counts().sum()) == rb.spikes()[0].size
 
 
 @pytest.fixture

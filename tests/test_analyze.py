@@ -10,9 +10,9 @@ import pytest
 import tomli_w
 
 from conftest import CONFIGS, eilab, run_config
-from eilab.analysis.siegert import network_rates, siegert_rate
+from eilab.analysis.siegert import network_rates, siegert_cv, siegert_rate
 from eilab.sim.config import load_config
-from eilab.sim.store import open_run
+from eilab.sim.reader import open_run
 
 
 def test_siegert_tends_to_the_deterministic_rate() -> None:
@@ -72,3 +72,24 @@ def test_analyze_ring600_and_a_rate_network(ring600: Path, tmp_path: Path) -> No
     assert "linear_modes" in summary["spectrum"] and "mfe" not in summary
     bad = eilab("analyze", str(tmp_path / "missing"))
     assert bad.returncode == 2 and "not an eilab run directory" in bad.stderr
+
+
+def test_analyze_reports_siegert_states_with_cv_and_multapses(brunel: Path) -> None:
+    """summary.json's Siegert state against Brunel's (2000) mu and sigma computed here from the config's numbers,
+    its CV against Brunel's CV formula at those; the headline shows the CV, the stability and the multapse setting."""
+    res = eilab("analyze", str(brunel))
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((brunel / "summary.json").read_text())
+    cfg = open_run(brunel).config
+    J, g, C_E, C_I, tau, theta, eta = (cfg.vars[k] for k in ("J", "g", "C_E", "C_I", "tau_m", "theta", "eta"))
+    nu = summary["siegert_hz"]["E"] / 1000.0  # E and I alike in Brunel's model A
+    nu_ext = eta * theta / (J * C_E * tau)
+    mu = tau * J * (C_E * nu - g * C_I * nu + C_E * nu_ext)
+    sigma = math.sqrt(tau * J**2 * (C_E * nu + g**2 * C_I * nu + C_E * nu_ext))
+    assert siegert_rate(mu, sigma, tau, 2.0, theta, 10.0) == pytest.approx(1000.0 * nu, rel=1e-9)
+    assert summary["siegert_cv"]["E"] == pytest.approx(siegert_cv(mu, sigma, tau, 2.0, theta, 10.0), rel=1e-9)
+    states = summary["siegert"]["states"]
+    assert summary["siegert"]["complete"] and any(s["stable"] for s in states)
+    assert f"(CV {summary['siegert_cv']['E']:.4g})" in res.stdout and "stable" in res.stdout
+    assert "with multapses: entries w Binomial(k, 1/n)" in res.stdout
+    assert summary["spectrum"]["multapses"] == {"EE": True, "EI": True, "IE": True, "II": True}

@@ -9,7 +9,7 @@ import pytest
 import tomli_w
 
 from conftest import CONFIGS, eilab, small_network
-from eilab.sim.store import open_run
+from eilab.sim.reader import open_run
 
 
 def write(tmp_path: Path, cfg: dict, name: str = "cfg.toml") -> Path:

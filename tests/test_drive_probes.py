@@ -12,7 +12,7 @@ import pytest
 from conftest import CONFIGS, ROOT
 from eilab.sim.config import load_config
 from eilab.sim.engine import run
-from eilab.sim.store import open_run
+from eilab.sim.reader import open_run
 
 TAU, C, DT = 20.0, 250.0, 0.1
 

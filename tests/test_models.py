@@ -26,7 +26,7 @@ from scipy.integrate import solve_ivp
 from eilab.sim import models
 from eilab.sim.config import Population, load_config
 from eilab.sim.engine import run
-from eilab.sim.store import Run, open_run
+from eilab.sim.reader import Run, open_run
 
 F32_RTOL = 1.2e-7  # float32 storage: |fl(x) - x| <= 2**-24 |x| ~ 6e-8 |x|, with room for float64 error
 NEVER = 1e9        # a threshold the neuron never reaches, mV

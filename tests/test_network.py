@@ -142,3 +142,19 @@ def test_static_rows_of_one_source_are_adjacent_and_plastic_ones_a_block() -> No
         np.testing.assert_array_equal(np.bincount(pre, minlength=conn.pre_n[q]), end - start)
         rows = [conn.targets[a:b] for a, b in zip(start, end, strict=True)]
         np.testing.assert_array_equal(post, np.concatenate(rows))
+
+
+def test_reordering_projections_leaves_every_synapse_in_place() -> None:
+    """Connectivity streams are keyed by the projection's name, not its index in the config."""
+    raw = small_network()
+    cfg, _ = load_config(raw=raw)
+    shuffled = {**raw, "projections": [raw["projections"][k] for k in (2, 0, 3, 1)]}
+    other, _ = load_config(raw=shuffled)
+    a, b = build_connectivity(cfg, 0, cfg.n_total), build_connectivity(other, 0, other.n_total)
+    where = {pr.name: q for q, pr in enumerate(other.projections)}
+    for q, pr in enumerate(cfg.projections):
+        for x, y in zip(a.synapses(q), b.synapses(where[pr.name]), strict=True):
+            np.testing.assert_array_equal(x, y)
+    renamed = {**raw, "projections": [{**raw["projections"][0], "name": "EE2"}, *raw["projections"][1:]]}
+    c = build_connectivity(load_config(raw=renamed)[0], 0, cfg.n_total)
+    assert not np.array_equal(a.synapses(0)[1], c.synapses(0)[1])  # another name, another stream

@@ -12,13 +12,13 @@ import tomli_w
 from conftest import CONFIGS, eilab, mpi_eilab, start_and_kill
 from eilab.sim.config import load_config
 from eilab.sim.engine import run
-from eilab.sim.store import open_run
+from eilab.sim.reader import open_run
 
 DT, TAU = 0.1, 20.0
 
 
 def pair_protocol(rule: str, pre_ms: list[float], post_ms: list[float], w0: float, eta: float,
-                  start_ms: float = 0.0) -> dict:
+                  start_ms: float = 0.0, precision: str = "float32") -> dict:
     """One inhibitory and one excitatory neuron made to fire at given times by strong input kicks."""
     lif = {"tau_m": 10.0, "E_L": 0.0, "V_th": 1.0, "V_reset": 0.0, "t_ref": 0.0}
     return {
@@ -27,7 +27,7 @@ def pair_protocol(rule: str, pre_ms: list[float], post_ms: list[float], w0: floa
                         {"name": "I", "n": 1, "type": "I", "model": "lif_delta", "params": lif}],
         "projections": [{"pre": "I", "post": "E", "rule": "fixed_indegree", "k": 1, "weight": w0, "delay_ms": 0.1,
                          "plasticity": {"rule": rule, "eta": eta, "tau_ms": TAU, "rho0_hz": 3.0, "w_max": 50.0,
-                                        "start_ms": start_ms}}],
+                                        "start_ms": start_ms, "precision": precision}}],
         "drive": [{"target": "I", "kind": "spikes", "times_ms": pre_ms, "weight": 5.0},
                   {"target": "E", "kind": "spikes", "times_ms": post_ms, "weight": 100.0}],
     }
@@ -35,7 +35,7 @@ def pair_protocol(rule: str, pre_ms: list[float], post_ms: list[float], w0: floa
 
 def expected_weight(rule: str, pre_ms: list[float], post_ms: list[float], w0: float, eta: float,
                     start_ms: float = 0.0) -> float:
-    """The rule of shared/models/istdp.md evaluated by hand: traces just before each step, post first;
+    """The rule of docs/models.md (section 6) evaluated by hand: traces just before each step, post first;
     spikes before start_ms move only the traces."""
     jump = 1.0 if rule == "vogels2011" else 1.0 / TAU
     alpha = 2 * 0.003 * TAU if rule == "vogels2011" else 2 * 0.003
@@ -69,6 +69,39 @@ def test_pair_protocol_matches_the_rule(tmp_path: Path, rule: str) -> None:
     assert w[1][0] != pytest.approx(1.0, abs=1e-3)
 
 
+def pair_closed_form(rule: str, pre_first: bool, delta_ms: float, w0: float, eta: float) -> float:
+    """One pre and one post spike delta_ms apart (docs/models.md, section 6), rho0 = 3 Hz: the first spike
+    sees the other trace at 0, the second sees its jump decayed by e^{-delta/tau}."""
+    seen = math.exp(-delta_ms / TAU)
+    if rule == "vogels2011":  # jumps 1, alpha = 2 rho0 tau; the pre spike pays alpha either way
+        return w0 + eta * (seen - 2 * 0.003 * TAU)
+    seen /= TAU  # akil2021: jumps 1/tau, w multiplies every change
+    if pre_first:
+        return w0 * (1 - eta * 2 * 0.003) * (1 + eta * seen)
+    return w0 * (1 + eta * (seen - 2 * 0.003))
+
+
+@pytest.mark.parametrize("pre_first", [True, False])
+@pytest.mark.parametrize("rule", ["vogels2011", "akil2021"])
+def test_float64_weights_follow_the_pair_closed_form_to_1e_12(tmp_path: Path, rule: str, pre_first: bool) -> None:
+    first, delta = 10.0, 7.3
+    pre, post = ([first], [first + delta]) if pre_first else ([first + delta], [first])
+    eta = 0.05 if rule == "vogels2011" else 0.5
+    expected = pair_closed_form(rule, pre_first, delta, 1.0, eta)
+    cfg, raw = load_config(raw=pair_protocol(rule, pre, post, 1.0, eta, precision="float64"))
+    run(cfg, raw, tmp_path / "r", progress=False)
+    r = open_run(tmp_path / "r")
+    times, gids = r.spikes()
+    assert list(times[gids == 1] - DT) == pytest.approx(pre) and list(times[gids == 0] - DT) == pytest.approx(post)
+    w = r.weights("IE")[1][-1]
+    assert w.dtype == np.float64 and abs(w[0] - expected) < 1e-12, (w[0], expected)
+    assert abs(expected - 1.0) > 1e-3
+    cfg, raw = load_config(raw=pair_protocol(rule, pre, post, 1.0, eta))  # float32 default: one rounding per update
+    run(cfg, raw, tmp_path / "f32", progress=False)
+    w32 = open_run(tmp_path / "f32").weights("IE")[1][-1]
+    assert w32.dtype == np.float32 and w32[0] == pytest.approx(expected, rel=2 * float(np.finfo(np.float32).eps))
+
+
 def test_no_weight_change_before_start_but_traces_run(tmp_path: Path) -> None:
     pre, post = [10.0, 30.0, 40.0, 44.0], [15.0, 31.0, 40.0, 42.0]
     cfg, raw = load_config(raw=pair_protocol("vogels2011", pre, post, 1.0, 0.05, start_ms=35.0))
@@ -80,11 +113,12 @@ def test_no_weight_change_before_start_but_traces_run(tmp_path: Path) -> None:
     assert w != pytest.approx(expected_weight("vogels2011", *late, 1.0, 0.05), rel=1e-3)
 
 
-def plastic_network(tmp_path: Path, t_ms: float = 400.0) -> Path:
+def plastic_network(tmp_path: Path, t_ms: float = 400.0, precision: str = "float32") -> Path:
     raw = load_config(CONFIGS / "vogels2011.toml")[1]
     raw["vars"].update(N_E=400, N_I=100, p=0.1, eta=0.25)
     raw["run"]["t_ms"] = t_ms
-    raw["projections"][3]["plasticity"].update(snapshot_every_ms=100.0, start_ms=100.0)  # static for 100 ms
+    raw["projections"][3]["plasticity"].update(snapshot_every_ms=100.0, start_ms=100.0,  # static for 100 ms
+                                               precision=precision)
     path = tmp_path / "plastic.toml"
     path.write_text(tomli_w.dumps(raw))
     return path
@@ -122,14 +156,20 @@ def test_weights_and_spikes_are_rank_invariant(single: tuple[Path, Path], tmp_pa
     assert list(t_last) == [400.0] and len(w_last) == 1 and np.array_equal(w_last[0], w[-1])
 
 
-def test_kill_and_resume_keeps_weights_bitwise(tmp_path: Path) -> None:
-    cfg = plastic_network(tmp_path, t_ms=3000.0)
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_kill_and_resume_keeps_weights_bitwise(tmp_path: Path, precision: str) -> None:
+    """Killed on 2 ranks, resumed on 3: bitwise the run of one rank (float64 weights included)."""
+    cfg = plastic_network(tmp_path, t_ms=3000.0, precision=precision)
     settings = ["--set", "run.checkpoint_every_ms=100"]
     assert eilab("run", str(cfg), "--out", str(tmp_path / "ref"), "--quiet", *settings).returncode == 0
     start_and_kill(tmp_path / "run", 2, False, cfg, settings, min_step=5000)
     res = mpi_eilab(3, "resume", str(tmp_path / "run"), "--quiet")
     assert res.returncode == 0, res.stderr
     assert_same(tmp_path / "ref", tmp_path / "run")
+    w = open_run(tmp_path / "run").weights("IE")[1][-1]
+    assert w.dtype == np.dtype(precision)
+    if precision == "float64":  # learned weights off the float32 grid: float64 all the way through
+        assert np.any(w.astype(np.float32).astype(np.float64) != w)
 
 
 def learning_run(tmp_path: Path, plastic: bool, t_ms: float) -> np.ndarray:

@@ -17,7 +17,7 @@ from eilab.analysis import plasticity as pa
 from eilab.sim.config import load_config
 from eilab.sim.engine import run
 from eilab.sim.network import build_connectivity
-from eilab.sim.store import open_run
+from eilab.sim.reader import open_run
 
 N_E, N_I, T_MS, SNAP_MS, RHO0 = 400, 100, 2000.0, 100.0, 3.0
 START_MS = 500.0  # the rule turns on here (plasticity.start_ms)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import CONFIGS, eilab, mpi_eilab, start_and_kill
-from eilab.sim.store import open_run
+from conftest import CONFIGS, assert_same_run, eilab, mpi_eilab, start_and_kill
+from eilab.sim.reader import open_run
 
 SETTINGS = ["--set", "run.t_ms=2500", "--set", "run.checkpoint_every_ms=100"]
 
@@ -20,18 +19,6 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     res = eilab("run", str(CONFIGS / "ring600.toml"), "--out", str(out), "--quiet", *SETTINGS)
     assert res.returncode == 0, res.stderr
     return out
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    ra, rb = open_run(a), open_run(b)
-    for x, y in zip(ra.spikes(), rb.spikes(), strict=True):
-        np.testing.assert_array_equal(x, y)
-    np.testing.assert_array_equal(ra.counts(), rb.counts())
-    pa, pb = ra.probes(), rb.probes()
-    for var in ("v", "syn_e", "syn_i", "ext"):
-        np.testing.assert_array_equal(pa[var], pb[var])
-    assert ra.attrs["summary"]["spikes"] == rb.attrs["summary"]["spikes"]
-    assert ra.attrs["summary"]["populations"] == rb.attrs["summary"]["populations"]
 
 
 @pytest.mark.parametrize(("ranks", "whole_job", "resume_ranks"), [(2, False, 3), (3, True, 1)])

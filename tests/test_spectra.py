@@ -14,11 +14,13 @@ from scipy.optimize import linear_sum_assignment
 from conftest import CONFIGS
 from eilab.analysis.spectra import (
     Eigenvalues,
+    SingularSteadyStateError,
     SpectrumPrediction,
     eigenvalues,
     linear_modes,
     plot_spectrum,
     predicted_spectrum,
+    rajan_abbott,
     steady_state,
     weight_matrix,
 )
@@ -143,7 +145,8 @@ def test_bernoulli_bulk_radius_and_outlier() -> None:
     W = weight_matrix(cfg)
     pred = predicted_spectrum(cfg)
     J, g, p = 0.1, 8.0, 0.1
-    # balance.md: r^2 = N_E p (1 - p) J^2 + N_I p (1 - p) g^2 J^2 (up to the n - 1 candidates without autapses)
+    # Rajan & Abbott (2006): r^2 = N_E p (1 - p) J^2 + N_I p (1 - p) g^2 J^2
+    # (up to the n - 1 candidates without autapses)
     assert pred.radius == pytest.approx(np.sqrt(p * (1 - p) * J**2 * (2000 + 500 * g**2)), rel=1e-3)
     assert pred.outliers.size == 1 and pred.outliers[0].real == pytest.approx(-19.829, abs=1e-3)
     ev = eigenvalues(W, dense_limit=0, k=12)
@@ -231,3 +234,86 @@ def test_plot_spectrum_writes_png(tmp_path: Path) -> None:
     assert out.is_file() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bare = plot_spectrum(ev.values, None, tmp_path / "bare.png")
     assert bare.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- multapses and the bulk radius
+@pytest.mark.parametrize("multapses", [True, False])
+def test_fixed_indegree_radius_with_and_without_multapses(multapses: bool) -> None:
+    """k = n/2: with multapses an entry is J Binomial(k, 1/n), row variance k (1 - 1/n) J^2; with k distinct
+    partners J Bernoulli(k/n), k (1 - k/n) J^2 (about half). g = 4 makes the outlier J (k_E - g k_I) = 0."""
+    raw = tiny_config(J=0.125, g=4.0, kE=200, kI=50)
+    raw["populations"][0]["n"], raw["populations"][1]["n"] = 400, 100
+    for proj in raw["projections"]:
+        proj["multapses"] = multapses
+    cfg, _ = load_config(raw=raw)
+    pred = predicted_spectrum(cfg)
+    J, gJ = 0.125, 0.5
+    n_e = np.array([399, 400])  # candidates of E->E (no autapses) and E->I, likewise I->E and I->I
+    n_i = np.array([100, 99])
+    if multapses:
+        var = 200 * (1 - 1 / n_e) * J**2 + 50 * (1 - 1 / n_i) * gJ**2
+    else:
+        var = 200 * (1 - 200 / n_e) * J**2 + 50 * (1 - 50 / n_i) * gJ**2
+    np.testing.assert_allclose(np.diag(pred.variance_matrix.sum(axis=1)), np.diag(var), rtol=1e-12)
+    V = pred.variance_matrix
+    assert pred.radius == pytest.approx(np.sqrt(np.max(np.abs(np.linalg.eigvals(V)))), rel=1e-12)
+    assert pred.radius == pytest.approx(np.sqrt(var.mean()), rel=0.01)
+    other = np.sqrt(np.mean(200 * (1 - 200 / n_e) * J**2 + 50 * (1 - 50 / n_i) * gJ**2)) if multapses else \
+        np.sqrt(np.mean(200 * (1 - 1 / n_e) * J**2 + 50 * (1 - 1 / n_i) * gJ**2))
+    assert pred.radius_multapses_flipped == pytest.approx(other, rel=0.01)
+    assert "Binomial(k, 1/n)" in pred.formula
+    ev = eigenvalues(weight_matrix(cfg)).values
+    assert np.abs(ev).max() == pytest.approx(pred.radius, rel=0.05)
+    assert abs(np.abs(ev).max() - pred.radius) < abs(np.abs(ev).max() - other)  # the setting matters
+
+
+# ---------------------------------------------------------------- Rajan & Abbott (2006)
+def rajan_abbott_sample(n: int, f: float, mu: tuple[float, float], sigma: tuple[float, float],
+                        zero_row_sum: bool, seed: int) -> np.ndarray:
+    """J_ij = (mu_j + sigma_j xi_ij) / sqrt(N), E columns first; rows shifted to sum to zero when asked."""
+    n_e = round(f * n)
+    m = np.r_[np.full(n_e, mu[0]), np.full(n - n_e, mu[1])]
+    s = np.r_[np.full(n_e, sigma[0]), np.full(n - n_e, sigma[1])]
+    J = (m + s * np.random.default_rng(seed).standard_normal((n, n))) / np.sqrt(n)
+    return J - J.mean(axis=1, keepdims=True) if zero_row_sum else J
+
+
+def test_rajan_abbott_radius_with_zero_row_sums() -> None:
+    """f = 0.8, sigma_E = 1, sigma_I = 2: radius sqrt(0.8 + 0.2 * 4) = 1.2649; balanced means 0.8 - 0.2 * 4 = 0."""
+    pred = rajan_abbott(0.8, 1.0, -4.0, 1.0, 2.0, 1000)
+    assert pred.radius == pytest.approx(np.sqrt(1.6), rel=1e-15) and pred.outlier is None
+    ev = np.linalg.eigvals(rajan_abbott_sample(1000, 0.8, (1.0, -4.0), (1.0, 2.0), True, seed=3))
+    assert np.abs(ev).max() == pytest.approx(pred.radius, rel=0.05)
+    assert np.mean(np.abs(ev) < pred.radius) > 0.99
+    # the same means without the constraint: eigenvalues escape the disk (Rajan & Abbott's Fig. 2)
+    loose = np.linalg.eigvals(rajan_abbott_sample(500, 0.8, (1.0, -4.0), (1.0, 2.0), False, seed=3))
+    assert np.abs(loose).max() > 1.1 * pred.radius
+    # unbalanced means: one real outlier at sqrt(N) (f mu_E + (1 - f) mu_I) = sqrt(500) 1.2 = 26.8
+    out = rajan_abbott(0.8, 2.0, -2.0, 1.0, 2.0, 500, zero_row_sum=False)
+    assert out.outlier == pytest.approx(np.sqrt(500) * 1.2, rel=1e-12)
+    ev = np.linalg.eigvals(rajan_abbott_sample(500, 0.8, (2.0, -2.0), (1.0, 2.0), False, seed=4))
+    ev = ev[np.argsort(-np.abs(ev))]
+    assert ev[0].real == pytest.approx(out.outlier, rel=0.02)
+    assert abs(ev[1]) < 1.1 * out.radius  # the rest stays in the bulk (N = 500: edge about 4 % out)
+
+
+# ---------------------------------------------------------------- singular I - W
+def test_steady_state_flags_an_integrating_mode() -> None:
+    """W with eigenvalue 1: (I - W) r = h has a line of solutions r0 + t q (q the lambda = 1 eigenvector)
+    when h has no component along q, and none otherwise (the mode integrates h . q)."""
+    lam = np.array([1.0, 0.5, 0.2, -0.8, -2.0])
+    Q, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(5, 5)))
+    W = Q @ np.diag(lam) @ Q.T
+    assert linear_modes(np.linalg.eigvals(W), 10.0).integrating.sum() == 1
+    h = Q[:, 1:] @ np.array([1.0, -2.0, 0.5, 3.0])
+    with pytest.raises(SingularSteadyStateError, match="a line of steady states") as line:
+        steady_state(W, h)
+    err = line.value
+    assert err.kind == "family" and err.dim == 1
+    np.testing.assert_allclose(np.abs(err.null[:, 0]), np.abs(Q[:, 0]), atol=1e-10)
+    np.testing.assert_allclose((np.eye(5) - W) @ err.r_particular, h, atol=1e-10)
+    np.testing.assert_allclose(err.r_particular, Q[:, 1:] @ (np.array([1.0, -2.0, 0.5, 3.0]) / (1 - lam[1:])),
+                               atol=1e-10)  # the minimum-norm member: no component along q
+    with pytest.raises(SingularSteadyStateError, match="no steady state") as none:
+        steady_state(W, h + 0.1 * Q[:, 0])
+    assert none.value.kind == "none" and none.value.r_particular is None

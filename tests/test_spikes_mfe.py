@@ -21,7 +21,7 @@ from eilab.analysis.spikes import (
     synchrony,
     synchrony_index,
 )
-from eilab.sim.store import open_run
+from eilab.sim.reader import open_run
 
 RNG = np.random.default_rng(5)
 

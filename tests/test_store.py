@@ -13,7 +13,7 @@ from scipy.stats import poisson
 from conftest import CONFIGS, small_network
 from eilab.sim.config import load_config
 from eilab.sim.engine import run
-from eilab.sim.store import RunNotCompleteError, open_run
+from eilab.sim.reader import RunNotCompleteError, open_run
 
 
 def test_ring600_store_is_complete_and_consistent(ring600: Path) -> None:
@@ -92,7 +92,7 @@ def test_same_seed_same_spikes_other_seed_differs(tmp_path: Path) -> None:
     b = run(cfg, raw, tmp_path / "b", progress=False)
     ta, ga = open_run(tmp_path / "a").spikes()
     tb, gb = open_run(tmp_path / "b").spikes()
-    assert a["spikes"] == b["spikes"] > 0
+    assert a.spikes == b.spikes > 0
     np.testing.assert_array_equal(ta, tb)
     np.testing.assert_array_equal(ga, gb)
     cfg2, raw2 = load_config(raw=small_network(t_ms=100.0, seed=99))

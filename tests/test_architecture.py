@@ -1,0 +1,79 @@
+"""The import rules of docs/architecture.md, checked on the source (every import statement, also inside
+functions) and, for the reader and the analysis package, on what importing them really loads."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+FOLDERS = {"sim": "eilab.sim", "analysis": "eilab.analysis", "ml": "eilab.ml", "cluster": "eilab.cluster"}
+KERNELS = {"rng", "models", "step", "network", "plasticity", "cycles"}
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every eilab module a source file imports (module names; `from eilab.sim import x` counts as eilab.sim.x)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("eilab")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("eilab"):
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def modules() -> dict[str, set[str]]:
+    return {f"{pkg}.{p.stem}": imports_of(p) for folder, pkg in FOLDERS.items()
+            for p in sorted((ROOT / folder).glob("*.py")) if p.stem != "__init__"}
+
+
+@pytest.mark.parametrize(("layer", "forbidden"), [
+    ("eilab.sim.", ("eilab.analysis", "eilab.ml", "eilab.cluster")),
+    ("eilab.analysis.", ("eilab.sim.store", "eilab.sim.rundir", "eilab.sim.engine", "eilab.sim.build", "eilab.cluster",
+                         "eilab.ml")),
+    ("eilab.ml.", ("eilab.sim.store", "eilab.sim.rundir", "eilab.sim.engine", "eilab.cluster")),
+    *[(f"eilab.sim.{k}", ("eilab.sim.engine", "eilab.sim.build", "eilab.sim.store", "eilab.sim.rate"))
+      for k in sorted(KERNELS)],
+])
+def test_layers_import_only_what_docs_architecture_allows(layer: str, forbidden: tuple[str, ...]) -> None:
+    bad = {(m, i) for m, found in modules().items() if m.startswith(layer) for i in found
+           if i.startswith(forbidden)}
+    assert not bad, f"imports docs/architecture.md forbids: {sorted(bad)}"
+
+
+def test_the_reader_imports_only_the_config() -> None:
+    allowed = {"eilab.sim.config", "eilab.sim.config.Config", "eilab.sim.expressions"}
+    assert imports_of(ROOT / "sim" / "reader.py") <= allowed
+    assert all(i.startswith("eilab.sim.expressions") for i in imports_of(ROOT / "sim" / "config.py"))
+
+
+def loaded_after(statement: str) -> dict:
+    code = (f"import sys, json, zarr; before = dict(zarr.config.get('threading')); {statement}; "
+            "import matplotlib; print(json.dumps({'modules': sorted(sys.modules), "
+            "'zarr': zarr.config.get('threading') == before, 'backend': matplotlib.get_backend()}))")
+    env = {"MPLBACKEND": "svg", "PATH": "/usr/bin:/bin"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def test_importing_the_reader_loads_no_engine_mpi_or_plotting() -> None:
+    seen = loaded_after("import eilab.sim.reader")
+    mods = set(seen["modules"])
+    assert not mods & {"numba", "mpi4py", "matplotlib.pyplot", "eilab.sim.store", "eilab.sim.engine"}
+    assert {m for m in mods if m.startswith("eilab.")} <= {"eilab.sim", "eilab.sim.reader", "eilab.sim.config",
+                                                            "eilab.sim.expressions"}
+    assert seen["zarr"], "importing the reader changed zarr's settings"
+
+
+def test_importing_analysis_keeps_the_users_matplotlib_backend() -> None:
+    seen = loaded_after("import eilab.analysis.report")
+    assert seen["backend"] == "svg"
+    assert "eilab.sim.store" not in seen["modules"] and "mpi4py" not in seen["modules"]
