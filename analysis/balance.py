@@ -1,6 +1,6 @@
 """Balanced and semi-balanced states: mean-field W and X, -W^-1 X, the LCP, measured cancellation.
 
-Definitions: van Vreeswijk & Sompolinsky (1996, 1998) for the balanced state; Baker, Ebsch & Rosenbaum
+Definitions: van Vreeswijk & Sompolinsky (1996, 1998) for the balanced state; Baker, Zhu & Rosenbaum
 (2020) for the semi-balanced state. Rates r are in Hz throughout. W is signed: columns of inhibitory presynaptic
 populations are negative, and the mean input to population a is [W r + X]_a.
 
@@ -179,8 +179,8 @@ def mean_field(cfg: Config, v_mean: dict[str, float] | None = None) -> MeanField
     for proj in cfg.projections:
         a, b = idx[proj.post], idx[proj.pre]
         k = mean_indegree(cfg, proj)
-        sign = 1.0 if pops[b].type == "E" else -1.0
-        q = charge_per_weight(pops[a], pops[b].type, v_at.get(pops[a].name))
+        sign = cfg.sign_of(proj)  # Dale's law, or a rate network's explicit sign
+        q = charge_per_weight(pops[a], "E" if sign > 0 else "I", v_at.get(pops[a].name))
         wab = k * sign * proj.weight * weight_scale(cfg, proj) * q * PER_MS
         K[a, b] += k
         W[a, b] += wab
@@ -216,6 +216,8 @@ def mean_field(cfg: Config, v_mean: dict[str, float] | None = None) -> MeanField
             X[a] += currents[a] * PER_MS
         else:  # current and conductance models: mean input in pA, like the currents
             X[a] += currents[a]
+    if cfg.matrix is not None:
+        notes.append(f"matrix.file {cfg.matrix.file!r}: W holds the projections only, not the file's matrix")
     if not dvdt_ok:
         notes.append("W_dvdt/X_dvdt: None (conductance synapses: the input in mV/ms depends on V)")
     notes += [f"{name}: conductance charges at V_mean = {v:g} mV" for name, v in v_at.items()]
@@ -420,7 +422,7 @@ def lemke(M: np.ndarray, q: np.ndarray, d: np.ndarray | None = None, max_iter: i
 
 def semi_balanced(W: np.ndarray, X: np.ndarray, method: str = "auto", tol: float = 1e-9,
                   lemke_tries: int = 8, seed: int = 0) -> SemiBalanced:
-    """Solutions of r >= 0, z = W r + X <= 0, r_a z_a = 0 (the semi-balanced state of Baker, Ebsch & Rosenbaum 2020).
+    """Solutions of r >= 0, z = W r + X <= 0, r_a z_a = 0 (the semi-balanced state of Baker, Zhu & Rosenbaum 2020).
 
     method "enumerate" (every solution, exact; P <= 12 under "auto"), or "lemke": Lemke's method
     from the all-ones covering vector and `lemke_tries - 1` random positive ones, distinct

@@ -53,7 +53,7 @@ def analyze(run_dir: str | Path, skip_ms: float | None = None, spectrum: bool = 
                              "notes": mf.notes}
     if run.probes():
         summary["figures"]["inputs"] = str(plot_inputs(run, figs / "inputs.png"))
-    if spectrum and cfg.projections:
+    if spectrum and (cfg.projections or cfg.matrix is not None):
         summary["spectrum"], path = spectrum_summary(run, figs / "spectrum.png")
         summary["figures"]["spectrum"] = str(path)
     learned = plasticity_analysis.summary(run, transient_ms=skip_ms) if spiking else None
@@ -136,7 +136,8 @@ def siegert_summary(cfg: Config) -> dict[str, Any]:
 def spectrum_summary(run: Run, path: Path) -> tuple[dict[str, Any], Path]:
     cfg = run.config
     snapshots = {p.name: run.weights(p.name, last=True) for p in plasticity_analysis.plastic_projections(cfg)}
-    W = spectra.weight_matrix(cfg, {name: w[-1] for name, (_, w) in snapshots.items()})  # learned: last snapshot
+    matrix = run.read("connectivity/W") if cfg.matrix is not None else None  # matrix.file, as the run stored it
+    W = spectra.weight_matrix(cfg, {name: w[-1] for name, (_, w) in snapshots.items()}, matrix)  # learned: last
     eig = spectra.eigenvalues(W, dense_limit=SPECTRUM_DENSE, k=SPECTRUM_K)
     pred = spectra.predicted_spectrum(cfg)
     outlier_set = [complex(o) for o in np.atleast_1d(pred.outliers)]
@@ -150,6 +151,8 @@ def spectrum_summary(run: Run, path: Path) -> tuple[dict[str, Any], Path]:
             "learned_weights_ms": {name: float(t[-1]) for name, (t, _) in snapshots.items()}}
     if snapshots:
         info["note"] = "W holds the learned weights; the predicted radius and outliers use the initial ones"
+    if matrix is not None:
+        info["note"] = "W holds matrix.file; the predicted radius and outliers are those of the projections only"
     if cfg.is_rate_network:
         gains = {p.name: p.params["gain"] for p in cfg.populations}
         if len(set(gains.values())) == 1 and all(p.params["transfer"] != "sigmoid" for p in cfg.populations):

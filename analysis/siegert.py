@@ -141,8 +141,7 @@ def siegert_network(cfg: Config) -> SiegertNetwork:
     for pr in cfg.projections:
         a, b = index[pr.post], index[pr.pre]
         k = mean_indegree(cfg, pr)
-        sign = 1.0 if pops[b].type == "E" else -1.0
-        w = sign * pr.weight * (1.0 / math.sqrt(cfg.n_total) if pr.scale == "sqrt_n" else 1.0)
+        w = cfg.sign_of(pr) * pr.weight * (1.0 / math.sqrt(cfg.n_total) if pr.scale == "sqrt_n" else 1.0)
         J[a, b] += k * w
         J2[a, b] += k * w * w
     mu_x, var_x = np.zeros(n), np.zeros(n)

@@ -3,8 +3,9 @@
 Definitions: Rajan & Abbott (2006), Phys Rev Lett 97:188104; per-block variances as in Aljadeff, Stern &
 Sharpee (2015), Phys Rev Lett 114:088101.
 
-W[post, pre] is the summed signed weight of all synapses pre -> post (multapses add; inhibitory
-presynaptic neurons negative), in the projections' weight unit: mV for delta synapses, pA for
+W[post, pre] is the summed signed weight of all synapses pre -> post (multapses add; signed by the projection's
+`sign`, by default inhibitory presynaptic neurons negative; a rate network's `matrix.file`, scaled, added), in the
+projections' weight unit: mV for delta synapses, pA for
 current synapses, nS for conductances, with the 1/sqrt(N) factor of ``scale = "sqrt_n"`` applied.
 The linear rate view (tau dr/dt = -r + W r + h) reads W as a dimensionless gain matrix: multiply by
 the neurons' rate-response slope first when the weights carry units.
@@ -25,15 +26,18 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from eilab.analysis.balance import ring_profile
-from eilab.sim.config import Config, Projection, weight_scale
+from eilab.sim.config import Config, Projection, file_weights, weight_scale
 from eilab.sim.network import build_connectivity
 
 
 # ---------------------------------------------------------------- the matrix
-def weight_matrix(cfg: Config, learned: Mapping[str, np.ndarray] | None = None) -> sp.csr_matrix:
+def weight_matrix(cfg: Config, learned: Mapping[str, np.ndarray] | None = None,
+                  matrix: np.ndarray | None = None) -> sp.csr_matrix:
     """N x N connectivity W[post, pre] of `cfg` (e.g. ``open_run(path).config``), built as the run builds it.
 
-    Entries are summed signed weights in the projections' unit (multapses add, I columns negative).
+    Entries are summed signed weights in the projections' unit (multapses add, signs by `Config.sign_of`:
+    I columns negative unless a rate network says otherwise), plus matrix.scale times the W of a rate
+    network's `matrix.file` (`matrix`: that W as stored in the run, connectivity/W; default: read the file).
     `learned` maps plastic projections to per-synapse weights in the store's canonical order (one
     snapshot of ``Run.weights(name)``), used instead of their initial weight.
     Vectorised over synapses: ~15 M synapses (Brunel order 2500) take seconds beyond the build itself.
@@ -48,7 +52,7 @@ def weight_matrix(cfg: Config, learned: Mapping[str, np.ndarray] | None = None) 
             continue
         posts.append(post)
         pres.append((conn.pre_gid0[q] + pre).astype(np.int32))
-        sign = -1.0 if conn.receptor[q] == 1 else 1.0
+        sign = cfg.sign_of(cfg.projections[q])
         name = cfg.projections[q].name
         if name in learned:  # canonical order is by target, then presynaptic index: a stable sort of targets
             w = np.empty(post.size)
@@ -56,11 +60,12 @@ def weight_matrix(cfg: Config, learned: Mapping[str, np.ndarray] | None = None) 
             vals.append(sign * w)
         else:
             vals.append(np.full(post.size, sign * float(conn.weight[q])))
-    if not posts:
-        return sp.csr_matrix((n, n), dtype=np.float64)
     W = sp.coo_matrix(
         (np.concatenate(vals), (np.concatenate(posts), np.concatenate(pres))), shape=(n, n)
-    ).tocsr()
+    ).tocsr() if posts else sp.csr_matrix((n, n), dtype=np.float64)
+    extra = file_weights(cfg, matrix)
+    if extra is not None:
+        W = W + sp.csr_matrix(extra)
     W.sum_duplicates()  # multapses: one entry with the summed weight
     W.sort_indices()
     return W
@@ -171,11 +176,12 @@ def predicted_spectrum(cfg: Config) -> SpectrumPrediction:
     r^2 = sum_b N_b p_b(1 - p_b)J_b^2. Outliers: eigenvalues of the population mean matrix
     M_ab = K_ab J_ab (K expected in-degree, J signed) with modulus above r; ring projections add one
     such matrix per Fourier mode m, K_ab(m) = sum_i P_i cos(2 pi m i / n_b) (exact for a deterministic ring
-    whose populations have equal sizes, approximate otherwise). Units: those of W.
+    whose populations have equal sizes, approximate otherwise). J takes its sign from `Config.sign_of`.
+    A rate network's `matrix.file` is a given matrix, not a random one: it is not part of the prediction.
+    Units: those of W.
     """
     pops = [p.name for p in cfg.populations]
     size = {p.name: p.n for p in cfg.populations}
-    kind = {p.name: p.type for p in cfg.populations}
     idx = {name: a for a, name in enumerate(pops)}
     npop = len(pops)
     M = np.zeros((npop, npop))
@@ -185,7 +191,7 @@ def predicted_spectrum(cfg: Config) -> SpectrumPrediction:
     lines = []
     for pr in cfg.projections:
         a, b = idx[pr.post], idx[pr.pre]
-        J = pr.weight * weight_scale(cfg, pr) * (-1.0 if kind[pr.pre] == "I" else 1.0)
+        J = pr.weight * weight_scale(cfg, pr) * cfg.sign_of(pr)
         K, var, text = _projection_moments(pr, size[pr.pre], size[pr.post], J)
         M[a, b] += K * J
         V[a, b] += var

@@ -279,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         if world().rank == 0:
             print(f"eilab: {e}", file=sys.stderr)
         return 128 + e.signum
+    except KeyboardInterrupt:  # outside a run, or a second Ctrl-C while a run winds down
+        print("eilab: stopped at once by Ctrl-C (a run being written is marked failed)", file=sys.stderr)
+        return 130
     except StorageError as e:  # the disk filled up, the file system went away
         print(f"eilab: error: {e}", file=sys.stderr)
         if world().size > 1:  # the other ranks would wait in a collective for ever

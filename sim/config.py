@@ -7,12 +7,15 @@ expressions over `[vars]`, e.g. ``n = "= 4 * order"`` (see `expressions.py`).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -301,6 +304,15 @@ class Record(Strict):
     probe_every_ms: float | None = Field(None, gt=0, description="probe sampling interval; default dt")
 
 
+class Matrix(Strict):
+    """Rate networks: a full signed connectivity W[post, pre] (n_total x n_total, weight units, like a
+    projection's signed weight: the transfer gain applies) read from a .npy file, scaled and added to the
+    projections' W (with no projections it is the whole W). The run stores it (connectivity/W)."""
+
+    file: str = Field(description=".npy file of a float (n_total, n_total) array, W[post, pre]")
+    scale: float = Field(1.0, description="factor applied to every entry")
+
+
 class Config(Strict):
     vars: dict[str, float] = Field(default_factory=dict)
     run: RunSpec = Field(default_factory=RunSpec)
@@ -308,6 +320,7 @@ class Config(Strict):
     projections: list[Projection] = Field(default_factory=list)
     drive: list[Drive] = Field(default_factory=list)
     record: Record = Field(default_factory=Record)
+    matrix: Matrix | None = Field(None, description="rate networks: W from a .npy file, added to the projections")
 
     @field_validator("populations")
     @classmethod
@@ -379,6 +392,12 @@ class Config(Strict):
         if signed and True not in rate:
             raise ValueError(f"projections.{signed[0]}.sign: spiking networks follow Dale's law (the presynaptic "
                              "type gives the receptor); remove sign or set it to 'auto'")
+        if self.matrix is not None:
+            if True not in rate:
+                raise ValueError("matrix: a connectivity matrix from a file is for rate networks (model = "
+                                 "\"rate\"); spiking networks take projections")
+            if not (info.context and info.context.get("stored")):  # a run's copy: the matrix is in the run
+                load_matrix(self.matrix.file, self.n_total)
         for p in self.populations:
             if p.model == "hh" and p.params["dt_sub"] > dt:
                 raise ValueError(f"populations.{p.name}.params.dt_sub must be <= run.dt_ms ({dt})")
@@ -406,6 +425,34 @@ class Config(Strict):
     def steps(self, ms: float) -> int:
         """A duration in ms as a whole number of steps (validated to lie on the grid)."""
         return round(ms / self.run.dt_ms)
+
+
+def load_matrix(path: str, n: int) -> tuple[np.ndarray, str]:
+    """(W, SHA-256 of the file) of `matrix.file`: a finite float (n, n) .npy array, W[post, pre] in weight
+    units. Errors name the field and the file, never its content."""
+    where = f"matrix.file {path!r}"
+    try:
+        data = Path(path).read_bytes()
+        w = np.load(io.BytesIO(data), allow_pickle=False)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such file (give the path to a .npy array of shape ({n}, {n}))") from None
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read it ({e.strerror or 'read error'}); give a readable .npy file") \
+            from None
+    except (ValueError, TypeError, EOFError):
+        raise ConfigError(f"{where}: not a .npy array of numbers (save W with numpy.save)") from None
+    if w.dtype.kind not in "iuf":
+        raise ConfigError(f"{where}: holds {w.dtype.kind!r}-kind data, not numbers (save a float array)")
+    if w.ndim != 2:
+        raise ConfigError(f"{where}: a {w.ndim}-D array; W must be 2-D, shape ({n}, {n}) = (post, pre)")
+    if w.shape != (n, n):
+        raise ConfigError(f"{where}: shape {w.shape}, the network has {n} units; W needs shape ({n}, {n}) = "
+                          "(post, pre)")
+    w = w.astype(np.float64)
+    if not np.all(np.isfinite(w)):
+        raise ConfigError(f"{where}: {int(np.sum(~np.isfinite(w)))} non-finite entries (inf or nan); every "
+                          "weight must be a finite number")
+    return w, hashlib.sha256(data).hexdigest()
 
 
 def _on_grid(value: float, dt: float, field: str) -> None:
@@ -544,3 +591,12 @@ def _deep_copy(x: Any) -> Any:
 def weight_scale(cfg: Config, proj: Projection) -> float:
     """Factor applied to a projection's weight: 1 or 1/sqrt(N total)."""
     return 1.0 / math.sqrt(cfg.n_total) if proj.scale == "sqrt_n" else 1.0
+
+
+def file_weights(cfg: Config, matrix: np.ndarray | None = None) -> np.ndarray | None:
+    """matrix.scale x the W[post, pre] of `matrix.file` (weight units), None without one; `matrix`: that W as
+    stored in a run (default: read the file)."""
+    if cfg.matrix is None:
+        return None
+    w = load_matrix(cfg.matrix.file, cfg.n_total)[0] if matrix is None else np.asarray(matrix, dtype=np.float64)
+    return cfg.matrix.scale * w

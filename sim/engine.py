@@ -46,15 +46,15 @@ from eilab.sim.interrupt import Interrupted, StopRequests
 from eilab.sim.models import N_STATE
 from eilab.sim.network import population_offsets, probe_gids
 from eilab.sim.partition import block_size, bounds
-from eilab.sim.rate import run_rates
+from eilab.sim.rate import RateSimulation
 from eilab.sim.reader import open_run
 from eilab.sim.rundir import RunDirError, RunExistsError, RunLock, claim, lock_existing
 from eilab.sim.step import DriveWindow, Neurons, PoissonDrive, Recording
 from eilab.sim.store import (
     CheckpointError,
     RankWriter,
-    StorageError,
     checkpoint_info,
+    close_on_error,
     create_store,
     fault_point,
     load_checkpoint,
@@ -213,17 +213,7 @@ class Simulation:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
         self.stop.__exit__()
         try:
-            if isinstance(error, Interrupted):
-                self.writer.close("interrupted", interrupted={"signal": error.signum, "time_ms": error.time_ms,
-                                                              "checkpointed": error.checkpointed})
-            elif isinstance(error, OSError):
-                marked = mark_failed(self.run_dir, f"rank {self.comm.rank}: {type(error).__name__}: {error}")
-                raise StorageError(f"writing {self.run_dir} failed on rank {self.comm.rank}: "
-                                   f"{error.strerror or error}; " + ("the run is marked failed" if marked else
-                                                                     "the run could not be marked failed either")
-                                   ) from None
-            elif error is not None:
-                mark_failed(self.run_dir, f"rank {self.comm.rank}: {type(error).__name__}: {error}")
+            close_on_error(self.writer, self.run_dir, self.comm.rank, error)
         finally:
             self.bar.close()
             if self.lock:
@@ -445,13 +435,13 @@ def run(cfg: Config, raw: dict, run_dir: str | Path, force: bool = False, progre
     if cfg.is_rate_network:
         if comm.size > 1:
             raise ConfigError("rate networks run on one process; start without mpiexec")
-        lock = claim(run_dir, force, keep_others)
-        try:
-            return run_rates(cfg, raw, run_dir, progress=progress)
-        finally:
-            lock.release()
-    with Simulation.create(cfg, raw, run_dir, force=force, keep_others=keep_others, comm=comm, progress=progress,
-                           separate_phases=separate_phases, report=report) as sim:
+        sim: Simulation | RateSimulation = RateSimulation.create(cfg, raw, run_dir, force=force,
+                                                                 keep_others=keep_others, progress=progress,
+                                                                 report=report)
+    else:
+        sim = Simulation.create(cfg, raw, run_dir, force=force, keep_others=keep_others, comm=comm,
+                                progress=progress, separate_phases=separate_phases, report=report)
+    with sim:
         sim.advance_to(cfg.run.t_ms)
         return sim.close()
 

@@ -2,7 +2,8 @@
 
 W comes from the same projections as a spiking network (each synapse adds its weight, signed by
 the projection's `sign`, by default Dale's law from the presynaptic type, so a neuron's mean input
-is sum_b K_ab J_ab r_b); X from the drive: Poisson drives give their mean, rate_hz * indegree *
+is sum_b K_ab J_ab r_b), plus matrix.scale times the W[post, pre] of `matrix.file` when given (stored
+in the run as connectivity/W); X from the drive: Poisson drives give their mean, rate_hz * indegree *
 weight, currents their value (in the same input units) and I_e. X is held over each step.
 Rates are in Hz; `rates` (time_bin, neuron) holds r at the end of each bin; probes record r
 (as `v`), the parts of W r through positive and negative weights (`syn_e`, `syn_i`) and X (`ext`) at the end
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,14 +32,17 @@ from numba import njit
 from tqdm import tqdm
 
 from eilab.sim import provenance
-from eilab.sim.config import Config
+from eilab.sim.config import Config, file_weights, load_matrix
 from eilab.sim.drive import DriveTable
 from eilab.sim.exchange import SingleProcess
+from eilab.sim.grid import TimeGrid
+from eilab.sim.interrupt import Interrupted, StopRequests
 from eilab.sim.models import initial_values
 from eilab.sim.network import RECEPTOR_E, RECEPTOR_I, Connectivity, build_connectivity, population_offsets, probe_gids
 from eilab.sim.partition import block_size
-from eilab.sim.store import RankWriter, create_store, mark_failed
-from eilab.sim.summary import RunSummary
+from eilab.sim.rundir import RunLock, claim
+from eilab.sim.store import RankWriter, close_on_error, create_store, mark_failed, write_matrix
+from eilab.sim.summary import Progress, RunSummary
 
 # A dense exponential of the 2n x 2n Van Loan matrix costs ~30 (2n)^3 flops (seconds at 500 units,
 # a minute or more at 2000) and about ten 2n x 2n matrices (1.3 GB at 2000 units); larger linear
@@ -128,11 +133,15 @@ def zoh_propagator(a: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
 class RateNetwork:
     """Units, connectivity and per-unit constants of a rate network; `step` advances r by dt (ms)."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, matrix: np.ndarray | None = None) -> None:
+        """`matrix`: the W of `matrix.file` as stored in a run, before matrix.scale (default: read the file)."""
         self.n, self.dt = cfg.n_total, cfg.run.dt_ms
         offs = population_offsets(cfg)
         self.pops = [(offs[p.name], offs[p.name] + p.n, p.params) for p in cfg.populations]
         self.conn = signed_connectivity(cfg)
+        self.w_file = file_weights(cfg, matrix)
+        if self.w_file is not None:  # its parts through positive and negative weights, for `recurrent`
+            self.w_pos, self.w_neg = np.maximum(self.w_file, 0.0), np.maximum(-self.w_file, 0.0)
         tau = np.concatenate([np.full(b - a, p["tau_m"]) for a, b, p in self.pops])
         h = self.dt / tau
         self.decay = np.exp(-h)  # ETD2RK: leak over a step and its second-stage weight 1 - (1 - e^-h)/h
@@ -141,7 +150,8 @@ class RateNetwork:
         self.exact = linear and self.n <= EXACT_MAX_UNITS
         if self.exact:
             gain = np.concatenate([np.full(b - a, p["gain"]) for a, b, p in self.pops])
-            a = (gain[:, None] * dense_weights(self.conn, self.n) - np.eye(self.n)) / tau[:, None]
+            w = dense_weights(self.conn, self.n) + (0.0 if self.w_file is None else self.w_file)
+            a = (gain[:, None] * w - np.eye(self.n)) / tau[:, None]
             self.phi, gamma = zoh_propagator(a, self.dt)
             self.gamma_x = gamma * (gain / tau)[None, :]
             self.scheme = "exact: matrix exponential, input held over each step"
@@ -157,6 +167,9 @@ class RateNetwork:
         u_e, u_i = np.zeros(self.n), np.zeros(self.n)
         c = self.conn
         recurrent_input(r, c.pre_gid0, c.pre_n, c.row0, c.stride, c.receptor, c.weight, c.rowptr, c.targets, u_e, u_i)
+        if self.w_file is not None:
+            u_e += self.w_pos @ r
+            u_i += self.w_neg @ r
         return u_e, u_i
 
     def rate_of(self, r: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -174,62 +187,122 @@ class RateNetwork:
         return a + (self.rate_of(a, x) - f) * self.corr
 
 
-def run_rates(cfg: Config, raw: dict, run_dir: Path, progress: bool = True) -> RunSummary:
-    """Integrate the rate network of `cfg` into `run_dir` (claimed and locked by the caller, engine.run);
-    returns the summary."""
-    t_wall = time.perf_counter()
-    n, dt = cfg.n_total, cfg.run.dt_ms
-    drive = DriveTable(cfg)
-    net = RateNetwork(cfg)
-    pops = net.pops
-    mu, w = drive.poisson()
-    x_const = np.zeros(n)  # I_e
-    x_poisson = mu / dt * 1000.0 * w  # mean Poisson input while on: events/step -> Hz x weight
-    r = np.zeros(n)
-    for a, b, params in pops:
-        x_const[a:b] = params["I_e"]
-    for p, (a, b, _) in zip(cfg.populations, pops, strict=True):
-        r[a:b] = initial_values(0.0 if p.v_init is None else p.v_init, cfg.run.seed, a, b - a, 0)
-    probes = probe_gids(cfg)
-    create_store(run_dir, cfg, {**provenance.run_attrs(cfg, raw, 1), "rank_bounds": [0, n]}, probes,
-                 block_size(n), 1)
-    writer = RankWriter(run_dir, cfg, SingleProcess(), 0, n, probes)
-    t_total = cfg.steps(cfg.run.t_ms)
-    bin_steps = cfg.steps(cfg.record.counts_bin_ms) if cfg.record.counts_bin_ms > 0 else 0
-    every = cfg.steps(cfg.record.probe_every_ms or dt)
-    late = np.zeros(len(pops))  # mean population rate over the second half of the run
-    late_steps = 0
-    t_sim = time.perf_counter()
-    try:
-        with tqdm(total=t_total, disable=not progress, desc=cfg.run.name, leave=False) as bar:
-            for t in range(t_total):
-                cur, _, on = drive.window(t, 1)
-                x = x_const.copy()
-                for k, (a, b, _p) in enumerate(pops):
-                    x[a:b] += cur[k, 0] + x_poisson[k] * on[k, 0]
-                r = net.step(r, x)
-                if bin_steps and (t + 1) % bin_steps == 0:
-                    writer.write_counts((t + 1) // bin_steps - 1, r[None, :].astype(np.float32))
-                if probes.size and (t + 1) % every == 0:
-                    u_e, u_i = net.recurrent(r)
-                    sample = np.stack([r, u_e, -u_i, x])[:, probes].astype(np.float32)
-                    writer.write_probes((t + 1) // every - 1, sample[None])
-                if 2 * t >= t_total:
-                    late += [r[a:b].mean() for a, b, _ in pops]
-                    late_steps += 1
-                bar.update()
-    except BaseException as e:
-        mark_failed(run_dir, f"{type(e).__name__}: {e}")
-        raise
-    late /= max(1, late_steps)
-    summary = RunSummary(
-        populations={p.name: {"n": p.n, "spikes": 0, "rate_hz": float(late[k]), "final_rate_hz": float(r[a:b].mean())}
-                     for k, (p, (a, b, _)) in enumerate(zip(cfg.populations, pops, strict=True))},
-        spikes=0, mean_rate_hz=float(np.dot(late, [p.n for p in cfg.populations]) / n), synapses=net.conn.n_synapses,
-        synaptic_events=0, connectivity_bytes=net.conn.nbytes, n_ranks=1,
-        timings={"build_s": t_sim - t_wall, "simulate_s": time.perf_counter() - t_sim,
-                 "wall_s": time.perf_counter() - t_wall},
-        run_dir=str(run_dir), rate_definition="population mean of r over the second half of the run",
-        integration=net.scheme)
-    writer.close("complete", summary=summary.as_dict(), finished=datetime.now(UTC).isoformat())
-    return summary
+class RateSimulation:
+    """A rate-network run with the lifecycle of engine.Simulation: `create` (claim the run directory,
+    lay out the store, build), `advance_to(t_ms)` any number of times, `close()`; a context manager
+    that closes the run as interrupted (SIGTERM, Ctrl-C) or failed. One process."""
+
+    def __init__(self, cfg: Config, run_dir: Path, lock: RunLock, writer: RankWriter, progress: bool,
+                 report: Callable[[Progress], None] | None, t_wall: float, matrix: np.ndarray | None = None) -> None:
+        self.cfg, self.run_dir, self.lock, self.writer, self.report, self.t_wall = (cfg, run_dir, lock, writer, report,
+                                                                                     t_wall)
+        self.grid = TimeGrid.of(cfg)
+        self.net = RateNetwork(cfg, matrix)
+        self.drive = DriveTable(cfg)
+        n = cfg.n_total
+        mu, w = self.drive.poisson()
+        self.x_const = np.zeros(n)  # I_e
+        self.x_poisson = mu / cfg.run.dt_ms * 1000.0 * w  # mean Poisson input while on: events/step -> Hz x weight
+        self.r = np.zeros(n)
+        for p, (a, b, params) in zip(cfg.populations, self.net.pops, strict=True):
+            self.x_const[a:b] = params["I_e"]
+            self.r[a:b] = initial_values(0.0 if p.v_init is None else p.v_init, cfg.run.seed, a, b - a, 0)
+        self.probes = probe_gids(cfg)
+        self.late = np.zeros(len(self.net.pops))  # mean population rate over the second half of the run
+        self.late_steps = 0
+        self.step = 0
+        self.sim_s = 0.0
+        self.t_built = time.perf_counter()
+        self.stop = StopRequests()
+        self.bar = tqdm(total=self.grid.total, disable=not progress, desc=cfg.run.name, leave=False)
+
+    @classmethod
+    def create(cls, cfg: Config, raw: dict, run_dir: str | Path, *, force: bool = False, keep_others: bool = False,
+               progress: bool = True, report: Callable[[Progress], None] | None = None) -> RateSimulation:
+        t_wall = time.perf_counter()
+        run_dir = Path(run_dir)
+        # matrix.file is read before the run directory is claimed; the run keeps it (self-contained)
+        matrix, sha256 = load_matrix(cfg.matrix.file, cfg.n_total) if cfg.matrix is not None else (None, "")
+        lock = claim(run_dir, force, keep_others)
+        try:
+            n = cfg.n_total
+            probes = probe_gids(cfg)
+            create_store(run_dir, cfg, {**provenance.run_attrs(cfg, raw, 1), "rank_bounds": [0, n]}, probes,
+                         block_size(n), 1)
+            if cfg.matrix is not None:
+                write_matrix(run_dir, matrix, cfg.matrix.file, sha256)
+            writer = RankWriter(run_dir, cfg, SingleProcess(), 0, n, probes)
+            return cls(cfg, run_dir, lock, writer, progress, report, t_wall, matrix)
+        except BaseException as e:
+            if (run_dir / "run.zarr").is_dir():
+                mark_failed(run_dir, f"preparing the run: {type(e).__name__}: {e}")
+            lock.release()
+            raise
+
+    def __enter__(self) -> RateSimulation:
+        self.stop.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
+        self.stop.__exit__()
+        try:
+            close_on_error(self.writer, self.run_dir, 0, error)
+        finally:
+            self.bar.close()
+            self.lock.release()
+
+    @property
+    def t_ms(self) -> float:
+        return self.step * self.grid.dt_ms
+
+    def advance_to(self, t_ms: float) -> float:
+        """Integrate up to t_ms (at most the run's end; whole steps); returns the time reached."""
+        target = min(self.grid.total, math.ceil(t_ms / self.grid.dt_ms - 1e-9))
+        t_sim = time.perf_counter()
+        g, net, pops = self.grid, self.net, self.net.pops
+        while self.step < target:
+            t = self.step
+            cur, _, on = self.drive.window(t, 1)
+            x = self.x_const.copy()
+            for k, (a, b, _p) in enumerate(pops):
+                x[a:b] += cur[k, 0] + self.x_poisson[k] * on[k, 0]
+            self.r = net.step(self.r, x)
+            if g.bin and (t + 1) % g.bin == 0:
+                self.writer.write_counts((t + 1) // g.bin - 1, self.r[None, :].astype(np.float32))
+            if self.probes.size and (t + 1) % g.probe_every == 0:
+                u_e, u_i = net.recurrent(self.r)
+                sample = np.stack([self.r, u_e, -u_i, x])[:, self.probes].astype(np.float32)
+                self.writer.write_probes((t + 1) // g.probe_every - 1, sample[None])
+            if 2 * t >= g.total:
+                self.late += [self.r[a:b].mean() for a, b, _ in pops]
+                self.late_steps += 1
+            self.step += 1
+            self.bar.update()
+            if self.stop.signum and self.step < g.total:
+                raise Interrupted(self.stop.signum, self.t_ms, checkpointed=False)
+        if self.report:
+            self.report(Progress(self.t_ms, {p.name: 0 for p in self.cfg.populations},
+                                 {p.name: float(self.r[a:b].mean()) for p, (a, b, _) in
+                                  zip(self.cfg.populations, pops, strict=True)}))
+        self.sim_s += time.perf_counter() - t_sim
+        return self.t_ms
+
+    def close(self) -> RunSummary:
+        """After the last advance_to: the summary, stored with status `complete`."""
+        if self.step < self.grid.total:
+            raise RuntimeError(f"close() at t = {self.t_ms} ms: the run ends at {self.cfg.run.t_ms} ms; "
+                               "advance_to(its end) first")
+        late = self.late / max(1, self.late_steps)
+        pops, n, r = self.net.pops, self.cfg.n_total, self.r
+        summary = RunSummary(
+            populations={p.name: {"n": p.n, "spikes": 0, "rate_hz": float(late[k]),
+                                  "final_rate_hz": float(r[a:b].mean())}
+                         for k, (p, (a, b, _)) in enumerate(zip(self.cfg.populations, pops, strict=True))},
+            spikes=0, mean_rate_hz=float(np.dot(late, [p.n for p in self.cfg.populations]) / n),
+            synapses=self.net.conn.n_synapses, synaptic_events=0, connectivity_bytes=self.net.conn.nbytes, n_ranks=1,
+            timings={"build_s": self.t_built - self.t_wall, "simulate_s": self.sim_s,
+                     "wall_s": time.perf_counter() - self.t_wall},
+            run_dir=str(self.run_dir), rate_definition="population mean of r over the second half of the run",
+            integration=self.net.scheme)
+        self.writer.close("complete", summary=summary.as_dict(), finished=datetime.now(UTC).isoformat())
+        return summary

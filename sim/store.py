@@ -44,6 +44,7 @@ from eilab.sim.config import Config
 from eilab.sim.drive import load_samples
 from eilab.sim.exchange import Comm
 from eilab.sim.grid import TimeGrid
+from eilab.sim.interrupt import Interrupted
 from eilab.sim.reader import (
     FORMAT,
     PROBE_VARS,
@@ -340,6 +341,14 @@ def new_array(group: Any, name: str, **kwargs: Any) -> Any:
     return group.create_array(name, compressors=COMPRESSORS, **kwargs)
 
 
+def write_matrix(run_dir: Path, w: np.ndarray, file: str, sha256: str) -> None:
+    """Store a rate network's `matrix.file` W[post, pre] (weight units, before matrix.scale) as
+    connectivity/W with the file's name and SHA-256: the run needs the file no more."""
+    group = zarr.open_group(zarr_path(run_dir), mode="r+").require_group("connectivity")
+    new_array(group, "W", data=w, dimension_names=["post", "pre"],
+              attributes={"file": file, "sha256": sha256, "units": "weight units, before matrix.scale"})
+
+
 def crc(a: np.ndarray) -> int:
     """CRC-32 of an array's bytes (C order)."""
     return zlib.crc32(np.ascontiguousarray(a).view(np.uint8).ravel())
@@ -459,6 +468,22 @@ def write_range(group: Any, lo: int, hi: int, arrays: dict[str, np.ndarray]) -> 
     sub.attrs.update({"lo": lo, "hi": hi})
     for name, data in arrays.items():
         new_array(sub, name, data=data, chunks=(max(1, data.size),), overwrite=True)
+
+
+def close_on_error(writer: RankWriter, run_dir: Path, rank: int, error: BaseException | None) -> None:
+    """How a run leaves its `with` block (Simulation, RateSimulation): a signal closes it `interrupted`
+    (collective), a full disk or another OSError marks it failed and raises StorageError saying so, any
+    other error marks it failed; no error: nothing to do."""
+    if isinstance(error, Interrupted):
+        writer.close("interrupted", interrupted={"signal": error.signum, "time_ms": error.time_ms,
+                                                 "checkpointed": error.checkpointed})
+    elif isinstance(error, OSError):
+        marked = mark_failed(run_dir, f"rank {rank}: {type(error).__name__}: {error}")
+        raise StorageError(f"writing {run_dir} failed on rank {rank}: {error.strerror or error}; "
+                           + ("the run is marked failed" if marked else "the run could not be marked failed either")
+                           ) from None
+    elif error is not None:
+        mark_failed(run_dir, f"rank {rank}: {type(error).__name__}: {error}")
 
 
 def mark_failed(run_dir: Path, error: str) -> bool:

@@ -1,6 +1,6 @@
 """Balanced and semi-balanced states (analysis/balance.py) against closed forms and hand-worked cases.
 
-Conventions (van Vreeswijk & Sompolinsky 1998; Baker, Ebsch & Rosenbaum 2020):
+Conventions (van Vreeswijk & Sompolinsky 1998; Baker, Zhu & Rosenbaum 2020):
 W is signed, inhibitory columns negative; z = W r + X <= 0 in the LCP.
 """
 

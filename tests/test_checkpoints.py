@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import zarr
 
-from conftest import CONFIGS, ROOT, assert_same_run, eilab, mpi_eilab, mpiexec
+from conftest import CONFIGS, ROOT, assert_same_run, eilab, mpi_eilab, mpiexec, run_config
 from eilab.sim.reader import open_run
 
 SETTINGS = ["--set", "run.t_ms=1000", "--set", "run.checkpoint_every_ms=100"]  # 9 checkpoints: slots a, b, a, ...
@@ -21,10 +21,7 @@ SETTINGS = ["--set", "run.t_ms=1000", "--set", "run.checkpoint_every_ms=100"]  #
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ref") / "ref"
-    res = eilab("run", str(CONFIGS / "ring600.toml"), "--out", str(out), "--quiet", *SETTINGS)
-    assert res.returncode == 0, res.stderr
-    return out
+    return run_config(tmp_path_factory, "ring600", *SETTINGS)
 
 
 def run_killed(run_dir: Path, ranks: int, kill_at: str, *args: str) -> subprocess.CompletedProcess:

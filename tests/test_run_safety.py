@@ -15,7 +15,7 @@ import pytest
 import tomli_w
 import zarr
 
-from conftest import CONFIGS, ROOT, assert_same_run, eilab, mpi_eilab, mpiexec, small_network
+from conftest import CONFIGS, ROOT, assert_same_run, eilab, mpi_eilab, mpiexec, run_config, small_network
 from eilab.sim.reader import RunDamagedError, open_run
 
 CHECKPOINTED = ["--set", "run.t_ms=3000", "--set", "run.checkpoint_every_ms=100"]
@@ -122,10 +122,7 @@ def test_two_runs_started_together_one_wins_the_other_exits_2(small: Path, tmp_p
 # ---------------------------------------------------------------- signals
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ref") / "ref"
-    res = eilab("run", str(CONFIGS / "ring600.toml"), "--out", str(out), "--quiet", *CHECKPOINTED)
-    assert res.returncode == 0, res.stderr
-    return out
+    return run_config(tmp_path_factory, "ring600", *CHECKPOINTED)
 
 
 @pytest.mark.parametrize(("ranks", "sig"), [(0, signal.SIGTERM), (0, signal.SIGINT), (2, signal.SIGTERM)])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tomli_w
 
@@ -73,3 +74,23 @@ def test_a_run_with_a_drive_file_resumes_and_is_analysed_elsewhere(tmp_path: Pat
     assert open_run(elsewhere / "run").drive_samples()[2][:3].tolist() == [0.0, 50.0, 100.0]
     res = eilab("analyze", str(elsewhere / "run"), "--no-spectrum", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("transfer", ["linear", "rectified"])
+def test_a_rate_network_has_the_same_lifecycle(tmp_path: Path, transfer: str) -> None:
+    """Rate networks step through RateSimulation like spiking ones: pieces equal one run bitwise."""
+    from test_rate import rate_net
+
+    from eilab.sim.rate import RateSimulation
+
+    cfg, raw = load_config(raw=rate_net(transfer, 0.01, 20.0, 20, t_ms=50.0))
+    one = run(cfg, raw, tmp_path / "one", progress=False)
+    reports: list[Progress] = []
+    with RateSimulation.create(cfg, raw, tmp_path / "pieces", progress=False, report=reports.append) as sim:
+        for t in (0.005, 12.34, 30.0, 99.0):
+            assert sim.advance_to(t) == pytest.approx(min(max(t, 0.01), 50.0), abs=0.01)
+        summary = sim.close()
+    a, b = open_run(tmp_path / "one"), open_run(tmp_path / "pieces")
+    np.testing.assert_array_equal(a.rates(), b.rates())
+    assert summary.populations == one.populations and summary.integration == one.integration
+    assert reports[-1].t_ms == 50.0 and reports[-1].rates_hz["A"] == summary.populations["A"]["final_rate_hz"]

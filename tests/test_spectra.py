@@ -263,8 +263,9 @@ def test_fixed_indegree_radius_with_and_without_multapses(multapses: bool) -> No
     assert pred.radius_multapses_flipped == pytest.approx(other, rel=0.01)
     assert "Binomial(k, 1/n)" in pred.formula
     ev = eigenvalues(weight_matrix(cfg)).values
-    assert np.abs(ev).max() == pytest.approx(pred.radius, rel=0.05)
-    assert abs(np.abs(ev).max() - pred.radius) < abs(np.abs(ev).max() - other)  # the setting matters
+    edge = np.quantile(np.abs(ev), 0.99)  # the bulk's edge: max |lambda| of n = 500 overshoots it by 5-12 %
+    assert edge == pytest.approx(pred.radius, rel=0.05)
+    assert abs(edge - pred.radius) < abs(edge - other)  # the setting matters
 
 
 # ---------------------------------------------------------------- Rajan & Abbott (2006)
