@@ -17,6 +17,8 @@
                        assembles them in canonical order
       drive/<i>        float64 samples (pA) of drive i's file, with its name and SHA-256: the run
                        needs the file no more (resume and analysis elsewhere)
+      connectivity/W   rate networks with [matrix]: the file's W[post, pre] (before scale), with its
+                       name and SHA-256
       checkpoint/{a,b}/state, ring   engine state per gid, two slots written in turn; attrs
                        `checkpoint` names the last complete one (step, spikes stored, totals) and
                        lists every rank's part with CRC-32 checksums, checked before a resume
