@@ -58,11 +58,10 @@ class LocalNetwork:
         return self.hi - self.lo
 
 
-def build_local(cfg: Config, lo: int, hi: int, drive_samples: dict[int, np.ndarray] | None = None) -> LocalNetwork:
-    """Neuron state, drive, connectivity and buffers for the gids [lo, hi); `drive_samples` are a stored
-    run's drive-file samples (default: read the files)."""
+def build_local(cfg: Config, lo: int, hi: int, drive: DriveTable) -> LocalNetwork:
+    """Neuron state, connectivity and buffers for the gids [lo, hi), with the run's drive table (made once
+    per process: its files are read and its formulas checked before the run directory is claimed)."""
     t_start = time.perf_counter()
-    drive = DriveTable(cfg, drive_samples)
     offs = population_offsets(cfg)
     dt, seed = cfg.run.dt_ms, cfg.run.seed
     n_local = hi - lo
@@ -107,11 +106,11 @@ def build_local(cfg: Config, lo: int, hi: int, drive_samples: dict[int, np.ndarr
     return net
 
 
-def load_kernels(cfg: Config, lo: int) -> float:
+def load_kernels(cfg: Config, lo: int, drive: DriveTable) -> float:
     """Compile, or load from numba's cache, the build kernels (an empty build); returns seconds.
 
     Keeps this one-time process cost out of the network build time, as `jit_s` does for the loop.
     """
     t = time.perf_counter()
-    build_local(cfg, lo, lo)
+    build_local(cfg, lo, lo, drive)
     return time.perf_counter() - t

@@ -40,6 +40,7 @@ from eilab.sim.backend import backend
 from eilab.sim.build import LocalNetwork, build_local, load_kernels
 from eilab.sim.config import Config, ConfigError
 from eilab.sim.cycles import now as cycles_now
+from eilab.sim.drive import DriveTable
 from eilab.sim.exchange import Comm, Pending, SingleProcess, destinations, encode
 from eilab.sim.grid import TimeGrid, window_steps
 from eilab.sim.interrupt import Interrupted, StopRequests
@@ -139,10 +140,12 @@ class Simulation:
         edges = bounds(n, comm.size, block)
         lo, hi = int(edges[comm.rank]), int(edges[comm.rank + 1])
         t_wall = time.perf_counter()
-        lock = _on_rank0(comm, lambda: _new_store(cfg, raw, run_dir, force, keep_others, edges, block))
+        drive = DriveTable(cfg)  # bad drive files and formulas are refused before the directory is claimed
+        lock = _on_rank0(comm, lambda: _new_store(cfg, raw, run_dir, force, keep_others, edges, block,
+                                                  drive.samples))
         try:
-            load_s = load_kernels(cfg, lo)
-            net = build_local(cfg, lo, hi)
+            load_s = load_kernels(cfg, lo, drive)
+            net = build_local(cfg, lo, hi, drive)
             net.timings["load_kernels_s"] = load_s
             writer = RankWriter(run_dir, cfg, comm, lo, hi, net.probe_gids)
             return cls(cfg, net, writer, comm, run_dir, lock, progress=progress, separate_phases=separate_phases,
@@ -185,7 +188,7 @@ class Simulation:
         edges = bounds(cfg.n_total, comm.size, int(stored.attrs["partition_block"]))
         lo, hi = int(edges[comm.rank]), int(edges[comm.rank + 1])
         t_wall = time.perf_counter()
-        net = build_local(cfg, lo, hi, stored.drive_samples())
+        net = build_local(cfg, lo, hi, DriveTable(cfg, stored.drive_samples()))
         net.state[:], net.ring[:] = load_checkpoint(run_dir, info["slot"], lo, hi)
         load_plastic(run_dir, info["slot"], net.plastic, lo, hi)
         comm.barrier()
@@ -459,12 +462,12 @@ def resume(run_dir: str | Path, progress: bool = True, comm: Comm | None = None,
 
 
 def _new_store(cfg: Config, raw: dict, run_dir: Path, force: bool, keep_others: bool, edges: np.ndarray,
-               block: int) -> RunLock:
+               block: int, drive_samples: dict[int, np.ndarray]) -> RunLock:
     """Claim and lock the run directory and lay out the store (one process)."""
     lock = claim(run_dir, force, keep_others)
     try:
         attrs = {**provenance.run_attrs(cfg, raw, edges.size - 1), "rank_bounds": edges.tolist()}
-        create_store(run_dir, cfg, attrs, probe_gids(cfg), block, N_STATE)
+        create_store(run_dir, cfg, attrs, probe_gids(cfg), block, N_STATE, drive_samples)
     except OSError as e:
         shutil.rmtree(run_dir / "run.zarr", ignore_errors=True)
         lock.release()

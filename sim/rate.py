@@ -192,13 +192,14 @@ class RateSimulation:
     lay out the store, build), `advance_to(t_ms)` any number of times, `close()`; a context manager
     that closes the run as interrupted (SIGTERM, Ctrl-C) or failed. One process."""
 
-    def __init__(self, cfg: Config, run_dir: Path, lock: RunLock, writer: RankWriter, progress: bool,
-                 report: Callable[[Progress], None] | None, t_wall: float, matrix: np.ndarray | None = None) -> None:
+    def __init__(self, cfg: Config, run_dir: Path, lock: RunLock, writer: RankWriter, drive: DriveTable,
+                 progress: bool, report: Callable[[Progress], None] | None, t_wall: float,
+                 matrix: np.ndarray | None = None) -> None:
         self.cfg, self.run_dir, self.lock, self.writer, self.report, self.t_wall = (cfg, run_dir, lock, writer, report,
                                                                                      t_wall)
         self.grid = TimeGrid.of(cfg)
         self.net = RateNetwork(cfg, matrix)
-        self.drive = DriveTable(cfg)
+        self.drive = drive
         n = cfg.n_total
         mu, w = self.drive.poisson()
         self.x_const = np.zeros(n)  # I_e
@@ -221,18 +222,20 @@ class RateSimulation:
                progress: bool = True, report: Callable[[Progress], None] | None = None) -> RateSimulation:
         t_wall = time.perf_counter()
         run_dir = Path(run_dir)
-        # matrix.file is read before the run directory is claimed; the run keeps it (self-contained)
+        # matrix.file and drive files are read (and drive formulas checked) before the run directory is
+        # claimed; the run keeps the files' content (self-contained)
         matrix, sha256 = load_matrix(cfg.matrix.file, cfg.n_total) if cfg.matrix is not None else (None, "")
+        drive = DriveTable(cfg)
         lock = claim(run_dir, force, keep_others)
         try:
             n = cfg.n_total
             probes = probe_gids(cfg)
             create_store(run_dir, cfg, {**provenance.run_attrs(cfg, raw, 1), "rank_bounds": [0, n]}, probes,
-                         block_size(n), 1)
+                         block_size(n), 1, drive.samples)
             if cfg.matrix is not None:
                 write_matrix(run_dir, matrix, cfg.matrix.file, sha256)
             writer = RankWriter(run_dir, cfg, SingleProcess(), 0, n, probes)
-            return cls(cfg, run_dir, lock, writer, progress, report, t_wall, matrix)
+            return cls(cfg, run_dir, lock, writer, drive, progress, report, t_wall, matrix)
         except BaseException as e:
             if (run_dir / "run.zarr").is_dir():
                 mark_failed(run_dir, f"preparing the run: {type(e).__name__}: {e}")

@@ -43,7 +43,6 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from eilab.sim.config import Config
-from eilab.sim.drive import load_samples
 from eilab.sim.exchange import Comm
 from eilab.sim.grid import TimeGrid
 from eilab.sim.interrupt import Interrupted
@@ -78,7 +77,7 @@ def writer_settings() -> None:
 
 
 def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: np.ndarray, block: int,
-                 n_state: int) -> None:
+                 n_state: int, drive_samples: dict[int, np.ndarray]) -> None:
     """Lay out a new run (one process does this): attributes and every array at its final shape.
 
     Neuron chunks of `counts` are `block` wide, the partition grid, so each chunk has one writer;
@@ -94,30 +93,29 @@ def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: 
         "layout": "one region per rank per flush, padded to whole chunks with gid -1 (time NaN); "
                   "open_run().spikes() drops the padding and sorts by (time, gid)"})
     new_array(spikes, "times_ms", shape=(0,), dtype="float64", chunks=(SPIKE_CHUNK,), fill_value=np.nan,
-                        dimension_names=["spike"], attributes={"units": "ms"})
+              dimension_names=["spike"], attributes={"units": "ms"})
     new_array(spikes, "gids", shape=(0,), dtype="int32", chunks=(SPIKE_CHUNK,), fill_value=-1,
-                        dimension_names=["spike"])
+              dimension_names=["spike"])
     if cfg.record.counts_bin_ms > 0:
         bin_ms = cfg.record.counts_bin_ms
         n_bins = grid.n_bins
         rows = max(1, min(n_bins, (1 << 22) // n))  # a rank buffers at most 4 M values per chunk row
         if cfg.is_rate_network:
             new_array(root, "rates", shape=(n_bins, n), dtype="float32", chunks=(rows, block),
-                              dimension_names=["time_bin", "neuron"], fill_value=np.nan,
-                              attributes={"bin_ms": bin_ms, "units": "Hz", "sample": "rate at the end of the bin"})
+                      dimension_names=["time_bin", "neuron"], fill_value=np.nan,
+                      attributes={"bin_ms": bin_ms, "units": "Hz", "sample": "rate at the end of the bin"})
         else:
             new_array(root, "counts", shape=(n_bins, n), dtype="uint16", chunks=(rows, block),
-                              dimension_names=["time_bin", "neuron"], fill_value=0,
-                              attributes={"bin_ms": bin_ms, "interval": "right-closed: (start, start + bin_ms]"})
+                      dimension_names=["time_bin", "neuron"], fill_value=0,
+                      attributes={"bin_ms": bin_ms, "interval": "right-closed: (start, start + bin_ms]"})
         new_array(root, "time_bin", data=np.arange(n_bins) * bin_ms, dimension_names=["time_bin"],
-                          attributes={"units": "ms"})
+                  attributes={"units": "ms"})
         new_array(root, "neuron", data=np.arange(n, dtype=np.int32), dimension_names=["neuron"])
-    for i, d in enumerate(cfg.drive):
-        if d.file:  # the run is self-contained: a resume or analysis elsewhere needs no access to the file
-            samples = load_samples(d.file)
-            new_array(root.require_group("drive"), str(i), data=samples, attributes={
-                "file": d.file, "sha256": hashlib.sha256(samples.tobytes()).hexdigest(), "units": "pA",
-                "dt_ms": d.file_dt_ms})
+    for i, samples in drive_samples.items():  # self-contained: a resume or analysis elsewhere needs no file
+        d = cfg.drive[i]
+        new_array(root.require_group("drive"), str(i), data=samples, attributes={
+            "file": d.file, "sha256": hashlib.sha256(samples.tobytes()).hexdigest(), "units": "pA",
+            "dt_ms": d.file_dt_ms})
     for pr in cfg.projections:
         if pr.plasticity is not None:
             n_rows = len(grid.snapshots(pr.plasticity.snapshot_every_ms))
@@ -129,19 +127,19 @@ def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: 
             g = ck.create_group(slot)
             new_array(g, "state", shape=(n_state, n), dtype="float64", chunks=(n_state, block))
             new_array(g, "ring", shape=(2, cfg.max_delay_steps, n), dtype="float64",
-                           chunks=(2, cfg.max_delay_steps, block))
+                      chunks=(2, cfg.max_delay_steps, block))
     if probe_gids.size:
         every, n_samples = grid.probe_every, grid.n_samples
         group = root.create_group("probes")
         new_array(group, "time", data=(np.arange(n_samples) + 1) * every * cfg.run.dt_ms,
-                           dimension_names=["time"], attributes={"units": "ms"})
+                  dimension_names=["time"], attributes={"units": "ms"})
         new_array(group, "probe", data=probe_gids.astype(np.int32), dimension_names=["probe"])
         units = {"v": "mV", "syn_e": "mV/ms", "syn_i": "mV/ms", "ext": "mV/ms"}
         rows = max(1, min(n_samples, 1 << 16))
         for var in PROBE_VARS:
             new_array(group, var, shape=(n_samples, probe_gids.size), dtype="float32", chunks=(rows, 1),
-                               dimension_names=["time", "probe"], fill_value=np.nan,
-                               attributes={"units": units[var]})
+                      dimension_names=["time", "probe"], fill_value=np.nan,
+                      attributes={"units": units[var]})
 
 
 class RowBuffer:

@@ -133,6 +133,22 @@ def test_a_drive_formula_not_finite_during_the_run_is_refused_naming_the_drive(f
         DriveTable(cfg)
 
 
+@pytest.mark.parametrize("rate", [False, True])
+@pytest.mark.parametrize("drive", [{"formula": "log(t)"}, {"file": "samples.txt"}])
+def test_a_bad_drive_is_refused_before_the_run_directory_exists(tmp_path: Path, capsys, drive: dict,
+                                                                rate: bool) -> None:
+    (tmp_path / "samples.txt").write_text("1.0\nnot a number\n")
+    raw = current_drive("0")
+    raw["drive"][-1] = {"target": "E", "kind": "current", **{k: str(tmp_path / v) if k == "file" else v
+                                                             for k, v in drive.items()}}
+    if rate:
+        raw = {**raw, "projections": [], "drive": [raw["drive"][-1]], "record": {"counts_bin_ms": 1.0}}
+        raw["populations"] = [{"name": "E", "n": 4, "type": "E", "model": "rate"}]
+    out = tmp_path / "out"
+    code, err = exit_code_and_error(capsys, "run", str(write(tmp_path, raw)), "--out", str(out), "--quiet")
+    assert code == 2 and "drive" in err and not out.exists(), err
+
+
 def test_a_drive_formula_is_checked_only_while_the_drive_is_on() -> None:
     cfg, _ = load_config(raw=current_drive("sqrt(t - 50)", start_ms=50.0))
     cur, _, _ = DriveTable(cfg).window(500, 100)  # t = 50 .. 59.9 ms
