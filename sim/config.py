@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from eilab.sim.expressions import ExpressionError, resolve_expressions
+from eilab.sim.expressions import ExpressionError, abbreviate, resolve_expressions
 
 NeuronModel = Literal["lif_delta", "lif_exp", "lif_cond_exp", "eif", "hh", "rate"]
 
@@ -54,7 +54,7 @@ class Strict(BaseModel):
         for name, value in self.__dict__.items():
             for v in value if isinstance(value, list | tuple) else (value,):
                 if isinstance(v, int) and not -INT_LIMIT <= v < INT_LIMIT:
-                    raise ValueError(f"{name} = {_abbreviate(v)} does not fit a 64-bit integer (at most 2**63 - 1)")
+                    raise ValueError(f"{name} = {abbreviate(v)} does not fit a 64-bit integer (at most 2**63 - 1)")
         return self
 
 
@@ -466,18 +466,10 @@ def _on_grid(value: float, dt: float, field: str) -> None:
         raise ValueError(f"{field} = {value} ms is not a multiple of dt = {dt} ms")
 
 
-def _abbreviate(value: Any, limit: int = 60) -> str:
-    """repr of a value given in a config, cut to `limit` characters (errors never echo long input)."""
-    if isinstance(value, int) and value.bit_length() > 200:
-        return f"an integer of {value.bit_length()} bits"
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
 def _first_error(e: ValidationError) -> str:
     err = e.errors()[0]
     loc = ".".join(str(x) for x in err["loc"])
-    return f"{loc}: {err['msg']} (got {_abbreviate(err.get('input'))})" if loc else err["msg"]
+    return f"{loc}: {err['msg']} (got {abbreviate(err.get('input'))})" if loc else err["msg"]
 
 
 def format_validation_error(e: ValidationError, source: str) -> str:
@@ -489,7 +481,7 @@ def format_validation_error(e: ValidationError, source: str) -> str:
             msg = "unknown key (remove it or check its spelling)"
         elif err["type"] == "missing":
             msg = "required field is missing"
-        got = "" if err["type"] in ("missing", "value_error") else f" (got {_abbreviate(err.get('input'))})"
+        got = "" if err["type"] in ("missing", "value_error") else f" (got {abbreviate(err.get('input'))})"
         lines.append(f"  {loc}: {msg}{got}" if loc else f"  {msg}")
     return "\n".join(lines)
 

@@ -50,8 +50,12 @@ class ExpressionError(ValueError):
     pass
 
 
-def _short(text: str) -> str:
-    return repr(text) if len(text) <= 60 else repr(text[:60]) + "..."
+def abbreviate(value: Any, limit: int = 60) -> str:
+    """repr of a value given in a config, cut to `limit` characters (errors never echo long input)."""
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def is_number(v: Any) -> bool:
@@ -74,9 +78,9 @@ def _checked(v: Any, text: str) -> Any:
     if isinstance(v, np.ndarray):
         return v
     if not is_number(v):
-        raise ExpressionError(f"{_short(text)} gives {type(v).__name__}, not a number")
+        raise ExpressionError(f"{abbreviate(text)} gives {type(v).__name__}, not a number")
     if (isinstance(v, int) and abs(v) >= 2**MAX_BITS) or (isinstance(v, float) and not math.isfinite(v)):
-        raise ExpressionError(f"{_short(text)} leaves the range of finite numbers (about 1.8e308)")
+        raise ExpressionError(f"{abbreviate(text)} leaves the range of finite numbers (about 1.8e308)")
     return v
 
 
@@ -84,7 +88,7 @@ def _power(base: Any, exp: Any, text: str) -> Any:
     """base ** exp, refused before computing a whole number beyond float range."""
     if isinstance(base, int) and isinstance(exp, int) and exp > 0 and abs(base) > 1 \
             and exp * math.log2(abs(base)) >= MAX_BITS:
-        raise ExpressionError(f"{_short(text)}: power too large (results must stay below about 1.8e308)")
+        raise ExpressionError(f"{abbreviate(text)}: power too large (results must stay below about 1.8e308)")
     return base**exp
 
 
@@ -94,15 +98,15 @@ def evaluate(text: str, names: dict[str, Any], functions: dict[str, Callable[...
     With ``functions=ARRAY_FUNCTIONS`` names may be numpy arrays (time-varying drive formulas).
     """
     if not isinstance(text, str) or len(text) > MAX_LENGTH:
-        raise ExpressionError(f"expression {_short(str(text))} is longer than {MAX_LENGTH} characters")
+        raise ExpressionError(f"expression {abbreviate(str(text))} is longer than {MAX_LENGTH} characters")
     try:
         with warnings.catch_warnings():  # the parser's hints on odd input (SyntaxWarning) would print
             warnings.simplefilter("ignore")
             tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError) as e:
-        raise ExpressionError(f"cannot parse {_short(text)}: {getattr(e, 'msg', e)}") from None
+        raise ExpressionError(f"cannot parse {abbreviate(text)}: {getattr(e, 'msg', e)}") from None
     if _depth(tree) > MAX_DEPTH:
-        raise ExpressionError(f"{_short(text)} is nested more than {MAX_DEPTH} levels deep (use [vars] for parts)")
+        raise ExpressionError(f"{abbreviate(text)} is nested more than {MAX_DEPTH} levels deep (use [vars] for parts)")
     scope = {**CONSTANTS, **names}
 
     def ev(node: ast.AST) -> Any:
@@ -112,9 +116,9 @@ def evaluate(text: str, names: dict[str, Any], functions: dict[str, Callable[...
             return _checked(node.value, text)
         if isinstance(node, ast.Name):
             if node.id not in scope:
-                raise ExpressionError(f"unknown name {node.id!r} in {_short(text)} (define it under [vars])")
+                raise ExpressionError(f"unknown name {node.id!r} in {abbreviate(text)} (define it under [vars])")
             if not is_number(scope[node.id]):
-                raise ExpressionError(f"{node.id!r} in {_short(text)} is not a number (vars hold numbers only)")
+                raise ExpressionError(f"{node.id!r} in {abbreviate(text)} is not a number (vars hold numbers only)")
             return scope[node.id]
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             left, right = ev(node.left), ev(node.right)
@@ -127,7 +131,7 @@ def evaluate(text: str, names: dict[str, Any], functions: dict[str, Callable[...
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in functions \
                 and not node.keywords:
             return _checked(functions[node.func.id](*[ev(a) for a in node.args]), text)
-        raise ExpressionError(f"not allowed in {_short(text)}: {ast.dump(node)[:60]}")
+        raise ExpressionError(f"not allowed in {abbreviate(text)}: {ast.dump(node)[:60]}")
 
     try:
         with np.errstate(all="ignore"):
@@ -135,7 +139,7 @@ def evaluate(text: str, names: dict[str, Any], functions: dict[str, Callable[...
     except ExpressionError:
         raise
     except (ArithmeticError, ValueError, TypeError) as e:
-        raise ExpressionError(f"cannot evaluate {_short(text)}: {e}") from None
+        raise ExpressionError(f"cannot evaluate {abbreviate(text)}: {e}") from None
 
 
 def _integral(v: Any) -> Any:
