@@ -197,7 +197,7 @@ def detect_run(run: Run, bin_ms: float = 1.0, skip_ms: float = 100.0, **options:
 
 def _counts_of_type(run: Run, kind: str, j0: int) -> np.ndarray:
     """Counts (time_bin, cell) from bin j0 on of the cells of every population of type `kind` (E or I)."""
-    cols = [run.counts(name)[j0:] for name, p in run.populations.items() if p["type"] == kind]
+    cols = [run.counts(name, j0 * run.bin_ms) for name, p in run.populations.items() if p["type"] == kind]
     return np.concatenate(cols, axis=1) if cols else np.zeros((run.root["counts"].shape[0] - j0, 0), np.uint16)
 
 

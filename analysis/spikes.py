@@ -112,7 +112,7 @@ def population_stats(run: Run, skip_ms: float = 0.0, fano_window_ms: float = 100
         fano = sync = peak = cv_mean = float("nan")
         if bin_ms:
             j0 = first_bin(skip_ms, bin_ms)
-            c = run.counts(name)[j0:]
+            c = run.counts(name, j0 * bin_ms)  # only the bins from j0 on are read
             fano = _nanmean(fano_factor(c, max(1, round(fano_window_ms / bin_ms))))
             sync = synchrony(c)
             f, psd = power_spectrum(population_rate(c, bin_ms), bin_ms)
