@@ -130,6 +130,11 @@ def mean_indegree(cfg: Config, proj: Projection) -> float:
     return ring_indegree(n_pre, n_post, proj.radius, proj.profile, float(proj.p), proj.width, no_self)
 
 
+def default_v_mean(pop: Population) -> float:
+    """The voltage (mV) conductance charges are taken at unless given: midway between V_reset and V_th."""
+    return 0.5 * (pop.params["V_reset"] + pop.params["V_th"])
+
+
 def charge_per_weight(pop: Population, receptor: str, v_mean: float | None = None) -> float:
     """Charge of one event per unit weight onto `pop` through receptor "E" or "I" (see the module docstring),
     counted along Dale's sign (positive for E, for I the magnitude of the hyperpolarising charge).
@@ -142,7 +147,7 @@ def charge_per_weight(pop: Population, receptor: str, v_mean: float | None = Non
     if pop.model in CURRENT_MODELS:
         return tau
     if pop.model == "lif_cond_exp":
-        v = 0.5 * (par["V_reset"] + par["V_th"]) if v_mean is None else v_mean
+        v = default_v_mean(pop) if v_mean is None else v_mean
         return tau * (par["E_ex"] - v if receptor == "E" else v - par["E_in"])
     return 1.0
 
@@ -164,7 +169,7 @@ def mean_field(cfg: Config, v_mean: dict[str, float] | None = None) -> MeanField
     V_reset and V_th).
     """
     pops = cfg.populations
-    v_at = {p.name: (v_mean or {}).get(p.name, 0.5 * (p.params["V_reset"] + p.params["V_th"]))
+    v_at = {p.name: (v_mean or {}).get(p.name, default_v_mean(p))
             for p in pops if p.model == "lif_cond_exp"}
     names = [p.name for p in pops]
     idx = {name: k for k, name in enumerate(names)}
