@@ -24,12 +24,14 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import linprog
 
 from eilab.sim.config import Config, Population, Projection, weight_scale
 from eilab.sim.reader import Run
+from eilab.sim.weights import weight_moments
 
 PER_MS = 1e-3            # Hz -> 1/ms
 ENUMERATION_MAX = 12     # exact support enumeration up to this many populations, Lemke beyond
@@ -130,25 +132,59 @@ def mean_indegree(cfg: Config, proj: Projection) -> float:
     return ring_indegree(n_pre, n_post, proj.radius, proj.profile, float(proj.p), proj.width, no_self)
 
 
+class WeightStats(NamedTuple):
+    """One projection's synapses as the analysis sees them (units of W, scale applied)."""
+
+    k: float     # mean in-degree
+    mean: float  # signed mean weight of a synapse, after any zero_row_sum shift
+    var: float   # variance of a synapse's weight (weight_dist)
+
+
+def weight_stats(cfg: Config) -> dict[str, WeightStats]:
+    """Per projection name: mean in-degree, signed mean weight and weight variance (sim/weights.py).
+
+    Onto a zero_row_sum population every synapse is shifted by minus the mean of the neuron's signed inputs;
+    in expectation J'_ab = J_ab - (sum_c K_ac J_ac) / (sum_c K_ac), so that sum_b K_ab J'_ab = 0 (the
+    fluctuation of each neuron's own mean, of order 1/K, is left out).
+    """
+    stats = {}
+    for pr in cfg.projections:
+        mean, var = weight_moments(pr)
+        scale = weight_scale(cfg, pr)
+        stats[pr.name] = WeightStats(mean_indegree(cfg, pr), cfg.sign_of(pr) * mean * scale, var * scale**2)
+    for pop in cfg.populations:
+        if not pop.zero_row_sum:
+            continue
+        inputs = [pr.name for pr in cfg.projections if pr.post == pop.name]
+        k_total = sum(stats[n].k for n in inputs)
+        shift = sum(stats[n].k * stats[n].mean for n in inputs) / k_total if k_total > 0 else 0.0
+        for n in inputs:
+            stats[n] = stats[n]._replace(mean=stats[n].mean - shift)
+    return stats
+
+
 def default_v_mean(pop: Population) -> float:
     """The voltage (mV) conductance charges are taken at unless given: midway between V_reset and V_th."""
     return 0.5 * (pop.params["V_reset"] + pop.params["V_th"])
 
 
 def charge_per_weight(pop: Population, receptor: str, v_mean: float | None = None) -> float:
-    """Charge of one event per unit weight onto `pop` through receptor "E" or "I" (see the module docstring),
-    counted along Dale's sign (positive for E, for I the magnitude of the hyperpolarising charge).
+    """Charge of one event per unit weight onto `pop` through receptor "E", "I" or "X" (the external drive: the
+    E receptor with its own tau_syn_x when set; see the module docstring), counted along Dale's sign (positive
+    for E, for I the magnitude of the hyperpolarising charge).
 
     1 for delta synapses and rate units, tau_syn (ms) for exponential currents, tau_syn (E_ex - v_mean)
     and tau_syn (v_mean - E_in) (ms mV) for exponential conductances (v_mean: mV, default (V_reset + V_th) / 2).
     """
     par = pop.params
-    tau = par.get("tau_syn_ex" if receptor == "E" else "tau_syn_in")
+    tau = par.get("tau_syn_in") if receptor == "I" else par.get("tau_syn_ex")
+    if receptor == "X" and par.get("tau_syn_x") is not None:
+        tau = par["tau_syn_x"]
     if pop.model in CURRENT_MODELS:
         return tau
     if pop.model == "lif_cond_exp":
         v = default_v_mean(pop) if v_mean is None else v_mean
-        return tau * (par["E_ex"] - v if receptor == "E" else v - par["E_in"])
+        return tau * (v - par["E_in"] if receptor == "I" else par["E_ex"] - v)
     return 1.0
 
 
@@ -181,12 +217,13 @@ def mean_field(cfg: Config, v_mean: dict[str, float] | None = None) -> MeanField
     dvdt_ok = all(_dvdt_factor(p) is not None for p in pops)
     W_dvdt = np.zeros((P, P)) if dvdt_ok else None
     X_dvdt = np.zeros(P) if dvdt_ok else None
+    stats = weight_stats(cfg)
     for proj in cfg.projections:
         a, b = idx[proj.post], idx[proj.pre]
-        k = mean_indegree(cfg, proj)
-        sign = cfg.sign_of(proj)  # Dale's law, or a rate network's explicit sign
+        k, mean, _ = stats[proj.name]
+        sign = cfg.sign_of(proj)  # Dale's law, or a rate network's explicit sign: the receptor
         q = charge_per_weight(pops[a], "E" if sign > 0 else "I", v_at.get(pops[a].name))
-        wab = k * sign * proj.weight * weight_scale(cfg, proj) * q * PER_MS
+        wab = k * mean * q * PER_MS
         K[a, b] += k
         W[a, b] += wab
         if W_dvdt is not None:
@@ -196,7 +233,7 @@ def mean_field(cfg: Config, v_mean: dict[str, float] | None = None) -> MeanField
     for i, d in enumerate(cfg.drive):
         a = idx[d.target]
         if d.kind == "poisson":
-            xa = d.indegree * d.weight * d.rate_hz * PER_MS * charge_per_weight(pops[a], "E", v_at.get(d.target))
+            xa = d.indegree * d.weight * d.rate_hz * PER_MS * charge_per_weight(pops[a], "X", v_at.get(d.target))
             X[a] += xa
             if X_dvdt is not None:
                 X_dvdt[a] += xa * _dvdt_factor(pops[a])

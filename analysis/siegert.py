@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import integrate, optimize, special
 
-from eilab.analysis.balance import mean_indegree
+from eilab.analysis.balance import weight_stats
 from eilab.sim.config import Config
 
 QUAD = {"limit": 200, "epsabs": 0.0, "epsrel": 1e-12}
@@ -140,10 +140,9 @@ def siegert_network(cfg: Config) -> SiegertNetwork:
     J2 = np.zeros((n, n))
     for pr in cfg.projections:
         a, b = index[pr.post], index[pr.pre]
-        k = mean_indegree(cfg, pr)
-        w = cfg.sign_of(pr) * pr.weight * (1.0 / math.sqrt(cfg.n_total) if pr.scale == "sqrt_n" else 1.0)
+        k, w, var = weight_stats(cfg)[pr.name]
         J[a, b] += k * w
-        J2[a, b] += k * w * w
+        J2[a, b] += k * (w * w + var)
     mu_x, var_x = np.zeros(n), np.zeros(n)
     for d in cfg.drive:
         if d.kind == "poisson":

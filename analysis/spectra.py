@@ -25,8 +25,8 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from eilab.analysis.balance import ring_profile
-from eilab.sim.config import Config, Projection, file_weights, weight_scale
+from eilab.analysis.balance import ring_profile, weight_stats
+from eilab.sim.config import Config, Projection, file_weights
 from eilab.sim.network import build_connectivity
 
 
@@ -59,7 +59,7 @@ def weight_matrix(cfg: Config, learned: Mapping[str, np.ndarray] | None = None,
             w[np.argsort(post, kind="stable")] = learned[name]
             vals.append(sign * w)
         else:
-            vals.append(np.full(post.size, sign * float(conn.weight[q])))
+            vals.append(sign * conn.weights(q))
     W = sp.coo_matrix(
         (np.concatenate(vals), (np.concatenate(posts), np.concatenate(pres))), shape=(n, n)
     ).tocsr() if posts else sp.csr_matrix((n, n), dtype=np.float64)
@@ -143,28 +143,31 @@ def _ring_profile(pr: Projection, n_pre: int, n_post: int) -> np.ndarray:
     return prob
 
 
-def _projection_moments(pr: Projection, n_pre: int, n_post: int, J: float,
+def _projection_moments(pr: Projection, n_pre: int, n_post: int, J: float, s2: float = 0.0,
                         multapses: bool | None = None) -> tuple[float, float, str]:
     """(expected in-degree K, summed entry variance V, text) of one projection onto one post neuron.
 
-    Fixed in-degree with multapses: the k inputs are drawn with replacement, so an entry is J times a
-    Binomial(k, 1/n) count: variance J^2 (k/n)(1 - 1/n) per entry, k (1 - 1/n) J^2 per row, against
-    J^2 p (1 - p) per entry, k (1 - k/n) J^2 per row, for k distinct partners (p = k/n). `multapses`
-    overrides the projection's setting.
+    J: mean weight of a synapse, s2: its variance (a weight_dist). Fixed in-degree with multapses: the k
+    inputs are drawn with replacement, so an entry is the sum of a Binomial(k, 1/n) number of weights:
+    k (1 - 1/n) J^2 + k s2 per row, against k (1 - k/n) J^2 + k s2 for k distinct partners (p = k/n).
+    `multapses` overrides the projection's setting.
     """
     n_c = _candidates(pr, n_pre)
+    extra = f" + K s2, s2 = {s2:g}" if s2 else ""
     if pr.rule == "fixed_indegree":
         k = float(pr.k)
         if n_c <= 0 or k == 0:
             return 0.0, 0.0, "k = 0"
-        if pr.multapses if multapses is None else multapses:  # each entry Binomial(k, 1/n_c) J
-            return k, k * (1.0 - 1.0 / n_c) * J**2, f"k (1 - 1/n) J^2 = {k:g} (1 - 1/{n_c}) {J:g}^2"
-        return k, k * (1.0 - k / n_c) * J**2, f"k (1 - k/n) J^2 = {k:g} (1 - {k:g}/{n_c}) {J:g}^2"
+        if pr.multapses if multapses is None else multapses:  # each entry Binomial(k, 1/n_c) weights
+            return k, k * ((1.0 - 1.0 / n_c) * J**2 + s2), f"k (1 - 1/n) J^2 = {k:g} (1 - 1/{n_c}) {J:g}^2" + extra
+        return k, k * ((1.0 - k / n_c) * J**2 + s2), f"k (1 - k/n) J^2 = {k:g} (1 - {k:g}/{n_c}) {J:g}^2" + extra
     if pr.rule == "bernoulli":
         p = float(pr.p)
-        return n_c * p, n_c * p * (1.0 - p) * J**2, f"n p (1 - p) J^2 = {n_c} {p:g} (1 - {p:g}) {J:g}^2"
+        return (n_c * p, n_c * p * ((1.0 - p) * J**2 + s2),
+                f"n p (1 - p) J^2 = {n_c} {p:g} (1 - {p:g}) {J:g}^2" + extra)
     P = _ring_profile(pr, n_pre, n_post)
-    return float(P.sum()), float((P * (1.0 - P)).sum()) * J**2, "sum_i P_i (1 - P_i) J^2 (ring profile P)"
+    return (float(P.sum()), float((P * (1.0 - P)).sum()) * J**2 + float(P.sum()) * s2,
+            "sum_i P_i (1 - P_i) J^2 (ring profile P)" + extra)
 
 
 def predicted_spectrum(cfg: Config) -> SpectrumPrediction:
@@ -189,13 +192,14 @@ def predicted_spectrum(cfg: Config) -> SpectrumPrediction:
     V_flip = np.zeros((npop, npop))
     ring_terms: list[tuple[int, int, float, np.ndarray]] = []
     lines = []
+    stats = weight_stats(cfg)
     for pr in cfg.projections:
         a, b = idx[pr.post], idx[pr.pre]
-        J = pr.weight * weight_scale(cfg, pr) * cfg.sign_of(pr)
-        K, var, text = _projection_moments(pr, size[pr.pre], size[pr.post], J)
+        _, J, s2 = stats[pr.name]
+        K, var, text = _projection_moments(pr, size[pr.pre], size[pr.post], J, s2)
         M[a, b] += K * J
         V[a, b] += var
-        V_flip[a, b] += _projection_moments(pr, size[pr.pre], size[pr.post], J, not pr.multapses)[1] \
+        V_flip[a, b] += _projection_moments(pr, size[pr.pre], size[pr.post], J, s2, not pr.multapses)[1] \
             if pr.rule == "fixed_indegree" else var
         lines.append(f"  {pr.name} ({pr.pre}->{pr.post}, {pr.rule}): K = {K:.6g}, K J = {K * J:.6g}, "
                      f"V = {text} = {var:.6g}")

@@ -264,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("configs", help="list the bundled configs (run one with `eilab run NAME`)")
     c.set_defaults(func=cmd_configs)
+    from eilab.cluster.study_cli import add_parsers as add_search_parsers  # study, dashboard, tune
+
+    add_search_parsers(sub)
+    from eilab.cluster.train import add_parsers as add_train_parsers  # train, predict
+
+    add_train_parsers(sub)
     return parser
 
 

@@ -55,15 +55,19 @@ def memory_bytes(cfg: Config) -> dict[str, float]:
     n, grid = cfg.n_total, TimeGrid.of(cfg)
     target_bytes = 2 if n <= 1 << 16 else 4
     synapses = rows = plastic = snapshot_lists = 0.0
+    pops = {p.name: p for p in cfg.populations}
+    own_w = any(pr.weight_dist != "fixed" or pops[pr.post].zero_row_sum for pr in cfg.projections)
+    own_d = any(pr.delay_dist != "fixed" for pr in cfg.projections)
+    per_synapse = target_bytes + 4 * own_w + 2 * own_d  # syn_w and syn_d span every synapse when present
     for pr in cfg.projections:
         s = synapse_count(cfg, pr)
-        synapses += s * target_bytes
+        synapses += s * per_synapse
         rows += 16.0 * next(p.n for p in cfg.populations if p.name == pr.pre)  # row pointer, row length
         if pr.plasticity is not None:
             w_bytes = 8 if pr.plasticity.precision == "float64" else 4
             plastic += s * (w_bytes + 4) + 16.0 * n  # weights, synapses by target, traces
             snapshot_lists += SNAPSHOT_LIST_BYTES * _snapshots(grid, pr)
-    delays = [cfg.steps(pr.delay_ms) for pr in cfg.projections]
+    delays = [cfg.delay_range(pr)[0] for pr in cfg.projections]
     min_delay = min(delays) if delays else max(1, cfg.steps(min(cfg.run.t_ms, 10.0)))
     bins, samples, probed = _time_samples(grid, cfg)
     bin_steps = grid.bin
@@ -76,7 +80,7 @@ def memory_bytes(cfg: Config) -> dict[str, float]:
         "delay ring": 8.0 * 2 * cfg.max_delay_steps * n + 8.0 * min_delay * n,
         "spike buffer": 12.0 * (n * min_delay + SPIKE_SLACK),
         "drive window": 8.0 * chunk * (3 * len(cfg.populations) + 8),
-        "counts window": 2.0 * (chunk // bin_steps + 1) * n if bins else 0.0,
+        "counts window": (2.0 + 4.0 * cfg.record.drive_counts) * (chunk // bin_steps + 1) * n if bins else 0.0,
         "probe window": 16.0 * len(PROBE_VARS) * (chunk // probe_every + 1) * probed if probed else 0.0,
         "time axes": 16.0 * (bins + samples) + 12.0 * n + snapshot_lists,
     }
@@ -91,6 +95,7 @@ def disk_bytes(cfg: Config) -> dict[str, float]:
     return {
         "rates" if cfg.is_rate_network else "counts": (4.0 if cfg.is_rate_network else 2.0) * bins * n,
         "probes": 4.0 * len(PROBE_VARS) * samples * probed,
+        "drive counts": 4.0 * bins * n if cfg.record.drive_counts else 0.0,
         "weight snapshots": weights,
         "checkpoints": checkpoints,
         "time axes": 8.0 * (bins + samples) + 4.0 * n,

@@ -11,7 +11,6 @@ import numpy as np
 from eilab.sim.config import Config
 from eilab.sim.drive import DriveTable
 from eilab.sim.models import (
-    MODEL_IDS,
     N_STATE,
     REF,
     SE,
@@ -20,6 +19,7 @@ from eilab.sim.models import (
     default_v0,
     initial_extra_state,
     initial_values,
+    model_id,
     parameter_vector,
 )
 from eilab.sim.network import Connectivity, build_connectivity, population_offsets, probe_gids
@@ -75,7 +75,7 @@ def build_local(cfg: Config, lo: int, hi: int, drive: DriveTable) -> LocalNetwor
     for k, pop in enumerate(cfg.populations):
         g0, g1 = max(lo, offs[pop.name]), min(hi, offs[pop.name] + pop.n)
         g1 = max(g0, g1)
-        pop_model[k] = MODEL_IDS[pop.model]
+        pop_model[k] = model_id(pop)
         pop_lo[k], pop_hi[k], pop_gid0[k] = g0 - lo, g1 - lo, g0
         if g1 == g0:
             continue
@@ -94,7 +94,7 @@ def build_local(cfg: Config, lo: int, hi: int, drive: DriveTable) -> LocalNetwor
     conn = build_connectivity(cfg, lo, hi)
     delays = conn.delay_steps
     min_delay = int(delays.min()) if delays.size else max(1, cfg.steps(min(cfg.run.t_ms, 10.0)))
-    ring = np.zeros((2, int(delays.max()) if delays.size else 1, n_local))
+    ring = np.zeros((2, cfg.max_delay_steps, n_local))  # the longest delay, drawn ones included
     pg = probe_gids(cfg)
     probe_slot = np.full(n_local, -1, np.int64)
     mine = pg[(pg >= lo) & (pg < hi)]

@@ -86,6 +86,8 @@ class LifExpParams(Strict):
     I_e: float = 0.0
     tau_syn_ex: float = Field(2.0, gt=0, description="ms")
     tau_syn_in: float = Field(2.0, gt=0, description="ms")
+    tau_syn_x: float | None = Field(None, gt=0, description="time constant of the external drive's synaptic "
+                                    "variable, ms (default: tau_syn_ex)")
 
 
 class LifCondExpParams(Strict):
@@ -102,6 +104,8 @@ class LifCondExpParams(Strict):
     E_in: float = -85.0
     tau_syn_ex: float = Field(0.2, gt=0)
     tau_syn_in: float = Field(2.0, gt=0)
+    tau_syn_x: float | None = Field(None, gt=0, description="time constant of the external drive's synaptic "
+                                    "variable, ms (default: tau_syn_ex)")
 
 
 class EifParams(Strict):
@@ -118,6 +122,8 @@ class EifParams(Strict):
     I_e: float = 0.0
     tau_syn_ex: float = Field(0.2, gt=0)
     tau_syn_in: float = Field(2.0, gt=0)
+    tau_syn_x: float | None = Field(None, gt=0, description="time constant of the external drive's synaptic "
+                                    "variable, ms (default: tau_syn_ex)")
 
 
 class HHParams(Strict):
@@ -195,6 +201,13 @@ class Population(Strict):
     )
     syn_init_ex: InitValue = Field(0.0, description="initial excitatory synaptic variable, pA or nS")
     syn_init_in: InitValue = Field(0.0, description="initial inhibitory synaptic variable (magnitude), pA or nS")
+    spike_times: Literal["grid", "precise"] = Field(
+        "grid", description="precise (lif_delta, lif_exp, eif): the threshold crossing is placed inside the step "
+        "(closed form, root of the exact solution, root of the eif step) and refractoriness ends off the grid "
+        "(NEST's *_ps models); spikes still reach their targets on the grid")
+    zero_row_sum: bool = Field(
+        False, description="each neuron's input weights (signed, over all projections onto it) sum to zero, as in "
+        "Rajan & Abbott (2006): their mean is subtracted from every one (4 bytes per input synapse; signs may flip)")
 
     @model_validator(mode="after")
     def _check_params(self) -> Population:
@@ -210,6 +223,10 @@ class Population(Strict):
             value = getattr(self, name)
             if isinstance(value, tuple) and not value[0] <= value[1]:
                 raise ValueError(f"{name} [low, high] needs low <= high")
+        if self.spike_times == "precise" and (self.model not in ("lif_delta", "lif_exp", "eif")
+                                              or self.params.get("integration") == "euler"):
+            raise ValueError(f"spike_times 'precise' is for lif_delta (exact integration), lif_exp and eif, not "
+                             f"{self.model!r}; use spike_times = 'grid'")
         if self.model == "lif_delta" and (self.syn_init_ex or self.syn_init_in):
             raise ValueError("syn_init_ex/syn_init_in need a model with synaptic variables (not lif_delta)")
         return self
@@ -254,7 +271,21 @@ class Projection(Strict):
     width: float = Field(0.1, gt=0, description="ring: gaussian sigma (fraction of ring) or vonmises kappa")
     weight: float = Field(ge=0, description="magnitude: mV (delta), pA (current), nS (conductance)")
     scale: Literal["none", "sqrt_n"] = Field("none", description="sqrt_n: J = weight / sqrt(N total)")
-    delay_ms: float = Field(1.5, gt=0)
+    weight_dist: Literal["fixed", "normal", "lognormal", "uniform"] = Field(
+        "fixed", description="per-synapse weight magnitudes (sim/weights.py): fixed (one shared weight, no memory per "
+        "synapse) or drawn with mean `weight` and standard deviation `weight_sd` (4 bytes per synapse)")
+    weight_sd: float = Field(0.0, ge=0, description="standard deviation of the weight magnitude, weight units")
+    negative: Literal["redraw", "clip", "allow"] = Field(
+        "redraw", description="normal/uniform magnitudes below 0: redraw (truncated: Dale's sign kept), clip (set "
+        "to 0) or allow (the synapse acts with the other sign)")
+    delay_ms: float = Field(1.5, gt=0, description="delay, ms; normal delay_dist: the mean")
+    delay_dist: Literal["fixed", "uniform", "normal"] = Field(
+        "fixed", description="per-synapse delays on the grid (2 bytes per synapse): uniform whole steps in "
+        "[delay_min_ms, delay_max_ms], or normal (delay_ms, delay_sd_ms) rounded to the grid and redrawn outside "
+        "those bounds")
+    delay_sd_ms: float = Field(0.0, ge=0, description="normal delay_dist: standard deviation, ms")
+    delay_min_ms: float | None = Field(None, gt=0, description="shortest delay, ms (default: one step)")
+    delay_max_ms: float | None = Field(None, gt=0, description="longest delay, ms (needed with a delay_dist)")
     autapses: bool = False
     multapses: bool = Field(
         True, description="fixed_indegree: draw the k inputs with replacement, repeated pairs adding their weights. "
@@ -270,6 +301,14 @@ class Projection(Strict):
             object.__setattr__(self, "name", f"{self.pre}{self.post}")
         if self.rule == "fixed_indegree" and self.k is None:
             raise ValueError("rule 'fixed_indegree' needs k (the in-degree)")
+        if self.weight_dist != "fixed" and self.weight_sd == 0.0:
+            raise ValueError(f"weight_dist {self.weight_dist!r} needs weight_sd > 0 (or weight_dist 'fixed')")
+        if self.weight_dist == "lognormal" and self.weight <= 0.0:
+            raise ValueError("weight_dist 'lognormal' needs weight (its mean) > 0")
+        if self.delay_dist != "fixed" and self.delay_max_ms is None:
+            raise ValueError(f"delay_dist {self.delay_dist!r} needs delay_max_ms (the longest delay)")
+        if self.delay_dist == "normal" and self.delay_sd_ms == 0.0:
+            raise ValueError("delay_dist 'normal' needs delay_sd_ms > 0 (or delay_dist 'fixed')")
         if self.rule in ("bernoulli", "ring") and self.p is None:
             object.__setattr__(self, "p", 1.0 if self.rule == "ring" else None)
             if self.p is None:
@@ -302,6 +341,9 @@ class Record(Strict):
     counts_bin_ms: float = Field(1.0, ge=0, description="bin width of spike counts, ms; 0 turns counts off")
     probes: list[Probe] = Field(default_factory=list)
     probe_every_ms: float | None = Field(None, gt=0, description="probe sampling interval; default dt")
+    drive_counts: bool = Field(False, description="store per neuron and counts bin the events of its Poisson drive "
+                               "(drive_counts, uint32; spike and current drives are the same for a whole population "
+                               "and given by the config)")
 
 
 class Matrix(Strict):
@@ -342,7 +384,19 @@ class Config(Strict):
             for end in ("pre", "post"):
                 if getattr(pr, end) not in pops:
                     raise ValueError(f"projections.{i}.{end}: no population named {getattr(pr, end)!r}")
-            _on_grid(pr.delay_ms, dt, f"projections.{i}.delay_ms")
+            if pr.delay_dist != "normal":
+                _on_grid(pr.delay_ms, dt, f"projections.{i}.delay_ms")
+            if pr.delay_dist != "fixed":
+                lo, hi = self.delay_range(pr)
+                for key in ("delay_min_ms", "delay_max_ms"):
+                    if getattr(pr, key) is not None:
+                        _on_grid(getattr(pr, key), dt, f"projections.{i}.{key}")
+                if not 1 <= lo <= hi:
+                    raise ValueError(f"projections.{i}: delay_min_ms must be at least one step and at most "
+                                     "delay_max_ms")
+            if pr.plasticity is not None and pr.negative == "allow" and pr.weight_dist != "fixed":
+                raise ValueError(f"projections.{i}.negative: 'allow' is not for plastic synapses (their weights "
+                                 "stay in [w_min, w_max]); use 'redraw' or 'clip'")
             allowed = pops[pr.pre].n - (pr.pre == pr.post and not pr.autapses)
             if pr.rule == "fixed_indegree" and not pr.multapses and pr.k > allowed:
                 raise ValueError(f"projections.{i}.k: {pr.k} distinct partners asked, only {allowed} available "
@@ -383,6 +437,9 @@ class Config(Strict):
                 raise ValueError(f"record.probes.{i}.neurons: {bad} out of range for {pb.population} (n={n})")
         if self.record.counts_bin_ms > 0:
             _on_grid(self.record.counts_bin_ms, dt, "record.counts_bin_ms")
+        if self.record.drive_counts and (self.record.counts_bin_ms == 0 or self.is_rate_network):
+            raise ValueError("record.drive_counts needs spiking neurons and counts (record.counts_bin_ms > 0): "
+                             "drive events are binned like spike counts")
         if self.record.probe_every_ms is not None:
             _on_grid(self.record.probe_every_ms, dt, "record.probe_every_ms")
         rate = {p.model == "rate" for p in self.populations}
@@ -399,6 +456,16 @@ class Config(Strict):
             if not (info.context and info.context.get("stored")):  # a run's copy: the matrix is in the run
                 load_matrix(self.matrix.file, self.n_total)
         for p in self.populations:
+            if p.zero_row_sum and p.model in ("lif_cond_exp", "hh"):
+                raise ValueError(f"populations.{p.name}.zero_row_sum: conductances cannot turn negative; it is for "
+                                 "current-based, delta and rate models")
+            plastic_in = [pr.name for pr in self.projections if pr.post == p.name and pr.plasticity is not None]
+            if p.zero_row_sum and plastic_in:
+                raise ValueError(f"populations.{p.name}.zero_row_sum: its inputs {plastic_in} are plastic and would "
+                                 "not keep the constraint; remove their plasticity or zero_row_sum")
+            if p.spike_times == "precise" and p.params["t_ref"] < dt:
+                raise ValueError(f"populations.{p.name}.params.t_ref must be at least run.dt_ms ({dt}) with "
+                                 "spike_times 'precise' (one spike per step)")
             if p.model == "hh" and p.params["dt_sub"] > dt:
                 raise ValueError(f"populations.{p.name}.params.dt_sub must be <= run.dt_ms ({dt})")
         return self
@@ -420,7 +487,14 @@ class Config(Strict):
     @property
     def max_delay_steps(self) -> int:
         """Length of the delay ring buffer, steps."""
-        return max((self.steps(p.delay_ms) for p in self.projections), default=1)
+        return max((self.delay_range(p)[1] for p in self.projections), default=1)
+
+    def delay_range(self, proj: Projection) -> tuple[int, int]:
+        """(shortest, longest) delay of a projection's synapses, steps."""
+        if proj.delay_dist == "fixed":
+            return (self.steps(proj.delay_ms),) * 2
+        lo = self.steps(proj.delay_min_ms) if proj.delay_min_ms is not None else 1
+        return lo, self.steps(proj.delay_max_ms)
 
     def steps(self, ms: float) -> int:
         """A duration in ms as a whole number of steps (validated to lie on the grid)."""

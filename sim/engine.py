@@ -79,6 +79,7 @@ class _Window:
     n: int
     bin0: int
     counts: np.ndarray   # (bins, neurons) uint16
+    drive: np.ndarray    # (bins, neurons) uint32 Poisson drive events; (0, neurons) unless recorded
     k0: int              # first probe sample
     probes: np.ndarray   # (samples, 4, probes) float32
 
@@ -106,6 +107,7 @@ class Simulation:
         cap = net.n_local * m + SPIKE_SLACK  # a worst-case slice always fits; typical calls run many slices
         self.spk_step = np.empty(cap, np.int64)
         self.spk_gid = np.empty(cap, np.int32)
+        self.spk_off = np.empty(cap)
         self.n_probes = max(1, net.probe_gids.size)
         self.pop_starts = np.array(list(population_offsets(cfg).values()), np.int64)
         self.pop_spikes = (np.array(totals["pop_spikes"], np.int64) if totals
@@ -286,7 +288,9 @@ class Simulation:
         n_bins = ((t0 + n - 1) // b - bin0 + 1) if b else 0
         k0 = -(-(t0 + 1) // pe) - 1 if pe else 0
         n_k = (t0 + n) // pe - 1 - k0 + 1 if pe else 0
-        return _Window(t0, n, bin0, np.zeros((n_bins, self.net.n_local), np.uint16), k0,
+        drive_bins = n_bins if self.cfg.record.drive_counts else 0
+        return _Window(t0, n, bin0, np.zeros((n_bins, self.net.n_local), np.uint16),
+                       np.zeros((drive_bins, self.net.n_local), np.uint32), k0,
                        np.full((max(n_k, 0), 4, self.n_probes), np.nan, np.float32))
 
     def _update(self, cur: np.ndarray, kick: np.ndarray, on: np.ndarray, rec: _Window, t: int, slices: int, m: int,
@@ -296,8 +300,8 @@ class Simulation:
         ta = time.perf_counter()
         done, n_spk = self.kernels.advance(
             self.neurons, self.pois, DriveWindow(cur, kick, on, rec.t0, self.x_ahead[:n_ahead]), self.syn,
-            Recording(self.spk_step, self.spk_gid, rec.counts, self.grid.bin, rec.bin0, self.net.probe_slot,
-                      self.probe_every, rec.k0, rec.probes, self.prof),
+            Recording(self.spk_step, self.spk_gid, self.spk_off, rec.counts, rec.drive, self.grid.bin, rec.bin0,
+                      self.net.probe_slot, self.probe_every, rec.k0, rec.probes, self.prof),
             self.net.ring, t, slices, m, self.in_kernel, n_spk)
         self.timers["update_s"] += time.perf_counter() - ta
         return done, n_spk
@@ -343,7 +347,7 @@ class Simulation:
         """Move the first n buffered spikes to the writer and the totals."""
         t0 = time.perf_counter()
         if self.cfg.record.spikes:
-            self.writer.add_spikes(self.spk_step[:n].copy(), self.spk_gid[:n].copy())
+            self.writer.add_spikes(self.spk_step[:n].copy(), self.spk_gid[:n].copy(), self.spk_off[:n])
         self.pop_spikes[:] += np.bincount(np.searchsorted(self.pop_starts, self.spk_gid[:n], side="right") - 1,
                                           minlength=self.pop_spikes.size)
         self.timers["record_s"] += time.perf_counter() - t0
@@ -351,7 +355,7 @@ class Simulation:
     def _record(self, rec: _Window) -> None:
         """The window's counts and probe samples, and every whole chunk of spikes (collective)."""
         t_rec = time.perf_counter()
-        self.writer.write_counts(rec.bin0, rec.counts)
+        self.writer.write_counts(rec.bin0, rec.counts, rec.drive)
         if rec.probes.shape[0] > 0:
             self.writer.write_probes(rec.k0, rec.probes[:, :, self.writer.probe_cols or slice(0, 0)])
         self.writer.flush_spikes()
@@ -391,7 +395,8 @@ class Simulation:
         net, k = self.net, self.kernels
         cur, kick, on = net.drive.window(0, 1)
         k.draw_ahead(self.neurons, self.pois, DriveWindow(cur, kick, on, 0, self.x_ahead[:0]), 0, self.x_ahead[:1])
-        rec = _Window(0, 0, 0, np.zeros((1, net.n_local), np.uint16), 0, np.zeros((1, 4, self.n_probes), np.float32))
+        rec = _Window(0, 0, 0, np.zeros((1, net.n_local), np.uint16), np.zeros((1, net.n_local), np.uint32), 0,
+                      np.zeros((1, 4, self.n_probes), np.float32))
         self._update(cur, kick, on, rec, 0, 0, self.m, 0, 0)
         self.prof[:] = 0
         steps, gids = k.sort_keys(np.zeros(0, np.int64), 0, self.cfg.n_total)

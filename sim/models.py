@@ -3,10 +3,10 @@
 Every model keeps its state in rows of one float64 array ``state[var, neuron]``:
 
     V      membrane potential, mV
-    REF    refractory steps left
+    REF    refractory steps left (precise models: refractory time left, ms)
     SE     excitatory synaptic variable (pA for current models, nS for conductance models)
     SI     inhibitory synaptic variable (magnitude, same unit)
-    SX     external (drive) synaptic variable, excitatory receptor
+    SX     external (drive) synaptic variable, excitatory receptor (its own time constant tau_syn_x if set)
     GM, GH, GN   Hodgkin-Huxley gates
 
 A kernel advances one neuron by one step dt given this step's arrivals ``e``, ``i`` (recurrent
@@ -26,17 +26,26 @@ from eilab.sim.rng import PURPOSE_INIT, uniforms_for
 
 V, REF, SE, SI, SX, GM, GH, GN = range(8)
 N_STATE = 8
-N_PARAM = 20
-LIF_DELTA, LIF_EXP, LIF_COND_EXP, EIF, HH = range(5)
+N_PARAM = 29
+LIF_DELTA, LIF_EXP, LIF_COND_EXP, EIF, HH, LIF_DELTA_PS, LIF_EXP_PS, EIF_PS = range(8)
 MODEL_IDS = {"lif_delta": LIF_DELTA, "lif_exp": LIF_EXP, "lif_cond_exp": LIF_COND_EXP, "eif": EIF, "hh": HH}
+PRECISE_IDS = {"lif_delta": LIF_DELTA_PS, "lif_exp": LIF_EXP_PS, "eif": EIF_PS}  # spike_times = "precise"
 
 # Parameter vector slots shared by all models (model-specific ones follow).
 P_PROP_M, P_CUR_GAIN, P_EL, P_VTH, P_VRESET, P_REFSTEPS, P_IE, P_CM, P_DT = range(9)
 P_PROP_EX, P_PROP_IN, P_P21EX, P_P21IN = 9, 10, 11, 12          # synaptic decays and V couplings
 P_GL, P_EEX, P_EIN, P_AVG_EX, P_AVG_IN = 13, 14, 15, 16, 17      # conductance models / EIF
 P_DELTA_T, P_VT = 18, 19                                         # EIF (HH reuses slots, see below)
+P_PROP_X, P_P21X, P_AVG_X, P_OWN_X = 20, 21, 22, 23              # the drive's synapse (tau_syn_x), 1 if own
+P_TAU_M, P_TAU_E, P_TAU_I, P_TAU_X, P_TREF = 24, 25, 26, 27, 28  # precise spike times: ms
 
 
+def model_id(pop: Population) -> int:
+    """The kernel of a population: its model, in the precise-spike-time variant if asked."""
+    return PRECISE_IDS[pop.model] if pop.spike_times == "precise" else MODEL_IDS[pop.model]
+
+
+@njit(cache=True)
 def _p21(h: float, tau_m: float, tau_s: float, c_m: float) -> float:
     """Exact coupling of an exponential current into V over one step h (NEST's P21), mV/pA."""
     rate = 1.0 / tau_s - 1.0 / tau_m
@@ -75,6 +84,18 @@ def parameter_vector(pop: Population, dt: float) -> np.ndarray:
     if pop.model == "lif_exp":
         v[P_P21EX] = _p21(dt, p["tau_m"], p["tau_syn_ex"], p["C_m"])
         v[P_P21IN] = _p21(dt, p["tau_m"], p["tau_syn_in"], p["C_m"])
+    if pop.model in ("lif_delta", "lif_exp", "eif"):
+        v[P_TAU_M], v[P_TREF] = p.get("tau_m", 0.0), p["t_ref"]
+    if pop.model != "lif_delta":
+        tx = p.get("tau_syn_x")
+        v[P_TAU_E], v[P_TAU_I] = p["tau_syn_ex"], p["tau_syn_in"]
+        v[P_TAU_X] = p["tau_syn_ex"] if tx is None else tx
+        v[P_OWN_X] = float(tx is not None)
+        v[P_PROP_X], v[P_AVG_X], v[P_P21X] = v[P_PROP_EX], v[P_AVG_EX], v[P_P21EX]
+        if tx is not None:
+            v[P_PROP_X], v[P_AVG_X] = math.exp(-dt / tx), tx / dt * -math.expm1(-dt / tx)
+            if pop.model == "lif_exp":
+                v[P_P21X] = _p21(dt, p["tau_m"], tx, p["C_m"])
     if pop.model in ("lif_cond_exp", "eif"):
         v[P_GL] = p["g_L"]
     if pop.model == "lif_cond_exp":
@@ -134,12 +155,119 @@ def lif_exp_step(state, j, p, e, i, x, cur) -> bool:
         state[REF, j] -= 1.0
     else:
         el = p[P_EL]
-        state[V, j] = (el + p[P_PROP_M] * (state[V, j] - el) + p[P_CUR_GAIN] * cur
-                       + p[P_P21EX] * (state[SE, j] + state[SX, j]) - p[P_P21IN] * state[SI, j])
+        syn = (p[P_P21EX] * state[SE, j] + p[P_P21X] * state[SX, j] if p[P_OWN_X]
+               else p[P_P21EX] * (state[SE, j] + state[SX, j]))
+        state[V, j] = el + p[P_PROP_M] * (state[V, j] - el) + p[P_CUR_GAIN] * cur + syn - p[P_P21IN] * state[SI, j]
     state[SE, j] = state[SE, j] * p[P_PROP_EX] + e
-    state[SX, j] = state[SX, j] * p[P_PROP_EX] + x
+    state[SX, j] = state[SX, j] * p[P_PROP_X] + x
     state[SI, j] = state[SI, j] * p[P_PROP_IN] + i
     return _fire(state, j, p)
+
+
+@njit(cache=True, inline="always")
+def _release(state, j, h) -> float:
+    """Precise models: the refractory part of this step (ms, at most h), counted off REF (ms left)."""
+    ref = state[REF, j]
+    state[REF, j] = max(ref - h, 0.0)
+    return min(max(ref, 0.0), h)
+
+
+@njit(cache=True, inline="always")
+def _spike_at(state, j, p, offset) -> float:
+    """Precise models: reset at `offset` (ms into the step); refractory for t_ref from then on."""
+    state[V, j] = p[P_VRESET]
+    state[REF, j] = p[P_TREF] - (p[P_DT] - offset)  # >= 0: t_ref >= dt
+    return offset
+
+
+@njit(cache=True, inline="always")
+def lif_delta_ps_step(state, j, p, e, i, x, cur) -> float:
+    """lif_delta with the threshold crossing placed inside the step: returns the spike's offset into the step
+    (ms, in (0, dt]) or -1. Between arrivals V relaxes exactly towards v_inf = E_L + tau_m I / C_m, so the crossing
+    of the current alone is at tau_m ln((v_inf - V0) / (v_inf - V_th)) after the free part of the step begins;
+    delta arrivals act at the end of the step, as on the grid. Refractoriness ends off the grid."""
+    h = p[P_DT]
+    a = _release(state, j, h)
+    if a >= h:
+        return -1.0  # input arriving while refractory is lost (NEST iaf_psc_delta)
+    el, tau, vth = p[P_EL], p[P_TAU_M], p[P_VTH]
+    v0 = state[V, j]
+    if a == 0.0:
+        v1 = el + p[P_PROP_M] * (v0 - el) + p[P_CUR_GAIN] * cur
+    else:
+        vinf = el + tau / p[P_CM] * cur
+        v1 = vinf + (v0 - vinf) * math.exp(-(h - a) / tau)
+    if v1 >= vth:
+        vinf = el + tau / p[P_CM] * cur
+        return _spike_at(state, j, p, a + (tau * math.log1p((vth - v0) / (vinf - vth)) if v0 < vth else 0.0))
+    v1 += e - i + x
+    if v1 >= vth:
+        return _spike_at(state, j, p, h)
+    state[V, j] = v1
+    return -1.0
+
+
+@njit(cache=True, inline="always")
+def _lif_exp_v(s, v0, p, cur, se, sx, si) -> tuple[float, float]:
+    """lif_exp: exact (V, dV/dt) s ms after a point where V = v0 and the synaptic currents are se, sx, si (pA)."""
+    el, tm, cm = p[P_EL], p[P_TAU_M], p[P_CM]
+    te, tx, ti = p[P_TAU_E], p[P_TAU_X], p[P_TAU_I]
+    em = math.exp(-s / tm)
+    v = (el + em * (v0 - el) + tm / cm * -math.expm1(-s / tm) * cur
+         + _p21(s, tm, te, cm) * se + _p21(s, tm, tx, cm) * sx - _p21(s, tm, ti, cm) * si)
+    current = cur + se * math.exp(-s / te) + sx * math.exp(-s / tx) - si * math.exp(-s / ti)
+    return v, (el - v) / tm + current / cm
+
+
+@njit(cache=True)
+def _lif_exp_crossing(f, v0, v1, p, cur, se, sx, si) -> float:
+    """The first s in (0, f] with V(s) = V_th, given V(0) < V_th <= V(f): Newton's method kept inside a
+    shrinking bracket (bisection when a step leaves it), to double precision."""
+    vth = p[P_VTH]
+    lo, hi = 0.0, f
+    s = f * (vth - v0) / (v1 - v0)
+    for _ in range(100):
+        v, dv = _lif_exp_v(s, v0, p, cur, se, sx, si)
+        if v >= vth:
+            hi = s
+        else:
+            lo = s
+        nxt = s - (v - vth) / dv if dv > 0.0 else 0.5 * (lo + hi)
+        if not lo < nxt < hi:
+            nxt = 0.5 * (lo + hi)
+        if abs(nxt - s) <= 1e-15 * f or hi - lo <= 1e-15 * f:
+            return hi if v < vth else s
+        s = nxt
+    return hi
+
+
+@njit(cache=True, inline="always")
+def lif_exp_ps_step(state, j, p, e, i, x, cur) -> float:
+    """lif_exp with the threshold crossing placed inside the step (root of the exact solution, `_lif_exp_crossing`):
+    returns the offset of the spike into the step (ms, in (0, dt]) or -1. Refractoriness ends off the grid."""
+    h = p[P_DT]
+    a = _release(state, j, h)
+    out = -1.0
+    if a < h:
+        se, sx, si = state[SE, j], state[SX, j], state[SI, j]
+        if a > 0.0:  # the currents where the free part of the step begins
+            se, sx, si = se * math.exp(-a / p[P_TAU_E]), sx * math.exp(-a / p[P_TAU_X]), si * math.exp(-a / p[P_TAU_I])
+        v0 = state[V, j]
+        if a == 0.0:
+            el = p[P_EL]
+            syn = (p[P_P21EX] * se + p[P_P21X] * sx if p[P_OWN_X] else p[P_P21EX] * (se + sx))
+            v1 = el + p[P_PROP_M] * (v0 - el) + p[P_CUR_GAIN] * cur + syn - p[P_P21IN] * si
+        else:
+            v1 = _lif_exp_v(h - a, v0, p, cur, se, sx, si)[0]
+        if v1 >= p[P_VTH]:
+            s = _lif_exp_crossing(h - a, v0, v1, p, cur, se, sx, si) if v0 < p[P_VTH] else 0.0
+            out = _spike_at(state, j, p, a + s)
+        else:
+            state[V, j] = v1
+    state[SE, j] = state[SE, j] * p[P_PROP_EX] + e
+    state[SX, j] = state[SX, j] * p[P_PROP_X] + x
+    state[SI, j] = state[SI, j] * p[P_PROP_IN] + i
+    return out
 
 
 @njit(cache=True, inline="always")
@@ -148,14 +276,15 @@ def lif_cond_exp_step(state, j, p, e, i, x, cur) -> bool:
     if state[REF, j] > 0:
         state[REF, j] -= 1.0
     else:
-        gex = (state[SE, j] + state[SX, j]) * p[P_AVG_EX]
+        gex = (state[SE, j] * p[P_AVG_EX] + state[SX, j] * p[P_AVG_X] if p[P_OWN_X]
+               else (state[SE, j] + state[SX, j]) * p[P_AVG_EX])
         gin = state[SI, j] * p[P_AVG_IN]
         gl = p[P_GL]
         gtot = gl + gex + gin
         vinf = (gl * p[P_EL] + gex * p[P_EEX] + gin * p[P_EIN] + cur) / gtot
         state[V, j] = vinf + (state[V, j] - vinf) * math.exp(-p[P_DT] * gtot / p[P_CM])
     state[SE, j] = state[SE, j] * p[P_PROP_EX] + e
-    state[SX, j] = state[SX, j] * p[P_PROP_EX] + x
+    state[SX, j] = state[SX, j] * p[P_PROP_X] + x
     state[SI, j] = state[SI, j] * p[P_PROP_IN] + i
     return _fire(state, j, p)
 
@@ -179,17 +308,102 @@ def eif_step(state, j, p, e, i, x, cur) -> bool:
         ii0 = state[SI, j]
         half_e = math.sqrt(p[P_PROP_EX])
         half_i = math.sqrt(p[P_PROP_IN])
+        ie_mid = (state[SE, j] * half_e + state[SX, j] * math.sqrt(p[P_PROP_X]) if p[P_OWN_X]
+                  else ie0 * half_e)
         v = state[V, j]
         k1 = _eif_dvdt(v, p, ie0 - ii0 + cur)
         vm = v + 0.5 * h * k1
         if vm >= p[P_VTH]:
             state[V, j] = vm
         else:
-            state[V, j] = v + h * _eif_dvdt(vm, p, ie0 * half_e - ii0 * half_i + cur)
+            state[V, j] = v + h * _eif_dvdt(vm, p, ie_mid - ii0 * half_i + cur)
     state[SE, j] = state[SE, j] * p[P_PROP_EX] + e
-    state[SX, j] = state[SX, j] * p[P_PROP_EX] + x
+    state[SX, j] = state[SX, j] * p[P_PROP_X] + x
     state[SI, j] = state[SI, j] * p[P_PROP_IN] + i
     return _fire(state, j, p)
+
+
+@njit(cache=True, inline="always")
+def _eif_rate(v, t, p, cur, se, sx, si) -> float:
+    """eif dV/dt (mV/ms) at V = v, t ms after a point where the synaptic currents were se, sx, si (pA)."""
+    isyn = se * math.exp(-t / p[P_TAU_E]) + sx * math.exp(-t / p[P_TAU_X]) - si * math.exp(-t / p[P_TAU_I])
+    return _eif_dvdt(v, p, isyn + cur)
+
+
+@njit(cache=True, inline="always")
+def _eif_midpoint(s, v0, p, cur, se, sx, si) -> float:
+    """The eif midpoint step of length s (ms) from V = v0 (section 2.4 of docs/models.md)."""
+    vm = v0 + 0.5 * s * _eif_rate(v0, 0.0, p, cur, se, sx, si)
+    return vm if vm >= p[P_VTH] else v0 + s * _eif_rate(vm, 0.5 * s, p, cur, se, sx, si)
+
+
+@njit(cache=True)
+def _eif_upswing(f, v0, p, cur, se, sx, si) -> tuple[float, float]:
+    """The upswing, V rising: t(V) from dt/dV = 1 / (dV/dt), classical RK4 in V with steps of Delta_T / 4 (smooth
+    where t(V) is: near V_peak dV/dt explodes, 1 / (dV/dt) vanishes). Returns (V, t): (V_peak, crossing time <= f),
+    or (V(f), f) from the cubic Hermite interpolant of t(V) over the last V-step; (nan, 0) if dV/dt <= 0 on the way
+    (then the step is taken in time)."""
+    vpk, dv = p[P_VTH], 0.25 * p[P_DELTA_T]
+    v, t = v0, 0.0
+    g = _eif_rate(v, t, p, cur, se, sx, si)
+    while v < vpk:
+        h = min(dv, vpk - v)
+        if g <= 0.0:
+            return math.nan, 0.0
+        k1 = 1.0 / g
+        g2 = _eif_rate(v + 0.5 * h, t + 0.5 * h * k1, p, cur, se, sx, si)
+        g3 = _eif_rate(v + 0.5 * h, t + 0.5 * h / g2, p, cur, se, sx, si) if g2 > 0.0 else -1.0
+        if g2 <= 0.0 or g3 <= 0.0:
+            return math.nan, 0.0
+        g4 = _eif_rate(v + h, t + h / g3, p, cur, se, sx, si)
+        if g4 <= 0.0:
+            return math.nan, 0.0
+        t1 = t + h / 6.0 * (k1 + 2.0 / g2 + 2.0 / g3 + 1.0 / g4)
+        g1 = _eif_rate(v + h, t1, p, cur, se, sx, si)
+        if t1 >= f:  # V(f) within this V-step: invert the Hermite cubic of t over it (monotone) by Newton
+            m0, m1 = h * k1, h / g1 if g1 > 0.0 else h / g4
+            x = (f - t) / (t1 - t)
+            for _ in range(50):
+                h00, h10 = 2 * x**3 - 3 * x**2 + 1, x**3 - 2 * x**2 + x
+                h01, h11 = -2 * x**3 + 3 * x**2, x**3 - x**2
+                val = h00 * t + h10 * m0 + h01 * t1 + h11 * m1 - f
+                der = (6 * x**2 - 6 * x) * t + (3 * x**2 - 4 * x + 1) * m0 + (6 * x - 6 * x**2) * t1 \
+                    + (3 * x**2 - 2 * x) * m1
+                nxt = min(max(x - val / der, 0.0), 1.0) if der > 0.0 else x
+                if abs(nxt - x) < 1e-15:
+                    break
+                x = nxt
+            return v + x * h, f
+        v, t, g = v + h, t1, g1
+    return vpk, t
+
+
+@njit(cache=True, inline="always")
+def eif_ps_step(state, j, p, e, i, x, cur) -> float:
+    """eif with precise spike times: below V_T a midpoint step in time; on the upswing (V >= V_T, rising) the
+    step is integrated with V as the variable (`_eif_upswing`), which places the crossing of V_peak inside the
+    step. Returns the offset of the spike into the step (ms, in (0, dt]) or -1; refractoriness ends off the grid."""
+    h = p[P_DT]
+    a = _release(state, j, h)
+    out = -1.0
+    if a < h:
+        se, sx, si = state[SE, j], state[SX, j], state[SI, j]
+        if a > 0.0:
+            se, sx, si = se * math.exp(-a / p[P_TAU_E]), sx * math.exp(-a / p[P_TAU_X]), si * math.exp(-a / p[P_TAU_I])
+        v0 = state[V, j]
+        v1, s = math.nan, 0.0
+        if v0 >= p[P_VT]:
+            v1, s = _eif_upswing(h - a, v0, p, cur, se, sx, si)
+        if math.isnan(v1):
+            v1, s = _eif_midpoint(h - a, v0, p, cur, se, sx, si), h - a
+        if v1 >= p[P_VTH]:
+            out = _spike_at(state, j, p, a + s)
+        else:
+            state[V, j] = v1
+    state[SE, j] = state[SE, j] * p[P_PROP_EX] + e
+    state[SX, j] = state[SX, j] * p[P_PROP_X] + x
+    state[SI, j] = state[SI, j] * p[P_PROP_IN] + i
+    return out
 
 
 @njit(cache=True, inline="always")
@@ -258,8 +472,9 @@ def hh_step(state, j, p, e, i, x, cur) -> bool:
 
 
 @njit(cache=True)
-def update_population(model, state, lo, hi, p, e, i, x, cur, fired) -> int:
-    """Step neurons lo..hi-1 of one population; returns n, with fired[:n] the neurons that spiked.
+def update_population(model, state, lo, hi, p, e, i, x, cur, fired, offsets) -> int:
+    """Step neurons lo..hi-1 of one population; returns n, with fired[:n] the neurons that spiked (and, for the
+    precise models, offsets[:n] their spike times into the step, ms).
 
     One tight loop per model: the model test stays outside the loop, so each loop inlines its
     kernel (a per-neuron dispatch, or a store per neuron, costs several times the update itself).
@@ -285,10 +500,28 @@ def update_population(model, state, lo, hi, p, e, i, x, cur, fired) -> int:
             if eif_step(state, j, p, e[j], i[j], x[j], cur):
                 fired[n] = j
                 n += 1
-    else:
+    elif model == HH:
         for j in range(lo, hi):
             if hh_step(state, j, p, e[j], i[j], x[j], cur):
                 fired[n] = j
+                n += 1
+    elif model == LIF_DELTA_PS:
+        for j in range(lo, hi):
+            o = lif_delta_ps_step(state, j, p, e[j], i[j], x[j], cur)
+            if o >= 0.0:
+                fired[n], offsets[n] = j, o
+                n += 1
+    elif model == LIF_EXP_PS:
+        for j in range(lo, hi):
+            o = lif_exp_ps_step(state, j, p, e[j], i[j], x[j], cur)
+            if o >= 0.0:
+                fired[n], offsets[n] = j, o
+                n += 1
+    else:
+        for j in range(lo, hi):
+            o = eif_ps_step(state, j, p, e[j], i[j], x[j], cur)
+            if o >= 0.0:
+                fired[n], offsets[n] = j, o
                 n += 1
     return n
 
@@ -298,7 +531,7 @@ def probe(model, state, j, p, e, i, x, cur, out) -> None:
     """Write V (mV) and E, I, external input (mV/ms) of neuron j after its step into out[0:4]."""
     out[0] = state[V, j]
     cm = p[P_CM]
-    if model == LIF_DELTA:
+    if model in (LIF_DELTA, LIF_DELTA_PS):
         dt = p[P_DT]
         out[1], out[2], out[3] = e / dt, -i / dt, x / dt + cur / cm
     elif model == LIF_COND_EXP:

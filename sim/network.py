@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from eilab.sim.config import Config, weight_scale
-from eilab.sim.rng import PURPOSE_CONNECT, below, named_purpose, stream_key, uniform
+from eilab.sim.config import Config, Projection, weight_scale
+from eilab.sim.rng import PURPOSE_CONNECT, PURPOSE_DELAY, PURPOSE_WEIGHT, below, named_purpose, stream_key, uniform
 from eilab.sim.step import Synapses
+from eilab.sim.weights import DELAY_DISTS, NEGATIVE, WEIGHT_DISTS, draw_delay, draw_weight
 
 RULE_IDS = {"fixed_indegree": 0, "bernoulli": 1, "ring": 2}
 PROFILE_IDS = {"box": 0, "gaussian": 1, "vonmises": 2}
@@ -39,7 +40,9 @@ class Connectivity:
     For projection q, presynaptic gids pre_gid0[q] .. pre_gid0[q] + pre_n[q] - 1; pre neuron r's
     row is row = row0[q] + r * stride[q] and its targets are targets[rowptr[row] : rowptr[row + 1]]
     (rank-local indices, ascending), each receiving weight[q] on receptor[q] after delay_steps[q].
-    Plastic projections have stride 1: their rows form one block.
+    Plastic projections have stride 1: their rows form one block. A projection with own_w[q] gives synapse s
+    the weight syn_w[s] instead (a weight_dist, or inputs to a zero_row_sum population), one with own_d[q] the
+    delay syn_d[s] (delay_steps[q] is then its shortest); syn_w and syn_d are empty when no projection has them.
     """
 
     pre_gid0: np.ndarray     # int64 (n_proj,)
@@ -52,11 +55,16 @@ class Connectivity:
     rowptr: np.ndarray       # int64
     targets: np.ndarray      # uint16 (ranks of <= 65536 neurons) or int32
     plastic: np.ndarray      # bool (n_proj,): weights per synapse, delivered by the plasticity kernel
+    own_w: np.ndarray        # bool (n_proj,): weights per synapse in syn_w
+    own_d: np.ndarray        # bool (n_proj,): delays per synapse in syn_d
+    syn_w: np.ndarray        # float32 (synapses,) or empty: weight of each synapse (model units, scaled)
+    syn_d: np.ndarray        # uint16 (synapses,) or empty: delay of each synapse, steps
 
     def kernel_args(self) -> Synapses:
         """The arrays the kernels take (step.Synapses)."""
         return Synapses(self.pre_gid0, self.pre_n, self.row0, self.stride, self.receptor, self.delay_steps,
-                        self.weight, self.rowptr, self.targets, self.plastic)
+                        self.weight, self.rowptr, self.targets, self.plastic, self.own_w, self.own_d, self.syn_w,
+                        self.syn_d)
 
     @property
     def n_synapses(self) -> int:
@@ -67,13 +75,27 @@ class Connectivity:
         idx = self.row0[q] + self.stride[q] * np.arange(self.pre_n[q])
         return self.rowptr[idx], self.rowptr[idx + 1]
 
-    def synapses(self, q: int) -> tuple[np.ndarray, np.ndarray]:
-        """(presynaptic index, local target) of every synapse of projection q, pre-major."""
+    def synapse_index(self, q: int) -> tuple[np.ndarray, np.ndarray]:
+        """(presynaptic index, position in `targets`) of every synapse of projection q, pre-major."""
         start, end = self.rows(q)
         lens = end - start
         first = np.cumsum(lens) - lens  # position of each row's first synapse in the output
-        idx = np.arange(int(lens.sum())) + np.repeat(start - first, lens)
-        return np.repeat(np.arange(self.pre_n[q]), lens), self.targets[idx]
+        return np.repeat(np.arange(self.pre_n[q]), lens), np.arange(int(lens.sum())) + np.repeat(start - first, lens)
+
+    def synapses(self, q: int) -> tuple[np.ndarray, np.ndarray]:
+        """(presynaptic index, local target) of every synapse of projection q, pre-major."""
+        pre, idx = self.synapse_index(q)
+        return pre, self.targets[idx]
+
+    def weights(self, q: int) -> np.ndarray:
+        """Weight magnitude of every synapse of projection q, pre-major (float64, model units)."""
+        idx = self.synapse_index(q)[1]
+        return self.syn_w[idx].astype(np.float64) if self.own_w[q] else np.full(idx.size, float(self.weight[q]))
+
+    def delays(self, q: int) -> np.ndarray:
+        """Delay of every synapse of projection q, pre-major (int64, steps)."""
+        idx = self.synapse_index(q)[1]
+        return self.syn_d[idx].astype(np.int64) if self.own_d[q] else np.full(idx.size, int(self.delay_steps[q]))
 
     def out_degree(self, n_total: int) -> np.ndarray:
         """Local targets of every gid (summed over projections), int64 (n_total,)."""
@@ -176,23 +198,39 @@ def _inputs_of(rule, key, j, n_pre, n_post, same_pop, k, p, radius, profile, wid
 
 @njit(cache=True)
 def _build(rule, seed, purpose, post_gid0, j_lo, j_hi, local0, n_pre, n_post, same_pop, k, p,
-           radius, profile, width, autapses, multapses, counts, targets, fill):
-    """Pass 1 (targets empty): count per pre. Pass 2: write local targets row by row."""
+           radius, profile, width, autapses, multapses, counts, targets, fill, wdraw, ddraw, syn_w, syn_d):
+    """Pass 1 (targets empty): count per pre. Pass 2: write local targets row by row, with each synapse's
+    weight (wdraw = (kind or -1 for none, mean, sd, negative, scale, purpose); weights.draw_weight) and delay
+    (ddraw = (kind or -1 for none, mean, sd, lo, hi, purpose) in steps; weights.draw_delay)."""
     size = max(k, n_pre) + 1
     buf = np.empty(size, np.int64)
     mark = np.zeros(n_pre, np.bool_)
     count_only = targets.size == 0
+    wkind, wmean, wsd, wneg, wscale, wpurpose = wdraw
+    dkind, dmean, dsd, dlo, dhi, dpurpose = ddraw
     for j in range(j_lo, j_hi):
         key = stream_key(seed, purpose, post_gid0 + j)
         cnt = _inputs_of(rule, key, j, n_pre, n_post, same_pop, k, p, radius, profile, width,
                          autapses, multapses, buf, mark)
+        wkey = stream_key(seed, wpurpose, post_gid0 + j)
+        dkey = stream_key(seed, dpurpose, post_gid0 + j)
+        cw = cd = 0
         for t in range(cnt):
             i = buf[t]
             if count_only:
                 counts[i] += 1
-            else:
-                targets[fill[i]] = local0 + j - j_lo
-                fill[i] += 1
+                continue
+            s = fill[i]
+            targets[s] = local0 + j - j_lo
+            if wkind == 0:
+                syn_w[s] = wmean * wscale
+            elif wkind > 0:
+                w, cw = draw_weight(wkind, wmean, wsd, wneg, wkey, cw)
+                syn_w[s] = w * wscale
+            if dkind > 0:
+                d, cd = draw_delay(dkind, dmean, dsd, dlo, dhi, dkey, cd)
+                syn_d[s] = d
+            fill[i] += 1
 
 
 def _row_layout(cfg: Config, plastic: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -224,6 +262,8 @@ def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
     delay = np.zeros(n_proj, np.int64)
     weight = np.zeros(n_proj, np.float64)
     plastic = np.array([pr.plasticity is not None for pr in cfg.projections], np.bool_)
+    own_w = np.array([pr.weight_dist != "fixed" or pops[pr.post].zero_row_sum for pr in cfg.projections], np.bool_)
+    own_d = np.array([pr.delay_dist != "fixed" for pr in cfg.projections], np.bool_)
     row0, stride, total_rows = _row_layout(cfg, plastic)
     row_len = np.zeros(total_rows, np.int64)
     plans = []
@@ -231,7 +271,7 @@ def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
         pre, post = pops[pr.pre], pops[pr.post]
         pre_gid0[q], pre_n[q] = offs[pr.pre], pre.n
         receptor[q] = RECEPTOR_E if pre.type == "E" else RECEPTOR_I
-        delay[q] = cfg.steps(pr.delay_ms)
+        delay[q] = cfg.delay_range(pr)[0]
         weight[q] = pr.weight * weight_scale(cfg, pr)
         post0 = offs[pr.post]
         j_lo, j_hi = max(lo, post0) - post0, min(hi, post0 + post.n) - post0
@@ -242,13 +282,55 @@ def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
             pr.autapses, pr.multapses,
         )
         counts = np.zeros(pre.n, np.int64)
-        _build(*args, counts, np.empty(0, target_dtype), counts)
+        _build(*args, counts, np.empty(0, target_dtype), counts, *_draws(cfg, pr, own_w[q]), EMPTY_W, EMPTY_D)
         row_len[row0[q] + stride[q] * np.arange(pre.n)] = counts
         plans.append(args)
     rowptr = np.zeros(total_rows + 1, np.int64)
     np.cumsum(row_len, out=rowptr[1:])
-    targets = np.empty(int(rowptr[-1]), target_dtype)
+    n_syn = int(rowptr[-1])
+    targets = np.empty(n_syn, target_dtype)
+    syn_w = np.zeros(n_syn if own_w.any() else 0, np.float32)
+    syn_d = np.zeros(n_syn if own_d.any() else 0, np.uint16)
     for q, args in enumerate(plans):
         fill = rowptr[row0[q] + stride[q] * np.arange(pre_n[q])]
-        _build(*args, np.empty(0, np.int64), targets, fill)
-    return Connectivity(pre_gid0, pre_n, row0, stride, receptor, delay, weight, rowptr, targets, plastic)
+        _build(*args, np.empty(0, np.int64), targets, fill, *_draws(cfg, cfg.projections[q], own_w[q]), syn_w, syn_d)
+    conn = Connectivity(pre_gid0, pre_n, row0, stride, receptor, delay, weight, rowptr, targets, plastic,
+                        own_w, own_d, syn_w, syn_d)
+    _zero_row_sums(cfg, conn, hi - lo)
+    return conn
+
+
+EMPTY_W, EMPTY_D = np.zeros(0, np.float32), np.zeros(0, np.uint16)
+
+
+def _draws(cfg: Config, pr: Projection, own_w: bool) -> tuple[tuple, tuple]:
+    """The weight and delay draw plans of `_build` for one projection."""
+    wkind = WEIGHT_DISTS[pr.weight_dist] if own_w else -1
+    wdraw = (wkind, pr.weight, pr.weight_sd, NEGATIVE[pr.negative], weight_scale(cfg, pr),
+             named_purpose(PURPOSE_WEIGHT, pr.name))
+    lo, hi = cfg.delay_range(pr)
+    dt = cfg.run.dt_ms
+    ddraw = (DELAY_DISTS[pr.delay_dist] or -1, pr.delay_ms / dt, pr.delay_sd_ms / dt, lo, hi,
+             named_purpose(PURPOSE_DELAY, pr.name))
+    return wdraw, ddraw
+
+
+def _zero_row_sums(cfg: Config, conn: Connectivity, n_local: int) -> None:
+    """Subtract from every input weight of a zero_row_sum neuron the mean of its signed inputs, so that they
+    sum to zero (to float32 rounding). Sums run in storage order: the same on every partition."""
+    pops = {p.name: p for p in cfg.populations}
+    members = [q for q, pr in enumerate(cfg.projections) if pops[pr.post].zero_row_sum]
+    if not members:
+        return
+    total, count = np.zeros(n_local), np.zeros(n_local)
+    parts = []
+    for q in members:
+        idx = conn.synapse_index(q)[1]
+        tg = conn.targets[idx].astype(np.int64)
+        sign = cfg.sign_of(cfg.projections[q])
+        total += np.bincount(tg, weights=sign * conn.syn_w[idx].astype(np.float64), minlength=n_local)
+        count += np.bincount(tg, minlength=n_local)
+        parts.append((idx, tg, sign))
+    shift = total / np.maximum(count, 1.0)
+    for idx, tg, sign in parts:
+        conn.syn_w[idx] = (conn.syn_w[idx].astype(np.float64) - sign * shift[tg]).astype(np.float32)

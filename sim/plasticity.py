@@ -81,12 +81,20 @@ def build_plastic(cfg: Config, conn: Connectivity, n_local: int) -> list[Plastic
         np.cumsum(np.bincount(tg, minlength=n_local), out=post_ptr[1:])
         out.append(PlasticProjection(
             q=q, name=pr.name, rule=pr.plasticity, s0=s0,
-            w=np.full(s1 - s0, conn.weight[q], np.dtype(pr.plasticity.precision)),
+            w=_initial_weights(conn, q, s0, s1, pr.plasticity),
             post_ptr=post_ptr, post_syn=order.astype(np.int32),
             x_pre=np.zeros(n_pre), t_pre=np.zeros(n_pre, np.int64),
             x_post=np.zeros(n_local), t_post=np.zeros(n_local, np.int64),
         ))
     return out
+
+
+def _initial_weights(conn: Connectivity, q: int, s0: int, s1: int, rule: Plasticity) -> np.ndarray:
+    """A plastic projection's starting weights: its shared weight, or the drawn ones clipped to [w_min, w_max]."""
+    dtype = np.dtype(rule.precision)
+    if not conn.own_w[q]:
+        return np.full(s1 - s0, conn.weight[q], dtype)
+    return np.clip(conn.syn_w[s0:s1], rule.w_min, rule.w_max).astype(dtype)
 
 
 @njit(cache=True, inline="always")
@@ -97,11 +105,11 @@ def _clip(w, lo, hi):
 @njit(cache=True)
 def plastic_slice(steps, gids, lsteps, lgids, lo, pre_gid0, n_pre, row0, rowptr, targets, s0, w, post_ptr,
                   post_syn, x_pre, t_pre, x_post, t_post, mult, decay, jump, alpha, eta, w_min, w_max,
-                  start, ring, receptor, delay) -> int:
+                  start, ring, receptor, delay, own_d, syn_d) -> int:
     """Apply the rule to one slice's spikes and deliver the projection's spikes; returns events.
 
     steps, gids: every spike of the slice, sorted by (step, gid); lsteps, lgids: this rank's own.
-    Spikes at steps before `start` change no weight.
+    Spikes at steps before `start` change no weight. With own_d, synapse k's delay is syn_d[k].
     """
     r_len = ring.shape[1]
     n_local = post_ptr.size - 1
@@ -124,7 +132,8 @@ def plastic_slice(steps, gids, lsteps, lgids, lo, pre_gid0, n_pre, row0, rowptr,
         while ii < steps.size and steps[ii] == s:  # presynaptic spikes: w += eta (x_post - alpha), deliver
             r = gids[ii] - pre_gid0
             if 0 <= r < n_pre:
-                buf = ring[receptor, (s + delay) % r_len]
+                buf = ring[receptor]
+                slot = (s + delay) % r_len
                 row = row0 + r
                 for k in range(rowptr[row], rowptr[row + 1]):
                     syn = k - s0
@@ -133,7 +142,7 @@ def plastic_slice(steps, gids, lsteps, lgids, lo, pre_gid0, n_pre, row0, rowptr,
                         xq = x_post[p] * decay ** (s - t_post[p])
                         dw = eta * (xq - alpha) * (w[syn] if mult else 1.0)
                         w[syn] = _clip(w[syn] + dw, w_min, w_max)
-                    buf[p] += w[syn]
+                    buf[(s + syn_d[k]) % r_len if own_d else slot, p] += w[syn]
                 events += rowptr[row + 1] - rowptr[row]
             ii += 1
         for k in range(j, jj):  # traces jump after this step's updates
@@ -158,4 +167,4 @@ def apply_slice(pp: PlasticProjection, conn: Connectivity, dt: float, steps: np.
                          conn.targets, pp.s0, pp.w, pp.post_ptr, pp.post_syn, pp.x_pre, pp.t_pre,
                          pp.x_post, pp.t_post, mult, decay, jump, alpha, pp.rule.eta, pp.rule.w_min,
                          pp.rule.w_max, round(pp.rule.start_ms / dt), ring, conn.receptor[q],
-                         conn.delay_steps[q])
+                         conn.delay_steps[q], conn.own_d[q], conn.syn_d)

@@ -55,20 +55,21 @@ _THETA13 = 5.371920351148152
 
 
 @njit(cache=True)
-def recurrent_input(r, pre_gid0, pre_n, row0, stride, receptor, weight, rowptr, targets, u_e, u_i) -> None:
-    """u_e, u_i = the parts of W r through positive and through negative weights (the latter as
-    magnitude), scattered along the CSR."""
+def recurrent_input(r, syn, u_e, u_i) -> None:
+    """u_e, u_i = the parts of W r through E-receptor and through I-receptor projections (the latter as
+    magnitude), scattered along the CSR (syn: step.Synapses; per-synapse weights where own_w)."""
+    pre_gid0, pre_n, row0, stride, receptor, _, weight, rowptr, targets, _, own_w, _, syn_w, _ = syn
     u_e[:] = 0.0
     u_i[:] = 0.0
     for q in range(pre_gid0.size):
         out = u_e if receptor[q] == 0 else u_i
         for k in range(pre_n[q]):
-            x = r[pre_gid0[q] + k] * weight[q]
-            if x == 0.0:
+            rk = r[pre_gid0[q] + k]
+            if rk == 0.0:
                 continue
             row = row0[q] + k * stride[q]
             for s in range(rowptr[row], rowptr[row + 1]):
-                out[targets[s]] += x
+                out[targets[s]] += rk * (syn_w[s] if own_w[q] else weight[q])
 
 
 def transfer(u: np.ndarray, params: dict[str, Any]) -> np.ndarray:
@@ -95,7 +96,7 @@ def dense_weights(conn: Connectivity, n: int) -> np.ndarray:
     for q in range(conn.pre_gid0.size):
         pre, post = conn.synapses(q)
         sign = 1.0 if conn.receptor[q] == RECEPTOR_E else -1.0
-        np.add.at(w, (post.astype(np.int64), pre + conn.pre_gid0[q]), sign * conn.weight[q])
+        np.add.at(w, (post.astype(np.int64), pre + conn.pre_gid0[q]), sign * conn.weights(q))
     return w
 
 
@@ -166,7 +167,7 @@ class RateNetwork:
         """The parts of W r through positive and through negative weights (magnitude)."""
         u_e, u_i = np.zeros(self.n), np.zeros(self.n)
         c = self.conn
-        recurrent_input(r, c.pre_gid0, c.pre_n, c.row0, c.stride, c.receptor, c.weight, c.rowptr, c.targets, u_e, u_i)
+        recurrent_input(r, c.kernel_args(), u_e, u_i)
         if self.w_file is not None:
             u_e += self.w_pos @ r
             u_i += self.w_neg @ r

@@ -158,6 +158,12 @@ class Run:
             raise KeyError("this run recorded no counts (record.counts_bin_ms = 0)")
         return self._binned("counts", population, t0_ms, t1_ms)
 
+    def drive_counts(self, population: str | None = None, t0_ms: float = 0.0, t1_ms: float = math.inf) -> np.ndarray:
+        """Poisson drive events per neuron (time_bin, neuron), binned and selected as `counts` (record.drive_counts)."""
+        if "drive_counts" not in self.root:
+            raise KeyError("this run recorded no drive counts (set record.drive_counts = true)")
+        return self._binned("drive_counts", population, t0_ms, t1_ms)
+
     def rates(self, population: str | None = None, t0_ms: float = 0.0, t1_ms: float = math.inf) -> np.ndarray:
         """Rates (Hz) of a rate-network run at the end of each bin (time_bin, neuron), as `counts` selects."""
         if "rates" not in self.root:

@@ -11,6 +11,10 @@ The streams, one family per purpose (the only place they are defined):
                         name), postsynaptic gid)               sequence (network.py)
     poisson (2)         (seed, poisson, gid)                   64 x step (+ sub-draws, step.py)
     init (3)            (seed, init, gid)                      2 x variable index (models.py)
+    weight (4)          (seed, weight | crc32(projection       position in the neuron's weight draws
+                        name), postsynaptic gid)               (weights.py; only with a weight_dist)
+    delay (5)           (seed, delay | crc32(projection        position in the neuron's delay draws
+                        name), postsynaptic gid)               (weights.py; only with a delay_dist)
 
 Connectivity is keyed by the projection's name, not its place in the config, so reordering
 projections (or adding one) leaves every other projection's synapses unchanged. A population has
@@ -25,6 +29,8 @@ from numba import njit, uint64
 PURPOSE_CONNECT = 1
 PURPOSE_POISSON = 2
 PURPOSE_INIT = 3
+PURPOSE_WEIGHT = 4
+PURPOSE_DELAY = 5
 
 
 def named_purpose(purpose: int, name: str) -> int:

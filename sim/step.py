@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from eilab.sim.cycles import ticks
-from eilab.sim.models import P_IE, probe, update_population
+from eilab.sim.models import LIF_DELTA_PS, P_IE, probe, update_population
 from eilab.sim.rng import TABLE_MAX_MU, poisson, poisson_tabled, poisson_word
 
 
@@ -56,7 +56,7 @@ class DriveWindow(NamedTuple):
 
 class Synapses(NamedTuple):
     """The connectivity (network.Connectivity): per projection q its presynaptic gid range, rows and
-    shared weight and delay; rows of targets in CSR form."""
+    shared weight and delay (or per-synapse ones); rows of targets in CSR form."""
 
     pre_gid0: np.ndarray   # (q,) int64
     pre_n: np.ndarray      # (q,) int64
@@ -68,6 +68,10 @@ class Synapses(NamedTuple):
     rowptr: np.ndarray     # (rows + 1,) int64
     targets: np.ndarray    # (synapses,) uint16 or int32: local target index
     plastic: np.ndarray    # (q,) bool: delivered by plasticity.apply_slice instead
+    own_w: np.ndarray      # (q,) bool: weights per synapse in syn_w
+    own_d: np.ndarray      # (q,) bool: delays per synapse in syn_d
+    syn_w: np.ndarray      # (synapses,) float32 or empty
+    syn_d: np.ndarray      # (synapses,) uint16 or empty: steps
 
 
 class Recording(NamedTuple):
@@ -75,7 +79,9 @@ class Recording(NamedTuple):
 
     spk_step: np.ndarray   # (cap,) int64: step of each buffered spike
     spk_gid: np.ndarray    # (cap,) int32: its gid
+    spk_off: np.ndarray    # (cap,) float64: its time into the step, ms (precise models), -1 on the grid
     counts: np.ndarray     # (bins, n_local) uint16: counts[t // bin_steps - bin_t0, j]
+    drive: np.ndarray      # (bins, n_local) uint32: Poisson drive events, like counts; (0, n_local): not recorded
     bin_steps: int         # 0: no counts
     bin_t0: int
     probe_slot: np.ndarray  # (n_local,) int64: probe column of each local neuron, -1 if not probed
@@ -89,7 +95,7 @@ class Recording(NamedTuple):
 def deliver(spk_step, spk_gid, a, b, ring, syn) -> int:
     """Scatter-add spikes a..b-1 into the ring buffer of their targets over the static projections of
     `syn` (Synapses; plastic ones deliver in `plasticity.apply_slice`); returns the events (synapses hit)."""
-    pre_gid0, pre_n, row0, stride, receptor, delay, weight, rowptr, targets, plastic = syn
+    pre_gid0, pre_n, row0, stride, receptor, delay, weight, rowptr, targets, plastic, own_w, own_d, syn_w, syn_d = syn
     r_len = ring.shape[1]
     events = 0
     for s in range(a, b):
@@ -98,13 +104,26 @@ def deliver(spk_step, spk_gid, a, b, ring, syn) -> int:
             r = g - pre_gid0[q]
             if r < 0 or r >= pre_n[q] or plastic[q]:
                 continue
-            buf = ring[receptor[q], (spk_step[s] + delay[q]) % r_len]
-            w = weight[q]
             row = row0[q] + r * stride[q]
             events += rowptr[row + 1] - rowptr[row]
+            if own_w[q] or own_d[q]:
+                _deliver_own(spk_step[s], rowptr[row], rowptr[row + 1], ring[receptor[q]], weight[q], delay[q],
+                             own_w[q], own_d[q], syn_w, syn_d, targets)
+                continue
+            buf = ring[receptor[q], (spk_step[s] + delay[q]) % r_len]
+            w = weight[q]
             for k in range(rowptr[row], rowptr[row + 1]):
                 buf[targets[k]] += w
     return events
+
+
+@njit(cache=True)
+def _deliver_own(step, k0, k1, ring_r, weight, delay, own_w, own_d, syn_w, syn_d, targets) -> None:
+    """One row of a projection with per-synapse weights or delays into ring_r[slot, target]."""
+    r_len = ring_r.shape[0]
+    for k in range(k0, k1):
+        d = syn_d[k] if own_d else delay
+        ring_r[(step + d) % r_len, targets[k]] += syn_w[k] if own_w else weight
 
 
 @njit(cache=True)
@@ -140,6 +159,13 @@ def _draw_drive(lo, hi, kick, mu, w, pois_keys, cdf, guide, t, x) -> None:
 
 
 @njit(cache=True)
+def _count_events(lo, hi, x, kick, w, row) -> None:
+    """Add this step's Poisson drive events (x = kick + w n, so n = round((x - kick) / w)) to a drive_counts row."""
+    for j in range(lo, hi):
+        row[j] += round((x[j] - kick) / w)
+
+
+@njit(cache=True)
 def draw_slice_drive(neurons, pois, win, t0, x_out) -> None:
     """Draw the external arrivals of the x_out.shape[0] steps from t0 ahead of time, x_out[t - t0, neuron]
     (the same numbers `advance` draws itself): ranks fill an exchange wait with this work."""
@@ -168,7 +194,8 @@ def advance(neurons, pois, win, syn, rec, ring, t0, n_slices, m, deliver_local, 
     state, pop_model, pop_lo, pop_hi, pop_gid0, params = neurons
     pois_mu, pois_w, pois_keys, pois_cdf, pois_guide = pois
     cur_win, kick_win, pois_on, win_t0, x_ahead = win
-    spk_step, spk_gid, counts, bin_steps, bin_t0, probe_slot, probe_every, probe_k0, probe_buf, prof = rec
+    (spk_step, spk_gid, spk_off, counts, drive, bin_steps, bin_t0, probe_slot, probe_every, probe_k0, probe_buf,
+     prof) = rec
     r_len = ring.shape[1]
     n_local = state.shape[1]
     cap = spk_step.size
@@ -176,6 +203,7 @@ def advance(neurons, pois, win, syn, rec, ring, t0, n_slices, m, deliver_local, 
     i_in = np.empty(n_local)
     x_in = np.empty(n_local)
     fired = np.empty(n_local, np.int64)
+    offsets = np.empty(n_local)
     probe_local = np.flatnonzero(probe_slot >= 0)
     ahead = x_ahead.shape[0]
     done = 0
@@ -200,13 +228,17 @@ def advance(neurons, pois, win, syn, rec, ring, t0, n_slices, m, deliver_local, 
                 if t - t0 >= ahead:
                     _draw_drive(lo, hi, kick_win[pi, t - win_t0], mu, pois_w[pi], pois_keys, pois_cdf[pi],
                                 pois_guide[pi], t, x)
+                if drive.shape[0] > 0 and mu > 0.0:
+                    _count_events(lo, hi, x, kick_win[pi, t - win_t0], pois_w[pi], drive[t // bin_steps - bin_t0])
                 t_b = ticks()
-                n_fired = update_population(model, state, lo, hi, p, e_in, i_in, x, cur, fired)
+                n_fired = update_population(model, state, lo, hi, p, e_in, i_in, x, cur, fired, offsets)
                 t_c = ticks()
+                precise = model >= LIF_DELTA_PS
                 for f in range(n_fired):
                     j = fired[f]
                     spk_step[n_spk] = t
                     spk_gid[n_spk] = pop_gid0[pi] + j - lo
+                    spk_off[n_spk] = offsets[f] if precise else -1.0
                     n_spk += 1
                     if bin_steps > 0:
                         counts[t // bin_steps - bin_t0, j] += 1

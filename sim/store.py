@@ -4,10 +4,12 @@
       attrs            format, status (running | complete | failed), config (as given and
                        resolved), seed, dt_ms, t_ms, populations, n_ranks, versions, git commit,
                        timings, summary
-      spikes/times_ms  (spike,) float64  emission time: end of the step, ms
+      spikes/times_ms  (spike,) float64  emission time: end of the step (precise models: inside it), ms
       spikes/gids      (spike,) int32    one region per rank per flush, chunk-aligned, padded with
                                          gid -1 / NaN; the reader drops padding and sorts (time, gid)
       counts           (time_bin, neuron) uint16: spikes with time in (k*bin, (k+1)*bin]
+      drive_counts     (time_bin, neuron) uint32, with record.drive_counts: Poisson drive events of the steps
+                       starting in [k*bin, (k+1)*bin)
       rates            (time_bin, neuron) float32, rate networks instead of spikes and counts: Hz
       time_bin, neuron coordinates: bin start (ms) and gid
       probes/<var>     (time, probe) float32, var in v (mV), syn_e, syn_i, ext (mV/ms)
@@ -108,6 +110,11 @@ def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: 
             new_array(root, "counts", shape=(n_bins, n), dtype="uint16", chunks=(rows, block),
                       dimension_names=["time_bin", "neuron"], fill_value=0,
                       attributes={"bin_ms": bin_ms, "interval": "right-closed: (start, start + bin_ms]"})
+        if cfg.record.drive_counts:
+            new_array(root, "drive_counts", shape=(n_bins, n), dtype="uint32", chunks=(rows, block),
+                      dimension_names=["time_bin", "neuron"], fill_value=0,
+                      attributes={"bin_ms": bin_ms, "units": "Poisson drive events",
+                                  "interval": "steps whose start lies in [start, start + bin_ms)"})
         new_array(root, "time_bin", data=np.arange(n_bins) * bin_ms, dimension_names=["time_bin"],
                   attributes={"units": "ms"})
         new_array(root, "neuron", data=np.arange(n, dtype=np.int32), dimension_names=["neuron"])
@@ -195,6 +202,8 @@ class RankWriter:
         binned = "rates" if cfg.is_rate_network else "counts"
         self.counts = (RowBuffer(self.root[binned], slice(lo, hi), first_bin)
                        if binned in self.root and hi > lo else None)
+        self.drive = (RowBuffer(self.root["drive_counts"], slice(lo, hi), first_bin)
+                      if "drive_counts" in self.root and hi > lo else None)
         mine = np.flatnonzero((probe_gids >= lo) & (probe_gids < hi))
         self.probe_cols = slice(int(mine[0]), int(mine[-1]) + 1) if mine.size else None
         self.probes = ({var: RowBuffer(self.root[f"probes/{var}"], self.probe_cols, first_sample)
@@ -205,10 +214,15 @@ class RankWriter:
         self.segment = segment  # 0 for a new run, k after the k-th resume (newer rows win when read)
         self.last_slot = self.root.attrs.get("checkpoint", {}).get("slot")  # all ranks read it before writing
 
-    def add_spikes(self, steps: np.ndarray, gids: np.ndarray) -> None:
-        """Queue spikes emitted at `steps` (time = (step + 1) * dt), in (time, gid) order."""
+    def add_spikes(self, steps: np.ndarray, gids: np.ndarray, offsets: np.ndarray) -> None:
+        """Queue spikes emitted in `steps`, in (step, gid) order: at the end of the step (time (step + 1) dt) or,
+        where the offset is not negative (precise models), at step dt + offset (ms)."""
         if steps.size:
-            self.pending.append(((steps + 1) * self.dt, gids.astype(np.int32)))
+            times = (steps + 1) * self.dt
+            precise = offsets >= 0.0
+            if precise.any():
+                times[precise] = steps[precise] * self.dt + offsets[precise]
+            self.pending.append((times, gids.astype(np.int32)))
             self.n_pending += steps.size
 
     def flush_spikes(self, final: bool = False) -> None:
@@ -238,10 +252,13 @@ class RankWriter:
         self.pending = [(times[k:], gids[k:])] if k < times.size else []
         self.n_pending = times.size - k
 
-    def write_counts(self, bin0: int, block: np.ndarray) -> None:
-        """Counts of bins bin0.. for this rank's neurons (windows end on bin edges, so bins come in order)."""
+    def write_counts(self, bin0: int, block: np.ndarray, drive: np.ndarray) -> None:
+        """Counts (and drive events) of bins bin0.. for this rank's neurons (windows end on bin edges, so bins
+        come in order)."""
         if self.counts is not None and block.shape[0]:
             self.counts.add(bin0, block)
+        if self.drive is not None and drive.shape[0]:
+            self.drive.add(bin0, drive)
 
     def write_probes(self, k0: int, block: np.ndarray) -> None:
         """block[sample, var, probe] for samples k0.. of this rank's probes (gid order)."""
@@ -253,7 +270,7 @@ class RankWriter:
 
     def flush(self) -> None:
         """Write every buffered row (checkpoints and the end of the run)."""
-        for buf in (self.counts, *self.probes.values()):
+        for buf in (self.counts, self.drive, *self.probes.values()):
             if buf is not None:
                 buf.flush()
 

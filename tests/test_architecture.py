@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 
 FOLDERS = {"sim": "eilab.sim", "analysis": "eilab.analysis", "ml": "eilab.ml", "cluster": "eilab.cluster"}
-KERNELS = {"rng", "models", "step", "network", "plasticity", "cycles"}
+KERNELS = {"rng", "models", "step", "network", "weights", "plasticity", "cycles"}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -69,7 +69,7 @@ def test_importing_the_reader_loads_no_engine_mpi_or_plotting() -> None:
     mods = set(seen["modules"])
     assert not mods & {"numba", "mpi4py", "matplotlib.pyplot", "eilab.sim.store", "eilab.sim.engine"}
     assert {m for m in mods if m.startswith("eilab.")} <= {"eilab.sim", "eilab.sim.reader", "eilab.sim.config",
-                                                            "eilab.sim.expressions"}
+                                                            "eilab.sim.expressions", "eilab.sim.kernel_cache"}
     assert seen["zarr"], "importing the reader changed zarr's settings"
 
 
@@ -77,3 +77,15 @@ def test_importing_analysis_keeps_the_users_matplotlib_backend() -> None:
     seen = loaded_after("import eilab.analysis.report")
     assert seen["backend"] == "svg"
     assert "eilab.sim.store" not in seen["modules"] and "mpi4py" not in seen["modules"]
+
+
+def test_kernels_are_cached_in_a_folder_keyed_by_every_simulation_source() -> None:
+    """numba keys its cache by each function's own file; step.advance inlines models.py: a folder per version
+    of all the sources keeps a kernel compiled from old models out (sim/kernel_cache.py)."""
+    from eilab.sim.kernel_cache import source_digest
+
+    for first in ("import numba; import eilab.sim.step", "import eilab.sim.step; import numba"):
+        code = f"{first}; print(numba.config.CACHE_DIR)"
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        assert Path(res.stdout.strip()).name == source_digest()

@@ -401,6 +401,31 @@ def cond_reference(p: dict, w: float, e_rev: float, tau: float, t_on: float, t_e
     return sol.y[0]
 
 
+@pytest.mark.parametrize("tau_x", [5.0, 0.5])
+def test_lif_exp_drive_has_its_own_time_constant(tmp_path: Path, tau_x: float) -> None:
+    """tau_syn_x: the drive's current decays with it (closed-form PSP), the recurrent one keeps tau_syn_ex."""
+    dt, w, t_in, c_m, tau_m = 0.1, 100.0, 10.0, 250.0, 10.0
+    params = {"tau_m": tau_m, "C_m": c_m, "E_L": 0.0, "V_reset": 0.0, "V_th": NEVER, "tau_syn_ex": 2.0,
+              "tau_syn_x": tau_x}
+    drive = [{"target": "N", "kind": "spikes", "times_ms": [t_in], "weight": w}]
+    r = simulate(tmp_path, single("lif_exp", params, t_ms=40.0, dt=dt, drive=drive, v_init=0.0))
+    v, k, s = trace(r), np.arange(400), round(t_in / dt)
+    after = k > s
+    assert_f32_rel(v[after], exp_psp(w, c_m, tau_m, tau_x, (k[after] - s) * dt))
+    assert_f32_rel(trace(r, "ext")[k >= s], w * np.exp(-(k[k >= s] - s) * dt / tau_x) / c_m)
+
+
+def test_lif_cond_exp_drive_has_its_own_time_constant(tmp_path: Path) -> None:
+    params, w, t_in, dt = {**COND, "tau_syn_x": 3.0}, 20.0, 5.0, 0.01
+    drive = [{"target": "N", "kind": "spikes", "times_ms": [t_in], "weight": w}]
+    r = simulate(tmp_path, single("lif_cond_exp", params, t_ms=30.0, dt=dt, drive=drive))
+    v, s = trace(r), round(t_in / dt)
+    t = (np.arange(v.size) + 1) * dt
+    on = np.arange(v.size) >= s
+    ref = cond_reference(COND, w, COND["E_ex"], 3.0, (s + 1) * dt, t[on])
+    assert np.abs(v[on] - ref).max() < 5e-5
+
+
 @pytest.mark.parametrize(("dt", "tol_mv"), [(0.01, 5e-5), (0.1, 1e-3)])
 def test_lif_cond_exp_psp_matches_solve_ivp(tmp_path: Path, dt: float, tol_mv: float) -> None:
     w, t_in, t_ms = 20.0, 5.0, 40.0

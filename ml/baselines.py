@@ -1,0 +1,119 @@
+"""Baselines on the same windows as the model (issue 22, point 5): every predictor maps inputs
+(B, k, channels) in counts per bin to predictions (B, h, n_out) of the next h bins.
+
+- `TrainMean`: the training split's mean of each output (the best constant);
+- `Persistence`: the next bins equal the last input bin;
+- `WindowMean`: the next bins equal the mean of the k input bins;
+- `RidgeAR`: linear autoregression on all k x channels inputs with an intercept, ridge penalty on the
+  weights only, solved in closed form, W = (Xc^T Xc + lambda I)^-1 Xc^T Yc on the centred training
+  windows (Hoerl & Kennard 1970); lambda is chosen on the validation split, never the test split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from eilab.ml.data import WindowSet
+
+RIDGE_ALPHAS = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+"""Ridge penalties tried, relative to the mean eigenvalue of the centred training moments."""
+
+
+class Predictor(Protocol):
+    def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class TrainMean:
+    mean: np.ndarray
+    h: int
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.mean, (x.shape[0], self.h, self.mean.size)).astype(np.float32)
+
+
+@dataclass
+class Persistence:
+    n_out: int
+    h: int
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.repeat(x[:, -1:, : self.n_out], self.h, axis=1)
+
+
+@dataclass
+class WindowMean:
+    n_out: int
+    h: int
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.repeat(x[:, :, : self.n_out].mean(axis=1, keepdims=True), self.h, axis=1)
+
+
+@dataclass
+class Moments:
+    """Sums over windows of the augmented inputs [x, 1] and the targets: X^T X, X^T Y, sum |y|^2, count."""
+
+    xtx: np.ndarray
+    xty: np.ndarray
+    yty: float
+    n: int
+
+    @classmethod
+    def of(cls, windows: WindowSet, batch: int = 4096) -> Moments:
+        f, t = windows.k * windows.series[0].n_channels + 1, windows.h * windows.n_out
+        m = cls(np.zeros((f, f)), np.zeros((f, t)), 0.0, 0)
+        for x, y in windows.batches(batch):
+            xa, ya = augmented(x), y.reshape(len(y), -1).astype(np.float64)
+            m.xtx += xa.T @ xa
+            m.xty += xa.T @ ya
+            m.yty += float((ya * ya).sum())
+            m.n += len(y)
+        return m
+
+    def mse(self, w: np.ndarray) -> float:
+        """Mean squared error of the predictions [x, 1] @ w over these windows and targets."""
+        total = self.yty - 2.0 * float((w * self.xty).sum()) + float((w * (self.xtx @ w)).sum())
+        return total / max(1, self.n * w.shape[1])
+
+
+def augmented(x: np.ndarray) -> np.ndarray:
+    """Inputs flattened per window with a trailing 1 (the intercept), float64."""
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    return np.hstack([flat, np.ones((len(x), 1))])
+
+
+@dataclass
+class RidgeAR:
+    """Linear AR: predictions = [x, 1] @ w, reshaped to (B, h, n_out); `alpha` the chosen penalty."""
+
+    w: np.ndarray
+    h: int
+    n_out: int
+    alpha: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return (augmented(x) @ self.w).reshape(len(x), self.h, self.n_out).astype(np.float32)
+
+    @classmethod
+    def fit(cls, train: WindowSet, validation: WindowSet, alphas: tuple[float, ...] = RIDGE_ALPHAS) -> RidgeAR:
+        """Closed-form ridge on the training windows; the penalty with the least validation MSE."""
+        tm, vm = Moments.of(train), Moments.of(validation)
+        ws = [(ridge_solution(tm, a), a) for a in alphas]
+        w, alpha = min(ws, key=lambda wa: vm.mse(wa[0])) if vm.n else ws[0]
+        return cls(w, train.h, train.n_out, alpha)
+
+
+def ridge_solution(m: Moments, alpha: float) -> np.ndarray:
+    """The ridge weights [W; b] from training moments: W solves (Cxx + lambda I) W = Cxy with Cxx, Cxy the
+    centred moments and lambda = alpha x mean eigenvalue of Cxx; b = mean(y) - mean(x) W (unpenalised)."""
+    n = max(1, m.n)
+    mx, my = m.xtx[-1, :-1] / n, m.xty[-1] / n
+    cxx = m.xtx[:-1, :-1] - n * np.outer(mx, mx)
+    cxy = m.xty[:-1] - n * np.outer(mx, my)
+    lam = alpha * max(np.trace(cxx) / max(1, cxx.shape[0]), 1e-12)
+    w = np.linalg.solve(cxx + lam * np.eye(cxx.shape[0]), cxy)
+    return np.vstack([w, my - mx @ w])

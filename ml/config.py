@@ -1,0 +1,157 @@
+"""The training config of `eilab train` (TOML; examples in configs/train/): which runs, which windows,
+which model, how to train. Unknown keys and bad values raise ConfigError naming the field.
+
+[data] names a simulation config (a bundled name such as "ring600", or a path), `--set`-style
+overrides applied to every run, and the seeds of the training, validation and test runs (disjoint; the
+test runs are held out whole). Without validation seeds the last `val_fraction` of every training run
+is the validation split (after a gap of k + horizon bins).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from eilab.sim.config import MAX_CONFIG_BYTES, ConfigError, Strict, format_validation_error
+
+
+class Seeds(Strict):
+    train: list[int] = Field(min_length=1, description="seeds of the training runs")
+    validation: list[int] = Field(default_factory=list, description="seeds of the validation runs")
+    test: list[int] = Field(min_length=1, description="seeds of the held-out test runs")
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Seeds:
+        groups = {"train": self.train, "validation": self.validation, "test": self.test}
+        for name, seeds in groups.items():
+            if len(set(seeds)) != len(seeds):
+                raise ValueError(f"{name} lists a seed twice")
+            if any(s < 0 for s in seeds):
+                raise ValueError(f"{name}: seeds are >= 0")
+        shared = (set(self.train) & set(self.validation)) | (set(self.train) & set(self.test)) \
+            | (set(self.validation) & set(self.test))
+        if shared:
+            raise ValueError(f"seeds {sorted(shared)} are in two splits; a run belongs to one split only")
+        return self
+
+
+class Data(Strict):
+    config: str = Field(description="simulation config: a bundled name (eilab configs) or a .toml path")
+    set: list[str] = Field(default_factory=list, description="overrides, as eilab run --set KEY=VALUE")
+    seeds: Seeds
+    runs_dir: str = Field("", description="where the runs are kept and reused; default <out>/runs")
+    bin_ms: float = Field(1.0, gt=0, description="bin width, ms: a whole multiple of the runs' counts bin")
+    k: int = Field(10, ge=1, le=10_000, description="input bins per window")
+    horizon: int = Field(1, ge=1, le=10_000, description="target bins per window")
+    outputs: Literal["neurons", "sums"] = Field("sums", description="every neuron, or the E and I sums")
+    skip_ms: float = Field(100.0, ge=0, description="initial transient left out of every run, ms")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="without validation seeds: the last part of "
+                                "every training run used for validation")
+    rollout_ms: float = Field(50.0, gt=0, description="longest rollout horizon, ms")
+    rollout_windows: int = Field(256, ge=1, description="test windows rolled out (evenly spaced)")
+
+
+class Model(Strict):
+    hidden: int = Field(64, ge=1, le=65_536, description="LSTM hidden units")
+    layers: int = Field(1, ge=1, le=16, description="stacked LSTM layers")
+
+
+class TrainSettings(Strict):
+    """How the LSTM trains (eilab.ml.lstm.train)."""
+
+    epochs: int = Field(20, ge=1, le=1_000_000, description="at most this many epochs")
+    lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate")
+    batch: int = Field(256, ge=1, le=1 << 20, description="windows per step")
+    patience: int = Field(3, ge=1, description="epochs without a better validation loss before stopping")
+    seed: int = Field(0, ge=0, lt=2**63, description="torch seed (weights, shuffling)")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto (CUDA when present), cpu, "
+                        "cuda or cuda:N")
+    threads: int = Field(1, ge=1, le=1024, description="CPU threads of torch (fixed: results repeat)")
+    windows_per_epoch: int = Field(0, ge=0, description="training windows drawn per epoch; 0: all")
+    validation_windows: int = Field(0, ge=0, description="validation windows per epoch, evenly spaced; 0: all")
+
+
+class TrainConfig(Strict):
+    task: Literal["predict"] = Field("predict", description="predict counts (LSTM) or classify the E/I ratio")
+    data: Data
+    model: Model = Field(default_factory=Model)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+
+    @model_validator(mode="after")
+    def _rollout_fits(self) -> TrainConfig:
+        if self.data.rollout_ms < self.data.bin_ms:
+            raise ValueError(f"data.rollout_ms = {self.data.rollout_ms} is shorter than one bin "
+                             f"(data.bin_ms = {self.data.bin_ms})")
+        return self
+
+    @property
+    def rollout_bins(self) -> int:
+        return max(1, round(self.data.rollout_ms / self.data.bin_ms))
+
+
+class Grid(Strict):
+    """The E/I-ratio classes: every factor multiplies the [vars] named in `scale` (the inhibitory weights)."""
+
+    scale: list[str] = Field(min_length=1, description="[vars] of the simulation config scaled by each factor")
+    factors: list[float] = Field(min_length=2, description="one class per factor, e.g. [0.8, 1.0, 1.2]")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Grid:
+        if len(set(self.factors)) != len(self.factors) or any(f <= 0 for f in self.factors):
+            raise ValueError("factors must be distinct and > 0")
+        return self
+
+
+class ClassifyData(Strict):
+    config: str = Field(description="simulation config: a bundled name (eilab configs) or a .toml path")
+    set: list[str] = Field(default_factory=list, description="overrides, as eilab run --set KEY=VALUE")
+    grid: Grid
+    seeds: Seeds
+    runs_dir: str = Field("", description="where the runs are kept and reused; default <out>/runs")
+    bin_ms: float = Field(1.0, gt=0, description="bin width of the E/I sums, ms")
+    window_ms: float = Field(1000.0, gt=0, description="length of one sample, ms (windows do not overlap)")
+    skip_ms: float = Field(100.0, ge=0, description="initial transient left out of every run, ms")
+
+
+class ClassifyModel(Strict):
+    channels: int = Field(16, ge=1, le=4096, description="filters of each of the two convolutions")
+    kernel: int = Field(9, ge=1, le=1001, description="convolution width, bins")
+
+
+class ClassifyConfig(Strict):
+    task: Literal["ei_ratio"]
+    data: ClassifyData
+    model: ClassifyModel = Field(default_factory=ClassifyModel)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+
+    @model_validator(mode="after")
+    def _validation_runs(self) -> ClassifyConfig:
+        if not self.data.seeds.validation:
+            raise ValueError("data.seeds.validation: the classifier needs validation seeds (early stopping and the "
+                             "logistic penalty are chosen on them)")
+        return self
+
+
+def load_train_config(path: str | Path) -> tuple[TrainConfig | ClassifyConfig, str]:
+    """The validated training config of a TOML file (`task = "ei_ratio"`: the classifier), and the file's text."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{path}: no such training config (give the path to a .toml file, e.g. "
+                          "configs/train/lstm_ring600_sums.toml)")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB; is it a training config?")
+    try:
+        text = p.read_bytes().decode("utf-8")
+        raw = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8 TOML") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    try:
+        model = ClassifyConfig if raw.get("task") == "ei_ratio" else TrainConfig
+        return model.model_validate(raw), text
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, str(path))) from None
