@@ -140,6 +140,14 @@ def _fire(state, j, p) -> bool:
 
 
 @njit(cache=True, inline="always")
+def _synapses_step(state, j, p, e, i, x) -> None:
+    """Exponential synaptic variables: exact decay over the step, then this step's arrivals."""
+    state[SE, j] = state[SE, j] * p[P_PROP_EX] + e
+    state[SX, j] = state[SX, j] * p[P_PROP_X] + x
+    state[SI, j] = state[SI, j] * p[P_PROP_IN] + i
+
+
+@njit(cache=True, inline="always")
 def lif_delta_step(state, j, p, e, i, x, cur) -> bool:
     if state[REF, j] > 0:
         state[REF, j] -= 1.0  # input arriving while refractory is lost (NEST iaf_psc_delta)
@@ -158,9 +166,7 @@ def lif_exp_step(state, j, p, e, i, x, cur) -> bool:
         syn = (p[P_P21EX] * state[SE, j] + p[P_P21X] * state[SX, j] if p[P_OWN_X]
                else p[P_P21EX] * (state[SE, j] + state[SX, j]))
         state[V, j] = el + p[P_PROP_M] * (state[V, j] - el) + p[P_CUR_GAIN] * cur + syn - p[P_P21IN] * state[SI, j]
-    state[SE, j] = state[SE, j] * p[P_PROP_EX] + e
-    state[SX, j] = state[SX, j] * p[P_PROP_X] + x
-    state[SI, j] = state[SI, j] * p[P_PROP_IN] + i
+    _synapses_step(state, j, p, e, i, x)
     return _fire(state, j, p)
 
 
@@ -170,6 +176,15 @@ def _release(state, j, h) -> float:
     ref = state[REF, j]
     state[REF, j] = max(ref - h, 0.0)
     return min(max(ref, 0.0), h)
+
+
+@njit(cache=True, inline="always")
+def _currents_at(state, j, p, a) -> tuple[float, float, float]:
+    """Precise models: the synaptic currents se, sx, si (pA) a ms into the step (where its free part begins)."""
+    se, sx, si = state[SE, j], state[SX, j], state[SI, j]
+    if a > 0.0:
+        se, sx, si = se * math.exp(-a / p[P_TAU_E]), sx * math.exp(-a / p[P_TAU_X]), si * math.exp(-a / p[P_TAU_I])
+    return se, sx, si
 
 
 @njit(cache=True, inline="always")
@@ -249,9 +264,7 @@ def lif_exp_ps_step(state, j, p, e, i, x, cur) -> float:
     a = _release(state, j, h)
     out = -1.0
     if a < h:
-        se, sx, si = state[SE, j], state[SX, j], state[SI, j]
-        if a > 0.0:  # the currents where the free part of the step begins
-            se, sx, si = se * math.exp(-a / p[P_TAU_E]), sx * math.exp(-a / p[P_TAU_X]), si * math.exp(-a / p[P_TAU_I])
+        se, sx, si = _currents_at(state, j, p, a)
         v0 = state[V, j]
         if a == 0.0:
             el = p[P_EL]
@@ -264,9 +277,7 @@ def lif_exp_ps_step(state, j, p, e, i, x, cur) -> float:
             out = _spike_at(state, j, p, a + s)
         else:
             state[V, j] = v1
-    state[SE, j] = state[SE, j] * p[P_PROP_EX] + e
-    state[SX, j] = state[SX, j] * p[P_PROP_X] + x
-    state[SI, j] = state[SI, j] * p[P_PROP_IN] + i
+    _synapses_step(state, j, p, e, i, x)
     return out
 
 
@@ -283,9 +294,7 @@ def lif_cond_exp_step(state, j, p, e, i, x, cur) -> bool:
         gtot = gl + gex + gin
         vinf = (gl * p[P_EL] + gex * p[P_EEX] + gin * p[P_EIN] + cur) / gtot
         state[V, j] = vinf + (state[V, j] - vinf) * math.exp(-p[P_DT] * gtot / p[P_CM])
-    state[SE, j] = state[SE, j] * p[P_PROP_EX] + e
-    state[SX, j] = state[SX, j] * p[P_PROP_X] + x
-    state[SI, j] = state[SI, j] * p[P_PROP_IN] + i
+    _synapses_step(state, j, p, e, i, x)
     return _fire(state, j, p)
 
 
@@ -317,9 +326,7 @@ def eif_step(state, j, p, e, i, x, cur) -> bool:
             state[V, j] = vm
         else:
             state[V, j] = v + h * _eif_dvdt(vm, p, ie_mid - ii0 * half_i + cur)
-    state[SE, j] = state[SE, j] * p[P_PROP_EX] + e
-    state[SX, j] = state[SX, j] * p[P_PROP_X] + x
-    state[SI, j] = state[SI, j] * p[P_PROP_IN] + i
+    _synapses_step(state, j, p, e, i, x)
     return _fire(state, j, p)
 
 
@@ -387,9 +394,7 @@ def eif_ps_step(state, j, p, e, i, x, cur) -> float:
     a = _release(state, j, h)
     out = -1.0
     if a < h:
-        se, sx, si = state[SE, j], state[SX, j], state[SI, j]
-        if a > 0.0:
-            se, sx, si = se * math.exp(-a / p[P_TAU_E]), sx * math.exp(-a / p[P_TAU_X]), si * math.exp(-a / p[P_TAU_I])
+        se, sx, si = _currents_at(state, j, p, a)
         v0 = state[V, j]
         v1, s = math.nan, 0.0
         if v0 >= p[P_VT]:
@@ -400,9 +405,7 @@ def eif_ps_step(state, j, p, e, i, x, cur) -> float:
             out = _spike_at(state, j, p, a + s)
         else:
             state[V, j] = v1
-    state[SE, j] = state[SE, j] * p[P_PROP_EX] + e
-    state[SX, j] = state[SX, j] * p[P_PROP_X] + x
-    state[SI, j] = state[SI, j] * p[P_PROP_IN] + i
+    _synapses_step(state, j, p, e, i, x)
     return out
 
 

@@ -252,12 +252,12 @@ class RankWriter:
         self.pending = [(times[k:], gids[k:])] if k < times.size else []
         self.n_pending = times.size - k
 
-    def write_counts(self, bin0: int, block: np.ndarray, drive: np.ndarray) -> None:
+    def write_counts(self, bin0: int, block: np.ndarray, drive: np.ndarray | None = None) -> None:
         """Counts (and drive events) of bins bin0.. for this rank's neurons (windows end on bin edges, so bins
         come in order)."""
         if self.counts is not None and block.shape[0]:
             self.counts.add(bin0, block)
-        if self.drive is not None and drive.shape[0]:
+        if self.drive is not None and drive is not None and drive.shape[0]:
             self.drive.add(bin0, drive)
 
     def write_probes(self, k0: int, block: np.ndarray) -> None:
