@@ -199,6 +199,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs {args.jobs}: give at least 1 worker process")
     out = Path(args.out) if args.out else Path("runs") / f"train-{Path(args.config).stem}"
     check_out_dir(out, text)
+    if tc.task == "surrogate":  # issue 19: the surrogate of a detailed cell
+        from eilab.cluster.surrogate_train import train_surrogate
+
+        return train_surrogate(tc, text, out, args.jobs, args.max_epochs, not args.quiet)
     plan = run_plan(tc, Path(tc.data.runs_dir) if tc.data.runs_dir else out / "runs")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(text)

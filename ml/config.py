@@ -151,7 +151,9 @@ def load_train_config(path: str | Path) -> tuple[TrainConfig | ClassifyConfig, s
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     try:
-        model = ClassifyConfig if raw.get("task") == "ei_ratio" else TrainConfig
+        from eilab.ml.surrogate_data import SurrogateConfig
+
+        model = {"ei_ratio": ClassifyConfig, "surrogate": SurrogateConfig}.get(raw.get("task"), TrainConfig)
         return model.model_validate(raw), text
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, str(path))) from None

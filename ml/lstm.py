@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,16 +102,17 @@ def save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train(net: LSTMNet, train_set: WindowSet, val_set: WindowSet, norm: Normaliser, s: TrainSettings,
-          folder: Path, max_epochs: int | None = None, progress: bool = True) -> list[dict]:
-    """Train `net` (resuming from folder/checkpoint.pt when there), checkpoint every epoch, stop early on
-    the validation loss; `max_epochs` stops this call after that many epochs in all (to be resumed).
-    Leaves the best weights in `net` and folder/model.pt; returns the history (one dict per epoch:
-    train and validation loss, windows per second)."""
+def fit(net: nn.Module, s: TrainSettings, folder: Path, n_train: int,
+        run_epoch: Callable[[np.ndarray, torch.optim.Optimizer], dict[str, float]], validate: Callable[[], float],
+        max_epochs: int | None = None, progress: bool = True) -> list[dict]:
+    """The epoch loop every trainer shares: Adam, items of the training set in a seeded random order (at most
+    s.windows_per_epoch per epoch), `run_epoch(order, optimizer)` (returns mean training losses by name),
+    `validate()` (the validation loss), a checkpoint each epoch (folder/checkpoint.pt: weights, optimizer, RNG
+    states, history), resume from it, early stopping after s.patience epochs without a better validation loss;
+    `max_epochs` stops this call after that many epochs in all (to be resumed). Leaves the best weights in `net`
+    and folder/model.pt; returns the history (one dict per epoch, with items per second)."""
     folder.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(s.device)
     make_deterministic(s.seed, s.threads)
-    net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=s.lr)
     gen = torch.Generator().manual_seed(s.seed)
     state = {"epoch": 0, "history": [], "best_loss": float("inf"), "best": None, "bad": 0}
@@ -122,14 +124,41 @@ def train(net: LSTMNet, train_set: WindowSet, val_set: WindowSet, norm: Normalis
         torch.set_rng_state(saved["torch_rng"])
         gen.set_state(saved["shuffle_rng"])
         state = saved["state"]
-    val_ids = validation_ids(len(val_set), s.validation_windows)
     last = min(s.epochs, max_epochs or s.epochs)
     bar = tqdm(total=s.epochs, initial=state["epoch"], desc="epochs", unit="epoch", disable=not progress)
     while state["epoch"] < last and state["bad"] < s.patience:
         t0 = time.perf_counter()
-        ids = torch.randperm(len(train_set), generator=gen).numpy()
-        ids = ids[: s.windows_per_epoch] if s.windows_per_epoch else ids
+        order = torch.randperm(n_train, generator=gen).numpy()
+        order = order[: s.windows_per_epoch] if s.windows_per_epoch else order
         net.train()
+        losses = run_epoch(order, opt)
+        rate = len(order) / (time.perf_counter() - t0)  # training only
+        val = validate()
+        state["epoch"] += 1
+        state["history"].append({"epoch": state["epoch"], **losses, "val_loss": val, "windows_per_s": rate})
+        if val < state["best_loss"]:
+            state.update(best_loss=val, best={k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, bad=0)
+        else:
+            state["bad"] += 1
+        save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
+                     "shuffle_rng": gen.get_state(), "state": state}, ckpt)
+        bar.update(1)
+        bar.set_postfix(train=f"{losses['train_loss']:.4f}", val=f"{val:.4f}")
+    bar.close()
+    if state["best"] is not None:
+        net.load_state_dict(state["best"])
+        torch.save(state["best"], folder / WEIGHTS)
+    return state["history"]
+
+
+def train(net: LSTMNet, train_set: WindowSet, val_set: WindowSet, norm: Normaliser, s: TrainSettings,
+          folder: Path, max_epochs: int | None = None, progress: bool = True) -> list[dict]:
+    """Train `net` with MSE on the normalised windows (`fit`: checkpoints, resume, early stopping)."""
+    device = resolve_device(s.device)
+    net.to(device)
+    val_ids = validation_ids(len(val_set), s.validation_windows)
+
+    def run_epoch(ids: np.ndarray, opt: torch.optim.Optimizer) -> dict[str, float]:
         total = 0.0
         for a in range(0, len(ids), s.batch):
             x, y = tensors(train_set, ids[a : a + s.batch], norm, device)
@@ -138,24 +167,10 @@ def train(net: LSTMNet, train_set: WindowSet, val_set: WindowSet, norm: Normalis
             loss.backward()
             opt.step()
             total += loss.item() * len(x)
-        rate = len(ids) / (time.perf_counter() - t0)
-        val = mean_loss(net, val_set, val_ids, norm, device, s.batch)
-        state["epoch"] += 1
-        state["history"].append({"epoch": state["epoch"], "train_loss": total / max(1, len(ids)), "val_loss": val,
-                                 "windows_per_s": rate})
-        if val < state["best_loss"]:
-            state.update(best_loss=val, best={k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, bad=0)
-        else:
-            state["bad"] += 1
-        save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
-                     "shuffle_rng": gen.get_state(), "state": state}, ckpt)
-        bar.update(1)
-        bar.set_postfix(train=f"{state['history'][-1]['train_loss']:.4f}", val=f"{val:.4f}")
-    bar.close()
-    if state["best"] is not None:
-        net.load_state_dict(state["best"])
-        torch.save(state["best"], folder / WEIGHTS)
-    return state["history"]
+        return {"train_loss": total / max(1, len(ids))}
+
+    return fit(net, s, folder, len(train_set), run_epoch,
+               lambda: mean_loss(net, val_set, val_ids, norm, device, s.batch), max_epochs, progress)
 
 
 def load_net(folder: Path, n_in: int, n_out: int, h: int, hidden: int, layers: int, device: torch.device) -> LSTMNet:

@@ -87,7 +87,7 @@ def build_local(cfg: Config, lo: int, hi: int, drive: DriveTable) -> LocalNetwor
             state[row, cols] = values
     state[REF] = 0.0
     pois_mu, pois_w = drive.poisson()
-    pois_keys = keys_for(seed, PURPOSE_POISSON, lo, n_local)
+    pois_keys = keys_for(seed if cfg.run.drive_seed is None else cfg.run.drive_seed, PURPOSE_POISSON, lo, n_local)
     tables = [poisson_table(mu) for mu in pois_mu]
     pois_cdf = np.stack([c for c, _ in tables])
     pois_guide = np.stack([g for _, g in tables])

@@ -173,6 +173,8 @@ class RunSpec(Strict):
     t_ms: float = Field(1000.0, gt=0, description="simulated time, ms")
     dt_ms: float = Field(0.1, gt=0, description="time step, ms")
     seed: int = Field(1, ge=0, lt=2**63)
+    drive_seed: int | None = Field(None, ge=0, lt=2**63, description="seed of the Poisson drive's streams (default: "
+                                   "seed): the same network, initial state and other draws under another drive")
     progress: bool = True
     checkpoint_every_ms: float = Field(0.0, ge=0, description="engine state saved this often, ms; 0: never")
     exchange: Literal["allgather", "alltoall"] = Field(

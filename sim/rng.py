@@ -9,7 +9,8 @@ The streams, one family per purpose (the only place they are defined):
     purpose             key                                    counter
     connect (1)         (seed, connect | crc32(projection      position in the neuron's draw
                         name), postsynaptic gid)               sequence (network.py)
-    poisson (2)         (seed, poisson, gid)                   64 x step (+ sub-draws, step.py)
+    poisson (2)         (drive_seed, poisson, gid)             64 x step (+ sub-draws, step.py); drive_seed
+                                                               is run.drive_seed, default run.seed
     init (3)            (seed, init, gid)                      2 x variable index (models.py)
     weight (4)          (seed, weight | crc32(projection       position in the neuron's weight draws
                         name), postsynaptic gid)               (weights.py; only with a weight_dist)
