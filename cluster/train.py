@@ -68,7 +68,8 @@ def run_plan(tc: Any, runs_dir: Path) -> dict[RunKey, tuple[Path, list[str], Con
         scaled = [] if factor is None else [f"vars.{v}={factor * var_of(base, v, path)!r}" for v in tc.data.grid.scale]
         tag = "" if factor is None else f"-x{factor:g}"
         for seed in [*tc.data.seeds.train, *tc.data.seeds.validation, *tc.data.seeds.test]:
-            overrides = [*tc.data.set, *scaled, f"run.seed={seed}", "run.progress=false"]
+            drive = ["record.drive_counts=true"] if getattr(tc.data, "external", False) else []
+            overrides = [*tc.data.set, *scaled, *drive, f"run.seed={seed}", "run.progress=false"]
             cfg, raw = load_config(path, overrides)
             plan[factor, seed] = (runs_dir / f"{path.stem}{tag}-seed{seed}", overrides, cfg, raw)
     g = tc.data.bin_ms / base.record.counts_bin_ms if base.record.counts_bin_ms > 0 else 0.0
@@ -222,14 +223,14 @@ def train_and_report(tc: Any, runs: dict[int, Run], out: Path, max_epochs: int |
     d, s = tc.data, tc.train
     split_seeds = {"train": d.seeds.train, "validation": d.seeds.validation, "test": d.seeds.test}
     order = [seed for seeds in split_seeds.values() for seed in seeds]
-    series = open_series([runs[seed] for seed in order], d.bin_ms, d.outputs)
+    series = open_series([runs[seed] for seed in order], d.bin_ms, d.outputs, external=d.external)
     n_tr, n_va = len(d.seeds.train), len(d.seeds.validation)
     splits = make_splits(series[:n_tr], series[n_tr : n_tr + n_va], series[n_tr + n_va :], d.k, d.horizon,
                          first_bin(d.skip_ms, d.bin_ms), d.val_fraction)
     norm = splits.train.normaliser()
     n_in, n_out = series[0].n_channels, splits.train.n_out
     meta = {"format": MODEL_FORMAT, "n_in": n_in, "n_out": n_out, "k": d.k, "horizon": d.horizon,
-            "bin_ms": d.bin_ms, "outputs": d.outputs, "skip_ms": d.skip_ms,
+            "bin_ms": d.bin_ms, "outputs": d.outputs, "external": d.external, "skip_ms": d.skip_ms,
             "populations": populations_of(series[0].run), "normaliser": norm.to_json(),
             "model": tc.model.model_dump(), "device": s.device, "rollout_bins": tc.rollout_bins,
             "rollout_windows": d.rollout_windows,
@@ -252,8 +253,8 @@ def train_and_report(tc: Any, runs: dict[int, Run], out: Path, max_epochs: int |
     windows_per_s = float(np.mean([e["windows_per_s"] for e in history])) if history else None
     metrics["training"] = {"history": history, "epochs": len(history), "windows_per_s": windows_per_s,
                            "device": str(device), "torch_threads": torch.get_num_threads()}
-    metrics["setup"] = {k: meta[k] for k in ("k", "horizon", "bin_ms", "outputs", "skip_ms", "ridge_alpha", "runs",
-                                             "seed", "versions", "git_commit")}
+    metrics["setup"] = {k: meta[k] for k in ("k", "horizon", "bin_ms", "outputs", "external", "skip_ms", "ridge_alpha",
+                                             "runs", "seed", "versions", "git_commit")}
     write_json(metrics, out / "metrics.json")
     draw_figures(predictors, splits.test, metrics, history, d.bin_ms, out / "figures")
     print(table(metrics, "test"))
@@ -405,18 +406,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from None
     check_shape(meta, run)
-    import torch
-
-    from eilab.ml.baselines import RidgeAR
     from eilab.ml.data import Normaliser, Segment, WindowSet, first_bin, open_series
-    from eilab.ml.lstm import LSTMPredictor, load_net, resolve_device
 
-    series = open_series([run], meta["bin_ms"], meta["outputs"])
+    series = open_series([run], meta["bin_ms"], meta["outputs"], external=meta.get("external", False))
     ws = WindowSet(series, [Segment(0, first_bin(meta["skip_ms"], meta["bin_ms"]), series[0].n_bins)], meta["k"],
                    meta["horizon"])
     if len(ws) == 0:
         raise ConfigError(f"{run_dir}: too short for one window of {meta['k']} + {meta['horizon']} bins after "
                           f"{meta['skip_ms']} ms")
+    import torch  # after the checks: a refused run is told at once
+
+    from eilab.ml.baselines import RidgeAR
+    from eilab.ml.lstm import LSTMPredictor, load_net, resolve_device
     device = resolve_device(meta["device"])
     torch.set_num_threads(1)
     net = load_net(model_dir, meta["n_in"], meta["n_out"], meta["horizon"], meta["model"]["hidden"],

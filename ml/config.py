@@ -47,6 +47,8 @@ class Data(Strict):
     k: int = Field(10, ge=1, le=10_000, description="input bins per window")
     horizon: int = Field(1, ge=1, le=10_000, description="target bins per window")
     outputs: Literal["neurons", "sums"] = Field("sums", description="every neuron, or the E and I sums")
+    external: bool = Field(False, description="also feed the Poisson drive events (per neuron or summed as the "
+                           "outputs) as input channels, not predicted; the runs record record.drive_counts")
     skip_ms: float = Field(100.0, ge=0, description="initial transient left out of every run, ms")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="without validation seeds: the last part of "
                                 "every training run used for validation")

@@ -3,8 +3,9 @@
 A window starting at bin s has the input bins [s, s + k) and the target bins [s + k, s + k + h) of one
 run's series: spike counts in bins of `bin_ms` (a whole multiple of the run's counts bin), either every
 neuron (`outputs = "neurons"`, channels in gid order) or the sums over the cells of each population type
-(`outputs = "sums"`, channels E then I). The first `n_out` input channels are the predicted ones; further
-input channels (the external input of issue 22, point 1) would follow them and are fed, not predicted.
+(`outputs = "sums"`, channels E then I). The first `n_out` input channels are the predicted ones; with
+`external`, as many channels of the Poisson drive events (the run's drive_counts, binned and summed the same
+way) follow them: fed, never predicted (issue 22, point 1).
 
 Splits are lists of segments (run, first bin, end bin): whole runs (held-out seeds) or stretches of a run
 (`split_time`, which leaves a gap of k + h bins between them); a window lies inside one segment, so no
@@ -79,6 +80,7 @@ class RunSeries:
     bin_ms: float
     outputs: Outputs
     cache: BlockCache
+    external: bool = False
     group: int = field(init=False)
     block_bins: int = field(init=False)
     n_bins: int = field(init=False)
@@ -86,6 +88,9 @@ class RunSeries:
 
     def __post_init__(self) -> None:
         self.group = group_factor(self.run, self.bin_ms)
+        if self.external and "drive_counts" not in self.run.root:
+            raise ConfigError(f"data.external = true: {self.run.path} recorded no drive counts (its config needs "
+                              "record.drive_counts = true; remove the run to have it simulated again)")
         rows = self.run.root["counts"].chunks[0]
         self.block_bins = max(1, rows // self.group)
         self.n_bins = self.run.root["counts"].shape[0] // self.group
@@ -94,18 +99,30 @@ class RunSeries:
             self.type_of[p["gid0"] : p["gid0"] + p["n"]] = TYPES.index(p["type"])
 
     @property
-    def n_channels(self) -> int:
+    def n_out(self) -> int:
+        """Predicted channels: the spike counts."""
         return len(TYPES) if self.outputs == "sums" else self.type_of.size
+
+    @property
+    def n_channels(self) -> int:
+        """Input channels: the counts, then the drive counts with `external`."""
+        return self.n_out * (2 if self.external else 1)
+
+    def _binned(self, name: str, b0: int, b1: int) -> np.ndarray:
+        """Array `name` (counts or drive_counts) over bins [b0, b1), per neuron or summed per type."""
+        raw = self.run.read(name, (slice(b0 * self.group, b1 * self.group), slice(None)))
+        binned = raw.reshape(b1 - b0, self.group, -1).sum(axis=1, dtype=np.float32)
+        if self.outputs == "sums":
+            binned = np.stack([binned[:, self.type_of == t].sum(axis=1) for t in range(len(TYPES))], axis=1)
+        return binned
 
     def _block(self, j: int) -> np.ndarray:
         block = self.cache.get((self.key, j))
         if block is None:
             b0, b1 = j * self.block_bins, min(self.n_bins, (j + 1) * self.block_bins)
-            raw = self.run.read("counts", (slice(b0 * self.group, b1 * self.group), slice(None)))
-            binned = raw.reshape(b1 - b0, self.group, -1).sum(axis=1, dtype=np.float32)
-            if self.outputs == "sums":
-                binned = np.stack([binned[:, self.type_of == t].sum(axis=1) for t in range(len(TYPES))], axis=1)
-            block = np.ascontiguousarray(binned, dtype=np.float32)
+            names = ("counts", "drive_counts") if self.external else ("counts",)
+            block = np.ascontiguousarray(np.concatenate([self._binned(n, b0, b1) for n in names], axis=1),
+                                         dtype=np.float32)
             self.cache.put((self.key, j), block)
         return block
 
@@ -178,7 +195,7 @@ class WindowSet:
 
     @property
     def n_out(self) -> int:
-        return self.series[0].n_channels
+        return self.series[0].n_out
 
     def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(segment index, first input bin) of each window id."""
@@ -194,12 +211,17 @@ class WindowSet:
         keys = [self.series[self.segments[s].series].key for s in seg]
         return [(key, int(b), int(b) + self.k + self.h) for key, b in zip(keys, start, strict=True)]
 
-    def batch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs (B, k, channels) and targets (B, h, n_out) of windows `ids`, counts per bin (float32)."""
+    def full(self, ids: np.ndarray) -> np.ndarray:
+        """Every channel (B, k + h, channels) of the input and target bins of windows `ids` (float32)."""
         seg, start = self.locate(ids)
         windows = [self.series[self.segments[s].series].bins(int(b), int(b) + self.k + self.h)
                    for s, b in zip(seg, start, strict=True)]
-        w = np.stack(windows) if windows else np.zeros((0, self.k + self.h, self.n_out), np.float32)
+        return np.stack(windows) if windows else np.zeros((0, self.k + self.h, self.series[0].n_channels),
+                                                          np.float32)
+
+    def batch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs (B, k, channels) and targets (B, h, n_out) of windows `ids`, counts per bin (float32)."""
+        w = self.full(ids)
         return w[:, : self.k], w[:, self.k :, : self.n_out]
 
     def batches(self, size: int, ids: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -252,10 +274,12 @@ def make_splits(train: list[RunSeries], validation: list[RunSeries], test: list[
                   WindowSet(series, test_segs, k, h))
 
 
-def open_series(runs: list[Run], bin_ms: float, outputs: Outputs, cache: BlockCache | None = None) -> list[RunSeries]:
-    """Series of the runs sharing one cache; ConfigError when their shapes differ."""
+def open_series(runs: list[Run], bin_ms: float, outputs: Outputs, cache: BlockCache | None = None,
+                external: bool = False) -> list[RunSeries]:
+    """Series of the runs sharing one cache (with `external`, the drive channels too); ConfigError when their
+    shapes differ or, with `external`, a run recorded no drive counts."""
     cache = cache or BlockCache()
-    series = [RunSeries(r, i, bin_ms, outputs, cache) for i, r in enumerate(runs)]
+    series = [RunSeries(r, i, bin_ms, outputs, cache, external) for i, r in enumerate(runs)]
     shapes = {(s.run.root["counts"].shape[1], s.group) for s in series}
     if len(shapes) > 1:
         raise ConfigError(f"the runs differ in neurons or counts bin ({sorted(shapes)}): use runs of one network")

@@ -2,7 +2,8 @@
 
 - next-bin MSE per output (the first target bin of every window);
 - rollouts: from a window's k inputs, predict one bin, append it to the inputs, drop the oldest, and
-  repeat; MSE per horizon step (mean over outputs);
+  repeat; MSE per horizon step (mean over outputs). Only the predicted channels are fed back: external
+  input channels (data.external) of the appended bins are the true future drive;
 - MFE onsets: the MFE detector of `eilab.analysis.mfe` (mean + 3 sd threshold, gaps of one bin merged)
   on the one-step predicted and on the true E and I sums of every held-out run, with the true series'
   threshold for both; precision = predicted onsets with a true onset within `tol_ms` (2 ms), recall =
@@ -32,13 +33,17 @@ def type_sums(values: np.ndarray, windows: WindowSet) -> np.ndarray:
     return np.stack([values[:, series.type_of == t].sum(axis=1) for t in range(len(TYPES))], axis=1)
 
 
-def rollout(predictor: Predictor, x: np.ndarray, steps: int) -> np.ndarray:
-    """Predictions (B, steps, n_out) fed back one bin at a time into the inputs x (B, k, channels)."""
+def rollout(predictor: Predictor, x: np.ndarray, steps: int, external: np.ndarray | None = None) -> np.ndarray:
+    """Predictions (B, steps, n_out) fed back one bin at a time into the inputs x (B, k, channels); the
+    channels after n_out of each appended bin come from `external` (B, >= steps, channels - n_out), the
+    true future input."""
     out = []
-    for _ in range(steps):
+    for i in range(steps):
         nxt = predictor.predict(x)[:, :1]
         out.append(nxt)
-        x = np.concatenate([x[:, 1:], nxt.astype(x.dtype)], axis=1)
+        fed = nxt.astype(x.dtype) if external is None else np.concatenate(
+            [nxt.astype(x.dtype), external[:, i : i + 1].astype(x.dtype)], axis=2)
+        x = np.concatenate([x[:, 1:], fed], axis=1)
     return np.concatenate(out, axis=1)
 
 
@@ -46,9 +51,12 @@ def rollout_mse(predictors: dict[str, Predictor], windows: WindowSet, ids: np.nd
                 batch: int = 256) -> dict[str, list[float]]:
     """MSE per horizon step (1 .. windows.h bins ahead) of each predictor's rollout, over windows `ids`."""
     sums = {name: np.zeros(windows.h) for name in predictors}
-    for x, y in windows.batches(batch, ids):
+    k, n_out = windows.k, windows.n_out
+    for a in range(0, len(ids), batch):
+        w = windows.full(ids[a : a + batch])
+        x, y, ext = w[:, :k], w[:, k:, :n_out], w[:, k:, n_out:]
         for name, p in predictors.items():
-            sums[name] += ((rollout(p, x, windows.h) - y) ** 2).sum(axis=(0, 2))
+            sums[name] += ((rollout(p, x, windows.h, ext if ext.shape[2] else None) - y) ** 2).sum(axis=(0, 2))
     n = max(1, len(ids) * windows.n_out)
     return {name: (s / n).tolist() for name, s in sums.items()}
 

@@ -10,9 +10,10 @@ class Series:
 
     outputs = "sums"
 
-    def __init__(self, values: np.ndarray, key: int = 0) -> None:
+    def __init__(self, values: np.ndarray, key: int = 0, n_out: int | None = None) -> None:
         self.values, self.key, self.n_bins = values.astype(np.float32), key, len(values)
         self.n_channels = values.shape[1]
+        self.n_out = self.n_channels if n_out is None else n_out  # the predicted channels come first
 
     def bins(self, b0: int, b1: int) -> np.ndarray:
         return self.values[b0:b1]
