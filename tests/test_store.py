@@ -72,10 +72,10 @@ def test_failed_run_is_marked_and_refused(tmp_path: Path, monkeypatch: pytest.Mo
 
     original = engine.RankWriter.write_counts
 
-    def explode(self, bin0, block):  # a disk failure in the middle of the run
+    def explode(self, bin0, block, drive=None):  # a disk failure in the middle of the run
         if bin0 > 0:
             raise BoomError("disk full")
-        original(self, bin0, block)
+        original(self, bin0, block, drive)
 
     monkeypatch.setattr(engine.RankWriter, "write_counts", explode)
     with pytest.raises(BoomError):
