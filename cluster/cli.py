@@ -270,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     from eilab.cluster.train import add_parsers as add_train_parsers  # train, predict
 
     add_train_parsers(sub)
+    from eilab.cluster.submit_cli import add_parsers as add_submit_parsers  # submit, status (SLURM)
+
+    add_submit_parsers(sub)
     return parser
 
 
