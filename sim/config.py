@@ -139,6 +139,8 @@ class HHParams(Strict):
     I_e: float = 0.0
     tau_syn_ex: float = Field(0.2, gt=0)
     tau_syn_in: float = Field(2.0, gt=0)
+    tau_syn_x: float | None = Field(None, gt=0, description="time constant of the external drive's synaptic "
+                                    "variable, ms (default: tau_syn_ex)")
     V_spike: float = Field(0.0, description="upward crossing that counts as a spike, mV")
     dt_sub: float = Field(0.01, gt=0, description="RK4 sub-step, ms (at most dt)")
 

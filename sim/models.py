@@ -70,6 +70,8 @@ def parameter_vector(pop: Population, dt: float) -> np.ndarray:
         ):
             v[slot] = p[key]
         v[19] = math.ceil(dt / p["dt_sub"] - 1e-9)
+        v[P_OWN_X] = float(p.get("tau_syn_x") is not None)
+        v[P_TAU_X] = p["tau_syn_ex"] if p.get("tau_syn_x") is None else p["tau_syn_x"]
         return v
     v[P_EL], v[P_VRESET] = p["E_L"], p["V_reset"]
     v[P_VTH] = p["V_peak"] if pop.model == "eif" else p["V_th"]
@@ -442,21 +444,24 @@ def _hh_rates_np(v: np.ndarray):
 
 @njit(cache=True, inline="always")
 def hh_step(state, j, p, e, i, x, cur) -> bool:
-    """Classical RK4 on (V, m, h, n) with `p[19]` sub-steps; synaptic currents decay exactly."""
+    """Classical RK4 on (V, m, h, n) with `p[19]` sub-steps; synaptic currents decay exactly (the drive's with
+    its own tau_syn_x when set, else together with the excitatory one)."""
     nsub = int(p[19])
     hs = p[P_DT] / nsub
-    te, ti = p[15], p[16]
+    te, ti, tx = p[15], p[16], p[P_TAU_X]
     v, m, h, n = state[V, j], state[GM, j], state[GH, j], state[GN, j]
     v_start = v
-    ie = state[SE, j] + state[SX, j]
+    own_x = p[P_OWN_X] > 0.0
+    ie = state[SE, j] if own_x else state[SE, j] + state[SX, j]
+    ix = state[SX, j] if own_x else 0.0
     ii = state[SI, j]
-    de_half, di_half = math.exp(-0.5 * hs / te), math.exp(-0.5 * hs / ti)
+    de_half, di_half, dx_half = math.exp(-0.5 * hs / te), math.exp(-0.5 * hs / ti), math.exp(-0.5 * hs / tx)
     for _ in range(nsub):
-        s0 = ie - ii + cur
-        ie_h, ii_h = ie * de_half, ii * di_half
-        s1 = ie_h - ii_h + cur
-        ie_1, ii_1 = ie_h * de_half, ii_h * di_half
-        s2 = ie_1 - ii_1 + cur
+        s0 = ie + ix - ii + cur
+        ie_h, ii_h, ix_h = ie * de_half, ii * di_half, ix * dx_half
+        s1 = ie_h + ix_h - ii_h + cur
+        ie_1, ii_1, ix_1 = ie_h * de_half, ii_h * di_half, ix_h * dx_half
+        s2 = ie_1 + ix_1 - ii_1 + cur
         k1 = _hh_deriv(v, m, h, n, p, s0)
         k2 = _hh_deriv(v + 0.5 * hs * k1[0], m + 0.5 * hs * k1[1], h + 0.5 * hs * k1[2], n + 0.5 * hs * k1[3], p, s1)
         k3 = _hh_deriv(v + 0.5 * hs * k2[0], m + 0.5 * hs * k2[1], h + 0.5 * hs * k2[2], n + 0.5 * hs * k2[3], p, s1)
@@ -466,10 +471,10 @@ def hh_step(state, j, p, e, i, x, cur) -> bool:
         m += w * (k1[1] + 2.0 * k2[1] + 2.0 * k3[1] + k4[1])
         h += w * (k1[2] + 2.0 * k2[2] + 2.0 * k3[2] + k4[2])
         n += w * (k1[3] + 2.0 * k2[3] + 2.0 * k3[3] + k4[3])
-        ie, ii = ie_1, ii_1
+        ie, ii, ix = ie_1, ii_1, ix_1
     state[V, j], state[GM, j], state[GH, j], state[GN, j] = v, m, h, n
     state[SE, j] = state[SE, j] * math.exp(-p[P_DT] / te) + e
-    state[SX, j] = state[SX, j] * math.exp(-p[P_DT] / te) + x
+    state[SX, j] = state[SX, j] * math.exp(-p[P_DT] / tx) + x
     state[SI, j] = state[SI, j] * math.exp(-p[P_DT] / ti) + i
     return v_start < p[17] <= v
 

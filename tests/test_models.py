@@ -325,6 +325,31 @@ def test_hh_spike_times_match_solve_ivp(tmp_path: Path, i_e: float, dt: float) -
     assert abs(isi_sim / isi_ref - 1.0) < 1e-3
 
 
+def test_hh_drive_has_its_own_time_constant(tmp_path: Path) -> None:
+    """tau_syn_x on hh: a drive spike of w pA at t_in gives the current w exp(-(t - t_on) / tau_syn_x) from the end
+    of its step on; V against the textbook equations with that current (LSODA, rtol 1e-10)."""
+    dt, w, t_in, tau_x = 0.1, 500.0, 5.0, 3.0
+    drive = [{"target": "N", "kind": "spikes", "times_ms": [t_in], "weight": w}]
+    r = simulate(tmp_path, single("hh", {"tau_syn_x": tau_x}, t_ms=30.0, dt=dt, drive=drive))
+    v = trace(r)
+    t_on = (round(t_in / dt) + 1) * dt
+    g_na, g_k, g_l, e_na, e_k, e_l, c_m = 12000.0, 3600.0, 30.0, 50.0, -77.0, -54.402, 100.0
+
+    def rhs(t, y):
+        vv, m, h, n = y
+        am, bm, ah, bh, an, bn = _hh_rates(vv)
+        i_ion = g_na * m**3 * h * (vv - e_na) + g_k * n**4 * (vv - e_k) + g_l * (vv - e_l)
+        i_syn = w * math.exp(-(t - t_on) / tau_x) if t >= t_on else 0.0
+        return [(i_syn - i_ion) / c_m, am * (1 - m) - bm * m, ah * (1 - h) - bh * h, an * (1 - n) - bn * n]
+
+    am, bm, ah, bh, an, bn = _hh_rates(-65.0)
+    y0 = [-65.0, am / (am + bm), ah / (ah + bh), an / (an + bn)]
+    t = (np.arange(v.size) + 1) * dt
+    sol = solve_ivp(rhs, (0.0, t[-1]), y0, method="LSODA", rtol=1e-10, atol=1e-10, t_eval=t, max_step=dt / 4)
+    assert v.max() - v.min() > 2.0  # a PSP of some mV, no spike
+    assert np.abs(v - sol.y[0]).max() < 1e-3
+
+
 # ---------------------------------------------------------------- EIF
 EIF = {"C_m": 281.0, "g_L": 30.0, "E_L": -70.6, "V_T": -50.4, "Delta_T": 2.0, "V_peak": 0.0, "V_reset": -60.0,
        "t_ref": 2.0}
