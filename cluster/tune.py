@@ -113,6 +113,10 @@ def run_tune(s: studies.Study, n_trials: int, address: str | None = None, cpus_p
     finally:
         if started:
             ray.shutdown()
+    for r in results:  # again now that every trial's process has ended: one still running may have rewritten
+        m = r.metrics or {}  # its store's attributes after on_trial_complete marked it
+        if "run_dir" in m and m.get(STEP, cfg.run.t_ms) < cfg.run.t_ms - 1e-9:
+            mark_pruned(Path(m["run_dir"]), m[STEP])
     best = results.get_best_result(metric=METRIC, mode="min", scope="last")
     return {"trials": len(results), "best": best.metrics[METRIC],
             "params": {p.path: best.config[p.path] for p in s.spec.space}}
