@@ -55,8 +55,7 @@ def memory_bytes(cfg: Config) -> dict[str, float]:
     n, grid = cfg.n_total, TimeGrid.of(cfg)
     target_bytes = 2 if n <= 1 << 16 else 4
     synapses = rows = plastic = snapshot_lists = 0.0
-    pops = {p.name: p for p in cfg.populations}
-    own_w = any(pr.weight_dist != "fixed" or pops[pr.post].zero_row_sum for pr in cfg.projections)
+    own_w = any(cfg.own_weights(pr) for pr in cfg.projections)
     own_d = any(pr.delay_dist != "fixed" for pr in cfg.projections)
     per_synapse = target_bytes + 4 * own_w + 2 * own_d  # syn_w and syn_d span every synapse when present
     for pr in cfg.projections:

@@ -500,6 +500,10 @@ class Config(Strict):
         lo = self.steps(proj.delay_min_ms) if proj.delay_min_ms is not None else 1
         return lo, self.steps(proj.delay_max_ms)
 
+    def own_weights(self, proj: Projection) -> bool:
+        """Whether a projection keeps a weight per synapse: drawn weights, or inputs to a zero_row_sum population."""
+        return proj.weight_dist != "fixed" or next(p for p in self.populations if p.name == proj.post).zero_row_sum
+
     def steps(self, ms: float) -> int:
         """A duration in ms as a whole number of steps (validated to lie on the grid)."""
         return round(ms / self.run.dt_ms)

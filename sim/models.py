@@ -209,13 +209,12 @@ def lif_delta_ps_step(state, j, p, e, i, x, cur) -> float:
         return -1.0  # input arriving while refractory is lost (NEST iaf_psc_delta)
     el, tau, vth = p[P_EL], p[P_TAU_M], p[P_VTH]
     v0 = state[V, j]
+    vinf = el + tau / p[P_CM] * cur
     if a == 0.0:
         v1 = el + p[P_PROP_M] * (v0 - el) + p[P_CUR_GAIN] * cur
     else:
-        vinf = el + tau / p[P_CM] * cur
         v1 = vinf + (v0 - vinf) * math.exp(-(h - a) / tau)
     if v1 >= vth:
-        vinf = el + tau / p[P_CM] * cur
         return _spike_at(state, j, p, a + (tau * math.log1p((vth - v0) / (vinf - vth)) if v0 < vth else 0.0))
     v1 += e - i + x
     if v1 >= vth:
@@ -259,28 +258,44 @@ def _lif_exp_crossing(f, v0, v1, p, cur, se, sx, si) -> float:
 
 
 @njit(cache=True, inline="always")
-def lif_exp_ps_step(state, j, p, e, i, x, cur) -> float:
-    """lif_exp with the threshold crossing placed inside the step (root of the exact solution, `_lif_exp_crossing`):
-    returns the offset of the spike into the step (ms, in (0, dt]) or -1. Refractoriness ends off the grid."""
+def _ps_step(free, state, j, p, e, i, x, cur) -> float:
+    """The step of a precise model: release refractoriness, the synaptic currents where the free part begins,
+    `free(f, a, v0, p, cur, se, sx, si) -> (V at its end, ms to the threshold crossing)` over its f ms, then the
+    spike or the new V, then the synapses. Returns the spike's offset into the step (ms, in (0, dt]) or -1."""
     h = p[P_DT]
     a = _release(state, j, h)
     out = -1.0
     if a < h:
         se, sx, si = _currents_at(state, j, p, a)
-        v0 = state[V, j]
-        if a == 0.0:
-            el = p[P_EL]
-            syn = (p[P_P21EX] * se + p[P_P21X] * sx if p[P_OWN_X] else p[P_P21EX] * (se + sx))
-            v1 = el + p[P_PROP_M] * (v0 - el) + p[P_CUR_GAIN] * cur + syn - p[P_P21IN] * si
-        else:
-            v1 = _lif_exp_v(h - a, v0, p, cur, se, sx, si)[0]
+        v1, s = free(h - a, a, state[V, j], p, cur, se, sx, si)
         if v1 >= p[P_VTH]:
-            s = _lif_exp_crossing(h - a, v0, v1, p, cur, se, sx, si) if v0 < p[P_VTH] else 0.0
             out = _spike_at(state, j, p, a + s)
         else:
             state[V, j] = v1
     _synapses_step(state, j, p, e, i, x)
     return out
+
+
+@njit(cache=True, inline="always")
+def _lif_exp_free(f, a, v0, p, cur, se, sx, si) -> tuple[float, float]:
+    """lif_exp over the free f ms of a step (a ms refractory before it): the exact solution, and the root of
+    V = V_th (`_lif_exp_crossing`) when it is crossed."""
+    if a == 0.0:
+        el = p[P_EL]
+        syn = (p[P_P21EX] * se + p[P_P21X] * sx if p[P_OWN_X] else p[P_P21EX] * (se + sx))
+        v1 = el + p[P_PROP_M] * (v0 - el) + p[P_CUR_GAIN] * cur + syn - p[P_P21IN] * si
+    else:
+        v1 = _lif_exp_v(f, v0, p, cur, se, sx, si)[0]
+    if v1 >= p[P_VTH] and v0 < p[P_VTH]:
+        return v1, _lif_exp_crossing(f, v0, v1, p, cur, se, sx, si)
+    return v1, 0.0
+
+
+@njit(cache=True, inline="always")
+def lif_exp_ps_step(state, j, p, e, i, x, cur) -> float:
+    """lif_exp with the threshold crossing placed inside the step (root of the exact solution, `_lif_exp_crossing`):
+    returns the offset of the spike into the step (ms, in (0, dt]) or -1. Refractoriness ends off the grid."""
+    return _ps_step(_lif_exp_free, state, j, p, e, i, x, cur)
 
 
 @njit(cache=True, inline="always")
@@ -388,27 +403,21 @@ def _eif_upswing(f, v0, p, cur, se, sx, si) -> tuple[float, float]:
 
 
 @njit(cache=True, inline="always")
+def _eif_free(f, a, v0, p, cur, se, sx, si) -> tuple[float, float]:
+    """eif over the free f ms of a step: on the upswing (V >= V_T, rising) with V as the variable
+    (`_eif_upswing`, which places the crossing of V_peak), otherwise a midpoint step in time."""
+    if v0 >= p[P_VT]:
+        v1, s = _eif_upswing(f, v0, p, cur, se, sx, si)
+        if not math.isnan(v1):
+            return v1, s
+    return _eif_midpoint(f, v0, p, cur, se, sx, si), f
+
+
+@njit(cache=True, inline="always")
 def eif_ps_step(state, j, p, e, i, x, cur) -> float:
-    """eif with precise spike times: below V_T a midpoint step in time; on the upswing (V >= V_T, rising) the
-    step is integrated with V as the variable (`_eif_upswing`), which places the crossing of V_peak inside the
-    step. Returns the offset of the spike into the step (ms, in (0, dt]) or -1; refractoriness ends off the grid."""
-    h = p[P_DT]
-    a = _release(state, j, h)
-    out = -1.0
-    if a < h:
-        se, sx, si = _currents_at(state, j, p, a)
-        v0 = state[V, j]
-        v1, s = math.nan, 0.0
-        if v0 >= p[P_VT]:
-            v1, s = _eif_upswing(h - a, v0, p, cur, se, sx, si)
-        if math.isnan(v1):
-            v1, s = _eif_midpoint(h - a, v0, p, cur, se, sx, si), h - a
-        if v1 >= p[P_VTH]:
-            out = _spike_at(state, j, p, a + s)
-        else:
-            state[V, j] = v1
-    _synapses_step(state, j, p, e, i, x)
-    return out
+    """eif with precise spike times (`_eif_free`). Returns the offset of the spike into the step (ms, in (0, dt])
+    or -1; refractoriness ends off the grid."""
+    return _ps_step(_eif_free, state, j, p, e, i, x, cur)
 
 
 @njit(cache=True, inline="always")

@@ -262,7 +262,7 @@ def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
     delay = np.zeros(n_proj, np.int64)
     weight = np.zeros(n_proj, np.float64)
     plastic = np.array([pr.plasticity is not None for pr in cfg.projections], np.bool_)
-    own_w = np.array([pr.weight_dist != "fixed" or pops[pr.post].zero_row_sum for pr in cfg.projections], np.bool_)
+    own_w = np.array([cfg.own_weights(pr) for pr in cfg.projections], np.bool_)
     own_d = np.array([pr.delay_dist != "fixed" for pr in cfg.projections], np.bool_)
     row0, stride, total_rows = _row_layout(cfg, plastic)
     row_len = np.zeros(total_rows, np.int64)
