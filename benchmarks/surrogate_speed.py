@@ -1,11 +1,16 @@
-"""Surrogate inference against eilab's `hh` engine over N cells (issue 19, point 4). For each N: the engine
-simulates one population of N unconnected hh neurons under Poisson drive for T ms (its simulate time: no build,
-no JIT; the drive is drawn inside the kernel, so this is a lower bound of the detailed cost), and the surrogate
-(eilab.ml.surrogate.SurrogateNet, the shape of a training config's [model]) steps the same N cells through
-T / bin_ms bins one step at a time with carried state (its use inside a network), batched over N, on CPU
-(one thread) and on CUDA when present. Prints one JSON line per N and device (seconds per simulated second).
+"""Surrogate inference against the detailed simulation over N cells (issue 19, point 4). For each N, the
+detailed side: for the config's cell `hh`, eilab's engine simulates one population of N unconnected hh neurons
+under Poisson drive for T ms (its simulate time: no build, no JIT; the drive is drawn inside the kernel, so this
+is a lower bound of the detailed cost); for an hnn-core cell (the detailed extra), NEURON runs N unconnected
+cells, each with its config's k_e + k_i Poisson trains (eilab.ml.surrogate_hnn; the run only, not building the
+cells). The surrogate (eilab.ml.surrogate.SurrogateNet, the shape of the config's [model], one input per synapse
+group) steps the same N cells through T / bin_ms bins one step at a time with carried state (its use inside a
+network), batched over N, on CPU (one thread) and on CUDA when present. Prints one JSON line per N and device
+(seconds per simulated second); for NEURON against the surrogate on CPU also the CPU seconds of both processes
+(time.process_time), which a machine shared with other work leaves nearly unchanged.
 
     python benchmarks/surrogate_speed.py [--n 1 10 100 1000 10000] [--t-ms 200] [--config configs/train/...]
+    python benchmarks/surrogate_speed.py --config configs/train/surrogate_l5pyr.toml --n 1 10 100 --t-ms 100
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eilab.ml.surrogate_data import SurrogateData
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,26 +43,41 @@ def engine_seconds(n: int, t_ms: float, dt_ms: float) -> float:
     return float(summary.timings["simulate_s"])
 
 
-def surrogate_seconds(n: int, t_ms: float, bin_ms: float, model, device: str) -> float:
-    """Wall time (s) of N surrogate cells stepped through t_ms one bin at a time."""
+def neuron_seconds(cell: str, n: int, t_ms: float, d: SurrogateData) -> tuple[float, float]:
+    """Run time and its CPU time (s) of N unconnected hnn-core cells in NEURON, each with d.k_e E and d.k_i I
+    Poisson trains at the middle of the config's rates and weights (geometric means)."""
+    import numpy as np
+
+    from eilab.cluster.surrogate_gen import CellInput
+    from eilab.ml.surrogate_hnn import cell_inputs, simulate
+
+    inp = CellInput(*(float(np.sqrt(lo * hi)) for lo, hi in (d.rate_e_hz, d.w_e_pa, d.rate_i_hz, d.w_i_pa)))
+    _, sources, _ = cell_inputs(cell, [inp] * n, d.k_e, d.k_i, t_ms, d.dt_ms, 1)
+    timings: dict[str, float] = {}
+    simulate(cell, sources, t_ms, d.dt_ms, timings)
+    return timings["run_s"], timings["run_cpu_s"]
+
+
+def surrogate_seconds(n: int, n_in: int, t_ms: float, bin_ms: float, model, device: str) -> tuple[float, float]:
+    """Wall time and CPU time (s) of N surrogate cells (n_in input groups) stepped through t_ms one bin at a time."""
     import torch
 
     from eilab.ml.surrogate import SurrogateNet
 
     torch.manual_seed(0)
-    net = SurrogateNet(2, model).to(device).eval()
-    x = torch.rand(n, 2, device=device)
+    net = SurrogateNet(n_in, model).to(device).eval()
+    x = torch.rand(n, n_in, device=device)
     with torch.no_grad():
         state = net.init_state(n)
         net.step(x, state)  # warm-up
         if device == "cuda":
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(round(t_ms / bin_ms)):
             state = net.step(x, state)[1]
         if device == "cuda":
             torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -70,14 +94,27 @@ def main() -> None:
     tc, _ = load_train_config(args.config)
     d = tc.data
     devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
-    engine_seconds(1, 10.0, d.dt_ms)  # JIT outside the measurements
+    if d.cell == "hh":
+        engine_seconds(1, 10.0, d.dt_ms)  # JIT outside the measurements
+        n_in = 2
+    else:
+        from eilab.ml.surrogate_hnn import group_names, require_hnn
+
+        require_hnn("the benchmark of an hnn-core cell")
+        n_in = len(group_names(d.cell))
+    per_s = 1e3 / args.t_ms
     for n in args.n:
-        eng = engine_seconds(n, args.t_ms, d.dt_ms)
+        det, det_cpu = ((engine_seconds(n, args.t_ms, d.dt_ms), None) if d.cell == "hh"
+                        else neuron_seconds(d.cell, n, args.t_ms, d))
         for device in devices:
-            sur = surrogate_seconds(n, args.t_ms, d.bin_ms, tc.model, device)
-            print(json.dumps({"n": n, "t_ms": args.t_ms, "device": device, "engine_s_per_s": eng / args.t_ms * 1e3,
-                              "surrogate_s_per_s": sur / args.t_ms * 1e3, "speedup": eng / sur,
-                              "bin_ms": d.bin_ms, "dt_ms": d.dt_ms, "torch": torch.__version__}), flush=True)
+            sur, sur_cpu = surrogate_seconds(n, n_in, args.t_ms, d.bin_ms, tc.model, device)
+            row = {"n": n, "cell": d.cell, "t_ms": args.t_ms, "device": device,
+                   "detailed": "eilab engine" if d.cell == "hh" else "NEURON", "detailed_s_per_s": det * per_s,
+                   "surrogate_s_per_s": sur * per_s, "speedup": det / sur}
+            if det_cpu is not None and device == "cpu":
+                row.update(detailed_cpu_s_per_s=det_cpu * per_s, surrogate_cpu_s_per_s=sur_cpu * per_s,
+                           speedup_cpu=det_cpu / sur_cpu)
+            print(json.dumps({**row, "bin_ms": d.bin_ms, "dt_ms": d.dt_ms, "torch": torch.__version__}), flush=True)
 
 
 if __name__ == "__main__":

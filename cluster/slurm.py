@@ -86,7 +86,8 @@ class SiteConfig(BaseModel):
     launcher: Literal["mpiexec", "srun"] = Field("mpiexec", description="starts the MPI ranks in the allocation: "
                                                  "mpiexec (eilab[mpi]'s MPICH), or srun for an MPI built for SLURM")
     srun_mpi: str = Field("pmi2", description="srun --mpi= plugin that the site's MPI speaks")
-    signal_s: int = Field(300, ge=10, description="SIGTERM this many seconds before the time limit")
+    signal_s: int = Field(300, ge=10, description="SIGUSR1 this many seconds (to 30 s more: SLURM tests limits "
+                          "every 30 s) before the time limit")
     eilab: str | None = Field(None, description="the eilab command in jobs (default: this Python -m eilab...)")
 
 
@@ -188,6 +189,13 @@ def setup_lines(site: SiteConfig) -> str:
 def eilab_command(site: SiteConfig) -> str:
     """How a job calls eilab: the site's command, else this very Python (its virtualenv) with -m."""
     return site.eilab or f"{shlex.quote(sys.executable)} -m eilab.cluster.cli"
+
+
+def program(site: SiteConfig, name: str) -> str:
+    """A program of eilab's environment (e.g. ray) in jobs: the one beside this Python when the site names no
+    eilab command and it is there, else `name` on the job's PATH."""
+    here = Path(sys.executable).with_name(name)
+    return shlex.quote(str(here)) if site.eilab is None and here.is_file() else name
 
 
 def launcher(site: SiteConfig) -> tuple[str, str]:

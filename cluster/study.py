@@ -5,13 +5,17 @@ arXiv:1604.00772), NSGA-II (Deb et al. 2002, IEEE TEC 6:182), GP (Optuna's GPSam
 
 A study config (configs/studies/*.toml) names a simulation config and `--set` overrides, the metrics
 of the run it scores (`rate.<POP>` Hz, `mean_rate` Hz, `mfe_rate` events/s over (skip_ms, t_ms]), the
-search space over config paths, the sampler, the pruner, the budget and the storage. Everything is
-checked before a trial starts; a problem raises ConfigError naming the field.
+search space over config paths, the sampler, the pruner, the budget and the storage; or a training config
+and validation metrics (study_train.py). Everything is checked before a trial starts; a problem raises
+ConfigError naming the field. A worker runs its trials in one process (imports and numba's cached kernels
+are loaded once); a trial's metrics come from the counts the engine hands its writer (PopulationCounts), so
+its reports read nothing back from the store.
 
 Every worker stops once the study holds `trials` complete trials: a trial only starts while fewer
 than `trials` trials are complete, running or waiting (a worker waits while the rest are running),
 so no trial is counted twice; a worker killed mid-trial stops its heartbeat, the trial is failed once
-its grace period has passed and retried (RetryHeartbeatStaleTrialCallback, at most `max_retry` times).
+its grace period has passed and retried (RetryHeartbeatStaleTrialCallback, at most `max_retry` times), on
+SQL storages and on journal files (JournalHeartbeatStorage).
 """
 
 from __future__ import annotations
@@ -24,25 +28,30 @@ import time
 import tomllib
 import warnings
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from functools import cache, partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import optuna
-import zarr
+from optuna.storages._heartbeat import BaseHeartbeat
 from pydantic import Field, ValidationError, model_validator
 
 from eilab.sim.config import Config, ConfigError, Strict, format_validation_error, load_config
 
 STUDY_METRICS = ("mean_rate", "mfe_rate")  # besides rate.<POP>
 ACTIVE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+HEARTBEAT = "eilab_heartbeat"  # a journal trial's last heartbeat (system attribute), s since the epoch
 SQLITE_TIMEOUT_S = 60  # how long a worker waits for another's write lock on a SQLite study
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries, figures
 
 
 # ---------------------------------------------------------------- the study config
+class TrialFailedError(RuntimeError):
+    """A trial could not be scored (its training failed): it is failed, the search goes on."""
+
+
 class Param(Strict):
     """One searched config path: float (linear or log scale, optional step), int, or categorical."""
 
@@ -103,14 +112,25 @@ class Metric(Strict):
 
 
 class Objective(Strict):
-    config: str = Field(description="simulation config: a bundled name or a path (relative to the study file)")
-    set: list[str] = Field(default_factory=list, description="--set overrides applied to every trial")
+    config: str | None = Field(None, description="simulation config: a bundled name or a path (relative to the "
+                               "study file)")
+    train: str | None = Field(None, description="or a training config (eilab train): a bundled name of "
+                              "configs/train or a path (relative to the study file); its metrics are validation "
+                              "scores of metrics.json (eilab.cluster.study_train)")
+    set: list[str] = Field(default_factory=list, description="--set overrides applied to every trial (of the "
+                           "training config's entries for a training objective)")
     skip_ms: float = Field(100.0, ge=0, description="transient left out of every metric, ms")
     report_every_ms: float = Field(500.0, gt=0, description="intermediate metrics (for the pruner) this often, ms")
     metrics: list[Metric] = Field(min_length=1)
     combine: Literal["sum", "separate"] = Field(
         "sum", description="sum: one objective, the summed relative errors (every metric needs a target); "
         "separate: one objective per metric (several objectives: NSGA-II, TPE or GP)")
+
+    @model_validator(mode="after")
+    def _one_config(self) -> Objective:
+        if (self.config is None) == (self.train is None):
+            raise ValueError("give either `config` (a simulation config) or `train` (a training config)")
+        return self
 
 
 class Sampler(Strict):
@@ -133,7 +153,7 @@ class Budget(Strict):
 
 
 class Workers(Strict):
-    heartbeat_s: int = Field(10, ge=1, description="a running trial's heartbeat interval, s (SQL storages)")
+    heartbeat_s: int = Field(10, ge=1, description="a running trial's heartbeat interval, s")
     grace_s: int | None = Field(None, ge=1, description="a trial without heartbeat this long is failed, s "
                                 "(default 2 heartbeats)")
     max_retry: int = Field(2, ge=0, description="a failed (killed) trial is run again at most this often")
@@ -178,7 +198,7 @@ class StudySpec(Strict):
 
 
 class Study:
-    """A loaded study config: the spec, where it came from and the simulation config it searches."""
+    """A loaded study config: the spec, where it came from and the simulation (or training) config it searches."""
 
     def __init__(self, spec: StudySpec, source: Path, config_path: Path) -> None:
         self.spec, self.source, self.config_path = spec, source, config_path
@@ -186,6 +206,11 @@ class Study:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def trains(self) -> bool:
+        """Whether the objective is a training config (config_path is then the training config)."""
+        return self.spec.objective.train is not None
 
     @property
     def storage_url(self) -> str:
@@ -199,8 +224,9 @@ class Study:
         """The --set overrides of a trial: the study's, then the sampled parameters."""
         return [*self.spec.objective.set, *(f"{k}={toml_literal(v)}" for k, v in params.items())]
 
-    def load(self, params: dict[str, Any]) -> tuple[Config, dict]:
-        return load_config(self.config_path, [*self.overrides(params), "run.progress=false"])
+    def load(self, params: dict[str, Any], extra: list[str] | tuple[str, ...] = ()) -> tuple[Config, dict]:
+        """The simulation config of a trial: its overrides, then `extra` ones."""
+        return load_config(self.config_path, [*self.overrides(params), *extra, "run.progress=false"])
 
 
 def studies_dir() -> Path:
@@ -241,10 +267,15 @@ def load_study(name: str | Path, storage: str | None = None) -> Study:
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, str(path)).replace("invalid config", "invalid study config")
                           ) from None
-    beside = path.parent / spec.objective.config
-    config_path = beside if beside.is_file() else resolve_config(spec.objective.config)
-    study = Study(spec, path, config_path)
-    check_objective(study)
+    if spec.objective.train is not None:
+        from eilab.cluster import study_train
+
+        study = Study(spec, path, study_train.resolve_training(spec.objective.train, path.parent))
+        study_train.check_objective(study)
+    else:
+        beside = path.parent / spec.objective.config
+        study = Study(spec, path, beside if beside.is_file() else resolve_config(spec.objective.config))
+        check_objective(study)
     check_storage_url(study.storage_url)
     return study
 
@@ -335,15 +366,19 @@ def check_storage_url(url: str) -> None:
 
 
 def open_storage(url: str, workers: Workers | None = None) -> optuna.storages.BaseStorage:
-    """The Optuna storage at `url`, with heartbeats and bounded retries of killed trials (SQL storages; a journal
-    file has no heartbeat). ConfigError naming `storage` when it cannot be opened."""
+    """The Optuna storage at `url`; with `workers`, heartbeats and bounded retries of killed trials (Optuna's for
+    SQL storages, JournalHeartbeatStorage for a journal file). ConfigError naming `storage` when it cannot be
+    opened."""
     import sqlalchemy.exc
 
     check_storage_url(url)
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:").removeprefix("//"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        if workers is None:
+            return optuna.storages.JournalStorage(backend)
+        return JournalHeartbeatStorage(backend, workers)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         database = sqlalchemy.engine.make_url(url).database
@@ -359,6 +394,37 @@ def open_storage(url: str, workers: Workers | None = None) -> optuna.storages.Ba
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"storage {redact(url)}: cannot open it ({first}); check the URL, that the server runs "
                           "and that the user may connect") from None
+
+
+class JournalHeartbeatStorage(optuna.storages.JournalStorage, BaseHeartbeat):
+    """Optuna's journal file storage with heartbeats (its JournalStorage has none in Optuna 5.0: it is no
+    BaseHeartbeat, so fail_stale_trials passes it by). A running trial's worker appends its wall-clock time
+    (`eilab_heartbeat`, a system attribute) every `heartbeat_s`; a running trial whose last heartbeat is older
+    than `grace_s` is stale (trials without one, e.g. `eilab tune`'s, never are, as in RDBStorage). Failing it
+    is one appended FAIL record: the journal orders concurrent workers' records, only the first FAIL of a trial
+    applies and the others' raise UpdateFinishedTrialError (Optuna's fail_stale_trials skips those), so exactly
+    one worker runs the retry callback. The hosts' clocks must agree to well within grace_s."""
+
+    def __init__(self, backend: optuna.storages.journal.BaseJournalBackend, workers: Workers) -> None:
+        super().__init__(backend)
+        self.heartbeat_s = workers.heartbeat_s
+        self.grace_s = workers.grace_s or 2 * workers.heartbeat_s
+        self.stale_callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=workers.max_retry)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        with suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker found it stale and failed it
+            self.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        running = self.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        return [t._trial_id for t in running if now - t.system_attrs.get(HEARTBEAT, math.inf) > self.grace_s]
+
+    def get_heartbeat_interval(self) -> int:
+        return self.heartbeat_s
+
+    def get_heartbeat_stale_trial_callback(self) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+        return self.stale_callback
 
 
 def sqlite_connection(database: str) -> sqlite3.Connection:
@@ -407,37 +473,69 @@ def build_pruner(spec: StudySpec, t_ms: float) -> optuna.pruners.BasePruner:
 
 
 def open_study(study: Study, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
-    """The Optuna study, created in its storage when it is not there yet."""
-    cfg, _ = study.load({})
+    """The Optuna study, created in its storage when it is not there yet (a training objective reports no
+    intermediate values: no pruner)."""
+    pruner = optuna.pruners.NopPruner() if study.trains else build_pruner(study.spec, study.load({})[0].run.t_ms)
     return optuna.create_study(storage=storage or open_storage(study.storage_url, study.spec.workers),
                                study_name=study.name, directions=study.spec.directions,
-                               sampler=build_sampler(study.spec), pruner=build_pruner(study.spec, cfg.run.t_ms),
-                               load_if_exists=True)
+                               sampler=build_sampler(study.spec), pruner=pruner, load_if_exists=True)
 
 
 # ---------------------------------------------------------------- metrics
-def measure(run_dir: Path, names: list[str], skip_ms: float, t_ms: float) -> dict[str, float]:
-    """The metrics over (skip_ms, t_ms] of a run's stored counts (it may still be running): rate.<POP> and
-    mean_rate in Hz, mfe_rate in MFEs per second (eilab.analysis.mfe on the E and I counts)."""
-    from eilab.analysis.mfe import detect_counts
-    from eilab.sim.reader import open_run
+class PopulationCounts:
+    """A trial's spike counts per time bin and population, taken from the counts the engine hands its writer,
+    so that the metrics after every piece of the run need neither a flush nor a read of the store."""
 
-    run = open_run(run_dir, allow_incomplete=True)
-    counts = {name: run.counts(name, skip_ms, t_ms) for name in run.populations}
-    seconds = (t_ms - skip_ms) / 1000.0
-    out: dict[str, float] = {}
-    for name in names:
-        if name.startswith("rate."):
-            c = counts[name.removeprefix("rate.")]
-            out[name] = float(c.sum()) / c.shape[1] / seconds
-        elif name == "mean_rate":
-            out[name] = sum(float(c.sum()) for c in counts.values()) / sum(c.shape[1] for c in counts.values()) \
-                / seconds
-        else:
-            e, i = (np.concatenate([counts[n] for n, p in run.populations.items() if p["type"] == kind], axis=1)
-                    for kind in ("E", "I"))
-            out[name] = detect_counts(e, i, run.bin_ms, skip_ms, t_ms)[1].rate_hz
-    return out
+    def __init__(self, cfg: Config) -> None:
+        from eilab.sim.grid import TimeGrid
+
+        self.pops = cfg.populations
+        self.starts = np.cumsum([0, *(p.n for p in self.pops[:-1])])
+        self.bin_ms = cfg.record.counts_bin_ms
+        self.sums = np.zeros((TimeGrid.of(cfg).n_bins, len(self.pops)), np.int64)
+
+    def add(self, bin0: int, block: np.ndarray) -> None:
+        """Counts (time_bin, neuron) of bins bin0.. of every neuron."""
+        if block.shape[0]:
+            self.sums[bin0 : bin0 + block.shape[0]] = np.add.reduceat(block, self.starts, axis=1, dtype=np.int64)
+
+    def tap(self, writer: Any) -> None:
+        """Pass the counts a one-process run's writer (eilab.sim.store.RankWriter) gets through `add` too."""
+        write = writer.write_counts
+
+        def write_counts(bin0: int, block: np.ndarray, drive: np.ndarray | None = None) -> None:
+            self.add(bin0, block)
+            write(bin0, block, drive)
+
+        writer.write_counts = write_counts
+
+    def load(self, run_dir: Path, t_ms: float) -> None:
+        """The stored counts of the bins before t_ms (a run resumed from its checkpoint at t_ms)."""
+        from eilab.sim.reader import open_run
+
+        self.add(0, open_run(run_dir, allow_incomplete=True).counts(None, 0.0, t_ms))
+
+    def metrics(self, names: list[str], skip_ms: float, t_ms: float) -> dict[str, float]:
+        """The metrics over (skip_ms, t_ms] (the bins that start in [skip_ms, t_ms), as Run.counts selects them):
+        rate.<POP> and mean_rate in Hz, mfe_rate in MFEs per second (eilab.analysis.mfe.detect_counts on the
+        summed E and I counts, which is all its event rate depends on)."""
+        from eilab.analysis.mfe import detect_counts
+
+        rows = self.sums[math.ceil(skip_ms / self.bin_ms - 1e-9) : math.ceil(t_ms / self.bin_ms - 1e-9)]
+        seconds = (t_ms - skip_ms) / 1000.0
+        out: dict[str, float] = {}
+        for name in names:
+            if name.startswith("rate."):
+                k = next(k for k, p in enumerate(self.pops) if p.name == name.removeprefix("rate."))
+                out[name] = float(rows[:, k].sum()) / self.pops[k].n / seconds
+            elif name == "mean_rate":
+                out[name] = sum(float(rows[:, k].sum()) for k in range(len(self.pops))) \
+                    / sum(p.n for p in self.pops) / seconds
+            else:
+                e, i = (rows[:, [k for k, p in enumerate(self.pops) if p.type == kind]].sum(axis=1, keepdims=True)
+                        for kind in ("E", "I"))
+                out[name] = detect_counts(e, i, self.bin_ms, skip_ms, t_ms)[1].rate_hz
+        return out
 
 
 def scores(spec: StudySpec, metrics: dict[str, float]) -> list[float]:
@@ -447,30 +545,49 @@ def scores(spec: StudySpec, metrics: dict[str, float]) -> list[float]:
 
 
 # ---------------------------------------------------------------- one trial
+class Piece(NamedTuple):
+    """A trial's run after one piece: simulated time reached (ms), the metrics so far, the engine's simulate
+    phase so far (s, the wall time inside Simulation.advance_to) and this process's CPU time in it (s, every
+    thread: the numba kernels and zarr's writer threads)."""
+
+    t_ms: float
+    metrics: dict[str, float]
+    simulate_s: float
+    simulate_cpu_s: float
+
+
 def report_times(skip_ms: float, every_ms: float, t_ms: float) -> list[float]:
     """Simulated times (ms) at which a trial measures and reports: every `every_ms` after the transient, and the end."""
     n = math.floor((t_ms - skip_ms) / every_ms + 1e-9)
     return [*(skip_ms + every_ms * k for k in range(1, n + 1) if skip_ms + every_ms * k < t_ms - 1e-9), t_ms]
 
 
-def simulate(study: Study, cfg: Config, raw: dict, run_dir: Path,
-             times: list[float]) -> Iterator[tuple[float, dict[str, float]]]:
+def simulate(study: Study, cfg: Config, raw: dict, run_dir: Path, times: list[float],
+             resume: bool = False) -> Iterator[Piece]:
     """Simulate a trial's config into run_dir in pieces ending at `times` (ms, the last one the run's end), yielding
-    (t_ms, metrics over (skip_ms, t_ms]) after each; the last piece ends the run (status `complete`). Closing the
-    generator earlier (the trial was pruned or stopped) closes the run with status `pruned`."""
+    a Piece after each; the last piece ends the run (status `complete`). Closing the generator earlier (the trial
+    was pruned or stopped) closes the run with status `pruned`. With `resume`, the run continues from its last
+    engine checkpoint (the pieces before it are skipped)."""
     from eilab.sim.engine import Simulation
 
     obj = study.spec.objective
     names = [m.name for m in obj.metrics]
-    with Simulation.create(cfg, raw, run_dir, force=True, progress=False) as sim:
-        for t in times:
+    counts = PopulationCounts(cfg)
+    sim = Simulation.resume(run_dir, progress=False) if resume else \
+        Simulation.create(cfg, raw, run_dir, force=True, progress=False)
+    cpu_s = 0.0
+    with sim:
+        if resume:
+            counts.load(run_dir, sim.t_ms)
+        counts.tap(sim.writer)
+        for t in (t for t in times if t > sim.t_ms + 1e-9):
+            cpu0 = time.process_time()
             sim.advance_to(t)
-            if sim.step < sim.grid.total:
-                sim.writer.flush()  # the counts so far into the store
-            else:
+            cpu_s += time.process_time() - cpu0
+            if sim.step == sim.grid.total:
                 sim.close()
             try:
-                yield sim.t_ms, measure(run_dir, names, obj.skip_ms, sim.t_ms)
+                yield Piece(sim.t_ms, counts.metrics(names, obj.skip_ms, sim.t_ms), sim.sim_s, cpu_s)
             except GeneratorExit:
                 if sim.step < sim.grid.total:
                     sim.writer.close("pruned", pruned={"time_ms": sim.t_ms})
@@ -479,7 +596,12 @@ def simulate(study: Study, cfg: Config, raw: dict, run_dir: Path,
 
 def run_trial(study: Study, trial: optuna.Trial) -> list[float]:
     """One Optuna trial: its stored run, intermediate values for the pruner (only when one prunes); the objective
-    values. A pruned trial's run is closed with status `pruned` and optuna.TrialPruned raised."""
+    values. A pruned trial's run is closed with status `pruned` and optuna.TrialPruned raised. A training objective
+    trains instead (eilab.cluster.study_train)."""
+    if study.trains:
+        from eilab.cluster import study_train
+
+        return study_train.run_trial(study, trial)
     t_start = time.perf_counter()
     params = {p.path: p.suggest(trial) for p in study.spec.space}
     cfg, raw = study.load(params)
@@ -491,15 +613,18 @@ def run_trial(study: Study, trial: optuna.Trial) -> list[float]:
     prunes = study.spec.single and not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
     times = report_times(obj.skip_ms, obj.report_every_ms, cfg.run.t_ms) if prunes else [cfg.run.t_ms]
     with closing(simulate(study, cfg, raw, run_dir, times)) as pieces:
-        for t, metrics in pieces:
-            if t < cfg.run.t_ms:
-                trial.report(scores(study.spec, metrics)[0], step=round(t))
+        for piece in pieces:
+            timings = {"trial_s": time.perf_counter() - t_start, "simulate_s": piece.simulate_s,
+                       "simulate_cpu_s": piece.simulate_cpu_s, "worker_cpu_s": time.process_time()}
+            if piece.t_ms < cfg.run.t_ms:
+                trial.report(scores(study.spec, piece.metrics)[0], step=round(piece.t_ms))
                 if trial.should_prune():
-                    trial.set_user_attr("metrics", metrics)
-                    raise optuna.TrialPruned(f"pruned at {t:g} ms: {metrics}")
-    trial.set_user_attr("metrics", metrics)
-    trial.set_user_attr("timings", {"trial_s": time.perf_counter() - t_start, "run_wall_s": run_wall_s(run_dir)})
-    return scores(study.spec, metrics)
+                    trial.set_user_attr("metrics", piece.metrics)
+                    trial.set_user_attr("timings", timings)
+                    raise optuna.TrialPruned(f"pruned at {piece.t_ms:g} ms: {piece.metrics}")
+    trial.set_user_attr("metrics", piece.metrics)
+    trial.set_user_attr("timings", timings)
+    return scores(study.spec, piece.metrics)
 
 
 @cache
@@ -508,13 +633,6 @@ def source_commit() -> str | None:
     from eilab.sim.provenance import git_commit
 
     return git_commit()
-
-
-def run_wall_s(run_dir: Path) -> float:
-    """The wall time of a complete run (its stored RunSummary), s."""
-    from eilab.sim.reader import zarr_path
-
-    return float(zarr.open_group(zarr_path(run_dir), mode="r").attrs["summary"]["timings"]["wall_s"])
 
 
 # ---------------------------------------------------------------- the worker loop
@@ -527,18 +645,21 @@ class Gate:
 
     def __init__(self, n: int, deadline: float, poll_s: float) -> None:
         self.n, self.deadline, self.poll_s = n, deadline, poll_s
+        self.seen, self.last = n, -1  # active trials and the highest trial number at the last wait
 
     def wait(self, study: optuna.Study) -> bool:
-        """Whether the worker may ask for a trial (False: the study is done or time is up)."""
+        """Whether the worker may ask for a trial (False: the study is done or time is up). Stale trials are failed
+        (and retried) while it waits; Optuna fails them too before each trial it starts."""
         while time.monotonic() < self.deadline:
-            optuna.storages.fail_stale_trials(study)
-            active = study.get_trials(deepcopy=False, states=ACTIVE)
-            states = [t.state for t in active]
+            trials = study.get_trials(deepcopy=False)
+            states = [t.state for t in trials if t.state in ACTIVE]
+            self.seen, self.last = len(states), max((t.number for t in trials), default=-1)
             if states.count(optuna.trial.TrialState.COMPLETE) >= self.n:
                 return False
-            if len(active) < self.n or optuna.trial.TrialState.WAITING in states:
+            if len(states) < self.n or optuna.trial.TrialState.WAITING in states:
                 return True
             time.sleep(self.poll_s)
+            optuna.storages.fail_stale_trials(study)
         return False
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -547,7 +668,10 @@ class Gate:
 
     def admitted(self, study: optuna.Study, number: int) -> bool:
         """Whether trial `number` is among the first n active trials (two workers that asked at once: the later
-        one is surplus)."""
+        one is surplus). Without a storage read when the last wait leaves room: at most `number - last - 1` trials
+        were created since, so at most that many more are active ahead of this one."""
+        if self.seen + max(0, number - self.last - 1) < self.n:
+            return True
         ahead = [t for t in study.get_trials(deepcopy=False, states=ACTIVE) if t.number < number]
         return len(ahead) < self.n
 
@@ -567,7 +691,8 @@ def optimize(study: Study, n_trials: int | None = None, timeout_s: float | None 
         return run_trial(study, trial)
 
     if gate.wait(ostudy):
-        ostudy.optimize(objective, timeout=timeout_s, callbacks=[gate], catch=(ConfigError,), gc_after_trial=False)
+        ostudy.optimize(objective, timeout=timeout_s, callbacks=[gate], catch=(ConfigError, TrialFailedError),
+                        gc_after_trial=False)
     return ostudy
 
 

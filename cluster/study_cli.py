@@ -71,12 +71,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     ostudy = study.open_study(s)
     ostudy.set_metric_names(objective_names(s.spec))
     n = args.n_trials or s.spec.budget.trials
-    if args.jobs > 1:
-        worker = ["study", "optimize", str(s.source), "--storage", s.storage_url, "--n-trials", str(n), "--jobs", "1"]
-        code = launch.run_workers(worker + (["--timeout", str(args.timeout)] if args.timeout else []), args.jobs)
-    else:
-        study.optimize(s, n, args.timeout)
-        code = 0
+    worker = ["study", "optimize", str(s.source), "--storage", s.storage_url, "--n-trials", str(n), "--jobs", "1"]
+    others = launch.start_workers(worker + (["--timeout", str(args.timeout)] if args.timeout else []), args.jobs - 1)
+    try:
+        study.optimize(s, n, args.timeout)  # this process is one of the workers: one process start fewer
+    finally:
+        code = launch.wait_workers(others)
     done = len(study.complete_trials(ostudy))
     print(f"study {s.name!r}: {done} complete trials of {n} asked ({len(ostudy.trials)} in all, pruned and failed "
           "included)")
@@ -200,7 +200,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     s = study.load_study(args.config, args.storage)
     result = tune.run_tune(s, args.n_trials or s.spec.budget.trials, address=args.address,
                            cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                           num_cpus=args.num_cpus)
+                           num_cpus=args.num_cpus, resume=args.resume)
     print(f"study {s.name!r}: {result['trials']} Ray Tune trials in {study.redact(s.storage_url)}; best "
           f"{objective_names(s.spec)[0]} {result['best']:.4g} with {result['params']}")
     return 0
@@ -254,4 +254,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--cpus-per-trial", type=positive, default=1.0)
     t.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPU fraction per trial")
     t.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    t.add_argument("--resume", action="store_true", help="continue the study's last Tune experiment (its driver was "
+                   "stopped): unfinished and failed trials go on from their checkpoints")
     t.set_defaults(func=cmd_tune)

@@ -59,10 +59,12 @@ def run_job(rest: list[str], site: slurm.SiteConfig) -> Job:
     if out.exists() and any(out.iterdir()) and not ns.force:
         raise ConfigError(f"{out} is not empty; choose another --out, or pass --force to replace the run there")
     if cfg.run.checkpoint_every_ms <= 0:
-        print(f"eilab: note: {config} writes no checkpoints (run.checkpoint_every_ms = 0): at the time limit the run "
-              "stops for good; add --set run.checkpoint_every_ms=... to have it requeued and resumed", file=sys.stderr)
+        print(f"eilab: note: {config} writes no checkpoints (run.checkpoint_every_ms = 0): at the time limit the job "
+              "starts it over once, then stops; add --set run.checkpoint_every_ms=... to have it requeued and resumed",
+              file=sys.stderr)
     argv = ["run", *rest, *([] if ns.out else ["--out", str(out)]), *([] if ns.quiet else ["--quiet"])]
-    return Job(argv, out, "run.sbatch", {"resume": quoted(site, ["resume", str(out), "--quiet"])})
+    return Job(argv, out, "run.sbatch", chain_values(site, out, ["resume", str(out), "--quiet"],
+                                                     [*argv, *([] if ns.force else ["--force"])]))
 
 
 def resume_job(rest: list[str], site: slurm.SiteConfig) -> Job:
@@ -77,7 +79,14 @@ def resume_job(rest: list[str], site: slurm.SiteConfig) -> Job:
     if status == "complete":
         raise ConfigError(f"{run_dir}: the run is complete already; nothing to resume")
     argv = ["resume", str(run_dir), "--quiet"]
-    return Job(argv, run_dir, "run.sbatch", {"resume": quoted(site, argv)})
+    return Job(argv, run_dir, "run.sbatch", chain_values(site, run_dir, argv, argv))
+
+
+def chain_values(site: slurm.SiteConfig, run_dir: Path, resume: list[str], restart: list[str]) -> dict[str, str]:
+    """How a requeued start of run.sbatch continues: `resume` from the last checkpoint, or `restart` (replacing
+    the partial run) when there is none; `has_checkpoint` tells which."""
+    return {"resume": quoted(site, resume), "restart": quoted(site, restart),
+            "has_checkpoint": quoted(site, ["status", str(run_dir), "--has-checkpoint"])}
 
 
 def analyze_job(rest: list[str], dependent: bool) -> Job:
@@ -101,7 +110,7 @@ def train_job(rest: list[str]) -> Job:
     return Job(["train", *rest], out.absolute(), "single.sbatch", {"kind": "train"})
 
 
-def search_job(kind: str, rest: list[str]) -> Job:
+def search_job(kind: str, rest: list[str], site: slurm.SiteConfig) -> Job:
     """A study array (`study optimize` per task) or a Ray search, on the storage the config names (or --storage),
     passed to every task explicitly so that all share it."""
     from eilab.cluster.study_cli import search_modules
@@ -115,7 +124,7 @@ def search_job(kind: str, rest: list[str]) -> Job:
     s = study.load_study(ns.config, ns.storage)
     argv = ([*(["study", "optimize"] if kind == "study" else ["tune"]), *rest]
             + ([] if ns.storage else ["--storage", s.storage_url]))
-    values = {"storage": study.redact(s.storage_url)} if kind == "study" else {"ray_port": "6379"}
+    values = {"storage": study.redact(s.storage_url)} if kind == "study" else {"ray": slurm.program(site, "ray")}
     return Job(argv, s.runs_dir.absolute(), f"{kind}.sbatch", values)
 
 
@@ -151,7 +160,7 @@ def plan(kind: str, rest: list[str], opts: slurm.JobOptions, site: slurm.SiteCon
         return analyze_job(rest, opts.dependency is not None)
     if kind == "train":
         return train_job(rest)
-    return search_job(kind, rest)
+    return search_job(kind, rest, site)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -188,6 +197,20 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def has_checkpoint(run_dir: Path) -> int:
+    """0 when the run has a checkpoint to resume from (or is complete: nothing to redo), 1 when it has none (or no
+    store yet); for job scripts."""
+    from eilab.sim.reader import open_run
+
+    if not (run_dir / "run.zarr").exists():
+        return 1
+    try:
+        run = open_run(run_dir, allow_incomplete=True)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    return 0 if run.status == "complete" or run.attrs.get("checkpoint") else 1
+
+
 def store_line(run_dir: Path) -> str:
     """The run store's status and how far it got (the last checkpoint, for a run not complete)."""
     from eilab.sim.reader import open_run
@@ -202,6 +225,8 @@ def store_line(run_dir: Path) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir).absolute()
+    if args.has_checkpoint:
+        return has_checkpoint(run_dir)
     listed = jobs_dir(run_dir) / "jobs"
     jobs = [line.split() for line in listed.read_text().splitlines()] if listed.exists() else []
     if not (run_dir / "run.zarr").exists() and not jobs:
@@ -231,4 +256,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_submit, dry_run=False)
     st = sub.add_parser("status", help="a run's store status and its SLURM jobs' states")
     st.add_argument("run_dir", help="the run directory")
+    st.add_argument("--has-checkpoint", action="store_true", help="print nothing; exit 0 when the run has a "
+                    "checkpoint to resume from, 1 when not (job scripts ask this after the time limit)")
     st.set_defaults(func=cmd_status)

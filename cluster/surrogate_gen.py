@@ -1,4 +1,6 @@
-"""Training data of the `hh` surrogate (issue 19, point 1), simulated through eilab's engine.
+"""Training data of the surrogates (issue 19, point 1): eilab's `hh` cell simulated through eilab's engine
+(below), or one of hnn-core's cells simulated by NEURON (`cell`; eilab.ml.surrogate_hnn, the same layout
+with inputs per location and receptor in nS).
 
 One chunk of trials is one engine run of `cells` unconnected single-neuron `hh` populations. Cell c
 receives Poisson spike trains on k_e excitatory and k_i inhibitory synapses: each synapse is a relay
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -31,24 +33,13 @@ from typing import Any
 import numpy as np
 import zarr
 
-from eilab.ml.surrogate_data import DATA_FORMAT
+from eilab.ml.surrogate_data import DATA_FORMAT, CellInput
 from eilab.sim.config import load_config
 from eilab.sim.reader import open_run
 
 RELAY = {"tau_m": 10.0, "E_L": 0.0, "V_th": 1.0, "V_reset": 0.0, "t_ref": 0.0}
 """A relay neuron: every input event (10 mV) crosses its threshold, nothing is lost to refractoriness."""
 RELAY_KICK_MV = 10.0
-
-
-@dataclass(frozen=True)
-class CellInput:
-    """The input of one cell: per-synapse Poisson rates (Hz) and weights (pA) of its E and I groups."""
-
-    rate_e_hz: float
-    w_e_pa: float
-    rate_i_hz: float
-    w_i_pa: float
-    e_times_ms: tuple[float, ...] = field(default_factory=tuple)
 
 
 def chunk_config(cells: list[CellInput], k_e: int, k_i: int, t_ms: float, dt_ms: float, seed: int,
@@ -111,7 +102,8 @@ def trials_from_run(run_dir: Path, cells: list[CellInput], k_e: int, k_i: int) -
             "spike_times_ms": np.concatenate(spike_t), "spike_cell": np.concatenate(spike_c),
             "cell": {"model": "hh", "params": run.config.populations[0].params},
             "protocol": {"dt_ms": dt, "t_ms": run.t_ms, "k_e": k_e, "k_i": k_i, "seed": run.config.run.seed,
-                         "delay_steps": 1, "groups": ["E", "I"], "cells": [asdict(x) for x in cells]}}
+                         "delay_steps": 1, "groups": ["E", "I"], "cells": [asdict(x) for x in cells]},
+            "units": {"input": "pA", "v": "mV", "spike_times_ms": "ms"}}
 
 
 def write_trials(trials: dict[str, Any], path: Path) -> None:
@@ -122,20 +114,27 @@ def write_trials(trials: dict[str, Any], path: Path) -> None:
     for name in ("input", "v", "spike_times_ms", "spike_cell"):
         root.create_array(name, data=trials[name])
     root.attrs.update({"format": DATA_FORMAT, "cell": trials["cell"], "protocol": trials["protocol"],
-                       "units": {"input": "pA", "v": "mV", "spike_times_ms": "ms"}})
+                       "units": trials["units"]})
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
 
 
 def generate_chunk(folder: str, cells: list[CellInput], k_e: int, k_i: int, t_ms: float, dt_ms: float,
-                   seed: int, keep_run: bool = False) -> str:
+                   seed: int, cell: str = "hh", keep_run: bool = False) -> str:
     """Simulate one chunk (skipped when its trials.zarr is there) and store its trials; returns the store path.
-    The engine run (`run/`) is removed afterwards unless `keep_run`."""
+    `cell` "hh": eilab's engine, whose run (`run/`) is removed afterwards unless `keep_run`; an hnn-core cell
+    (eilab.ml.surrogate_hnn, weights in nS): NEURON, with `seed` drawing the trains."""
     from eilab.sim.engine import run
 
     out = Path(folder)
     store = out / "trials.zarr"
     if (store / "zarr.json").exists():
+        return str(store)
+    if cell != "hh":
+        from eilab.ml.surrogate_hnn import chunk_trials
+
+        out.mkdir(parents=True, exist_ok=True)
+        write_trials(chunk_trials(cell, cells, k_e, k_i, t_ms, dt_ms, seed), store)
         return str(store)
     cfg, raw = load_config(raw=chunk_config(cells, k_e, k_i, t_ms, dt_ms, seed))
     out.mkdir(parents=True, exist_ok=True)
@@ -146,9 +145,11 @@ def generate_chunk(folder: str, cells: list[CellInput], k_e: int, k_i: int, t_ms
     return str(store)
 
 
-def generate(jobs: list[tuple[str, list[CellInput], int, int, float, float, int]], workers: int) -> list[str]:
-    """Every chunk of `jobs` (generate_chunk's arguments), in `workers` processes; finished chunks are kept."""
+def generate(jobs: list[tuple[str, list[CellInput], int, int, float, float, int]], workers: int,
+             cell: str = "hh") -> list[str]:
+    """Every chunk of `jobs` (generate_chunk's arguments up to the seed) of `cell`, in `workers` processes;
+    finished chunks are kept."""
     if workers <= 1:
-        return [generate_chunk(*j) for j in jobs]
+        return [generate_chunk(*j, cell) for j in jobs]
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(generate_chunk, *zip(*jobs, strict=True)))
+        return list(pool.map(generate_chunk, *zip(*jobs, strict=True), [cell] * len(jobs)))

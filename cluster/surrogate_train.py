@@ -54,8 +54,13 @@ def plan(tc: SurrogateConfig, runs: Path) -> dict[str, list[tuple]]:
     return jobs
 
 
-def require_extras() -> None:
-    """ConfigError naming the extra to install when torch (ml) or matplotlib (analysis) is missing."""
+def require_extras(cell: str = "hh") -> None:
+    """ConfigError naming the extra to install when torch (ml), matplotlib (analysis) or, for an hnn-core cell,
+    hnn-core and NEURON (detailed) are missing."""
+    if cell != "hh":
+        from eilab.ml.surrogate_hnn import require_hnn
+
+        require_hnn(f"eilab train with cell = \"{cell}\"")
     for module, extra in (("torch", "ml"), ("matplotlib", "analysis")):
         try:
             __import__(module)
@@ -67,7 +72,7 @@ def require_extras() -> None:
 def train_surrogate(tc: SurrogateConfig, text: str, out: Path, jobs: int, max_epochs: int | None,
                     progress: bool) -> int:
     """Generate, train, score and write the training directory `out` (config.toml: `text`)."""
-    require_extras()
+    require_extras(tc.data.cell)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(text)
     import torch
@@ -79,7 +84,7 @@ def train_surrogate(tc: SurrogateConfig, text: str, out: Path, jobs: int, max_ep
 
     d, s = tc.data, tc.train
     chunks = plan(tc, Path(d.runs_dir) if d.runs_dir else out / "runs")
-    stores = dict(zip(chunks, _split(generate([j for js in chunks.values() for j in js], jobs),
+    stores = dict(zip(chunks, _split(generate([j for js in chunks.values() for j in js], jobs, d.cell),
                                      [len(js) for js in chunks.values()]), strict=True))
     print(f"trials: {sum(len(v) for v in stores.values())} chunks ready", file=sys.stderr)
     trials = {name: open_trials(paths) for name, paths in stores.items()}

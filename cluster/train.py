@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
 from multiprocessing import get_context
@@ -28,6 +29,7 @@ from eilab.sim.config import Config, ConfigError, load_config
 from eilab.sim.reader import Run, open_run
 
 MODEL_FORMAT = "eilab-model/1"
+CLASSIFIER_FORMAT = "eilab-classifier/1"
 OURS = {"config.toml", "meta.json", "model.pt", "checkpoint.pt", "ridge.npz", "metrics.json", "figures", "runs",
         "predictions"}
 """What a training directory holds (and *.tmp files of an interrupted write)."""
@@ -204,12 +206,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         from eilab.cluster.surrogate_train import train_surrogate
 
         return train_surrogate(tc, text, out, args.jobs, args.max_epochs, not args.quiet)
+    if tc.task == "surrogate_net":  # issue 19: connectivity of a surrogate network by gradient descent
+        from eilab.cluster.surrogate_net_train import train_surrogate_net
+
+        return train_surrogate_net(tc, text, out, args.jobs, not args.quiet)
     plan = run_plan(tc, Path(tc.data.runs_dir) if tc.data.runs_dir else out / "runs")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(text)
     runs = ensure_runs(tc, plan, args.jobs, not args.quiet)
     if tc.task == "ei_ratio":
-        return classify_and_report(tc, runs, out)
+        from eilab.cluster.classify_cli import classify_and_report
+
+        return classify_and_report(tc, runs, out, args.max_epochs, not args.quiet)
     return train_and_report(tc, {seed: run for (_, seed), run in runs.items()}, out, args.max_epochs, not args.quiet)
 
 
@@ -250,6 +258,8 @@ def train_and_report(tc: Any, runs: dict[int, Run], out: Path, max_epochs: int |
     device = resolve_device(s.device)
     predictors = {"lstm": LSTMPredictor(net, norm, device), **baselines(norm, n_out, d.horizon), "ridge_ar": ridge}
     metrics = evaluate(predictors, splits.items(), tc.rollout_bins, d.rollout_windows, d.bin_ms)
+    if tc.ceiling.branches:
+        metrics["ceiling"] = test_ceiling(tc, [runs[seed] for seed in d.seeds.test], metrics, progress)
     windows_per_s = float(np.mean([e["windows_per_s"] for e in history])) if history else None
     metrics["training"] = {"history": history, "epochs": len(history), "windows_per_s": windows_per_s,
                            "device": str(device), "torch_threads": torch.get_num_threads()}
@@ -276,19 +286,42 @@ def baselines(norm: Any, n_out: int, h: int) -> dict[str, Any]:
 
 
 def evaluate(predictors: dict[str, Any], splits: list[tuple[str, Any]], rollout_bins: int, rollout_windows: int,
-             bin_ms: float) -> dict[str, Any]:
-    """metrics.json's scores: next bin per split (MFE onsets on the test split), rollouts on the test split."""
+             bin_ms: float, thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+    """metrics.json's scores: next bin per split (MFE onsets on the test split, at detection thresholds chosen on
+    the validation split unless given), rollouts on the test split."""
     from eilab.ml.data import WindowSet
     from eilab.ml.lstm import validation_ids
-    from eilab.ml.metrics import next_bin, rollout_mse
+    from eilab.ml.metrics import mfe_thresholds, next_bin, rollout_mse
 
-    out: dict[str, Any] = {"splits": {name: next_bin(predictors, ws, bin_ms, mfe=name == "test")
-                                      for name, ws in splits}}
+    if thresholds is None:
+        thresholds = mfe_thresholds(predictors, dict(splits).get("validation"), bin_ms)
+    out: dict[str, Any] = {"splits": {name: next_bin(predictors, ws, bin_ms, mfe=thresholds if name == "test" else None)
+                                      for name, ws in splits}, "mfe_thresholds": thresholds}
     test = dict(splits)["test"]
     long = WindowSet(test.series, test.segments, test.k, rollout_bins)
     ids = validation_ids(len(long), rollout_windows)
     out["rollout"] = {"bin_ms": bin_ms, "windows": len(ids), "mse": rollout_mse(predictors, long, ids)}
     return out
+
+
+def test_ceiling(tc: Any, test_runs: list[Run], metrics: dict, progress: bool) -> dict[str, Any]:
+    """metrics.json's `ceiling` on the held-out runs (eilab.ml.ceiling; branch points where windows' targets
+    start), with the fraction of the room between ridge AR and the ceiling that the LSTM closes: next bin,
+    and rollout at the ceiling's last step."""
+    from eilab.ml.ceiling import ceiling, room_closed
+    from eilab.ml.data import first_bin
+
+    d, h = tc.data, tc.ceiling_bins
+    t0 = time.perf_counter()
+    c = ceiling(test_runs, d.bin_ms, d.outputs, first_bin(d.skip_ms, d.bin_ms) + d.k, h, tc.ceiling.branches,
+                tc.ceiling.seeds, progress).to_json()
+    test, roll = metrics["splits"]["test"], metrics["rollout"]["mse"]
+    c["horizon_ms"] = h * d.bin_ms
+    c["lstm_room_closed"] = {"next_bin": room_closed(test["lstm"]["mse"], test["ridge_ar"]["mse"], c["mse"]),
+                             "rollout": room_closed(roll["lstm"][h - 1], roll["ridge_ar"][h - 1],
+                                                    c["rollout_mse"][h - 1])}
+    c["seconds"] = time.perf_counter() - t0
+    return c
 
 
 def draw_figures(predictors: dict[str, Any], test: Any, metrics: dict, history: list[dict], bin_ms: float,
@@ -308,8 +341,13 @@ def draw_figures(predictors: dict[str, Any], test: Any, metrics: dict, history: 
 
 
 def table(metrics: dict, split: str) -> str:
-    """The predictors' scores on one split: next-bin MSE, last rollout step MSE, accuracy, MFE onsets."""
-    rows = [f"{'predictor':<13}{'next-bin MSE':>14}{'rollout MSE':>13}{'accuracy':>10}{'MFE P':>8}{'MFE R':>8}"]
+    """The predictors' scores on one split: next-bin MSE, last rollout step MSE, accuracy, MFE onsets; on the
+    test split with a ceiling, also the rollout MSE at the ceiling's last step, the ceiling's row and the room
+    between ridge AR and the ceiling that the LSTM closes."""
+    ceil = metrics.get("ceiling") if split == "test" else None
+    at, w = (f"@{ceil['horizon_ms']:g} ms", 11) if ceil else ("", 0)
+    rows = [f"{'predictor':<13}{'next-bin MSE':>14}{'rollout MSE':>13}{at:>{w}}{'accuracy':>10}{'MFE P':>8}"
+            f"{'MFE R':>8}"]
     scores = metrics["splits"][split]
     rollout = metrics.get("rollout", {}).get("mse", {})
     for name, sc in scores.items():
@@ -317,61 +355,25 @@ def table(metrics: dict, split: str) -> str:
             continue
         mfe = sc.get("mfe_onsets", {})
         last = f"{rollout[name][-1]:.4g}" if name in rollout else "-"
-        rows.append(f"{name:<13}{sc['mse']:>14.4g}{last:>13}{sc['accuracy']:>10.3f}"
+        mid = (f"{rollout[name][len(ceil['rollout_mse']) - 1]:.4g}" if name in rollout else "-") if ceil else ""
+        rows.append(f"{name:<13}{sc['mse']:>14.4g}{last:>13}{mid:>{w}}{sc['accuracy']:>10.3f}"
                     f"{fmt(mfe.get('precision')):>8}{fmt(mfe.get('recall')):>8}")
-    rows.append(f"{'all_zeros':<13}{'':>14}{'':>13}{scores['all_zeros']['accuracy']:>10.3f}")
+    rows.append(f"{'all_zeros':<13}{'':>14}{'':>13}{'':>{w}}{scores['all_zeros']['accuracy']:>10.3f}")
+    if ceil:
+        closed = ceil["lstm_room_closed"]
+        rows.append(f"{'ceiling':<13}{ceil['mse']:>14.4g}{'-':>13}{ceil['rollout_mse'][-1]:>11.4g}   "
+                    f"({ceil['branches']} branch points x {ceil['seeds']} drive seeds)")
+        rows.append(f"LSTM closes {pct(closed['next_bin'])} of the room between ridge AR and the ceiling (next bin), "
+                    f"{pct(closed['rollout'])} {at}")
     return f"{split} split (counts per bin):\n" + "\n".join(rows)
+
+
+def pct(x: float | None) -> str:
+    return "- (no room)" if x is None else f"{100 * x:.1f} %"
 
 
 def fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
-
-
-def classify_and_report(tc: Any, runs: dict[RunKey, Run], out: Path) -> int:
-    """The E/I-ratio classifier and its logistic-regression baseline: metrics.json (accuracy and confusion
-    matrix per split, chance, factor error of the CNN's regression head), model.pt, meta.json, figures."""
-    import torch
-
-    from eilab.ml.classify import FEATURES, logistic_baseline, logistic_predict, samples, scores, train_cnn
-    from eilab.ml.data import open_series
-    from eilab.ml.figures import confusion_figure
-
-    d, factors = tc.data, tc.data.grid.factors
-    split_seeds = {"train": d.seeds.train, "validation": d.seeds.validation, "test": d.seeds.test}
-    keys = [(f, seed) for name in ("train", "validation", "test") for f in factors for seed in split_seeds[name]]
-    series = dict(zip(keys, open_series([runs[k] for k in keys], d.bin_ms, "sums"), strict=True))
-    data = {name: samples([series[f, seed] for f in factors for seed in seeds],
-                          [i for i, _ in enumerate(factors) for _ in seeds], [f for f in factors for _ in seeds],
-                          d.window_ms, d.skip_ms) for name, seeds in split_seeds.items()}
-    n = len(factors)
-    lin, f_mean, f_sd, l2 = logistic_baseline(data["train"], data["validation"], n, tc.train.seed)
-    fit = train_cnn(data["train"], data["validation"], n, tc.model.channels, tc.model.kernel, tc.train)
-    torch.save(fit.net.state_dict(), out / "model.pt")
-    metrics: dict[str, Any] = {"classes": factors, "features": list(FEATURES), "logistic_l2": l2, "splits": {}}
-    for name, smp in data.items():
-        pred, fac = fit.predict(smp.x)
-        counts = np.bincount(smp.labels, minlength=n)
-        metrics["splits"][name] = {
-            "windows": len(smp.labels), "chance": 1.0 / n, "majority": float(counts.max() / counts.sum()),
-            "cnn": {**scores(smp.labels, pred, n), "factor_mae": float(np.mean(np.abs(fac - smp.factors)))},
-            "logistic": scores(smp.labels, logistic_predict(lin, (smp.feats - f_mean) / f_sd), n)}
-    metrics["training"] = {"history": fit.history, "epochs": len(fit.history)}
-    metrics["setup"] = {"window_ms": d.window_ms, "bin_ms": d.bin_ms, "skip_ms": d.skip_ms, "scale": d.grid.scale,
-                        "seeds": split_seeds, **provenance(tc.train.seed)}
-    write_json({"format": "eilab-classifier/1", "model": tc.model.model_dump(), **metrics["setup"]},
-               out / "meta.json")
-    write_json(metrics, out / "metrics.json")
-    (out / "figures").mkdir(exist_ok=True)
-    test = metrics["splits"]["test"]
-    confusion_figure({"cnn": test["cnn"]["confusion"], "logistic": test["logistic"]["confusion"]}, factors,
-                     out / "figures" / "confusion.png")
-    rows = [f"{'split':<12}{'windows':>8}{'chance':>8}{'logistic':>10}{'cnn':>8}{'factor MAE':>12}"]
-    for name, m in metrics["splits"].items():
-        rows.append(f"{name:<12}{m['windows']:>8}{m['chance']:>8.3f}{m['logistic']['accuracy']:>10.3f}"
-                    f"{m['cnn']['accuracy']:>8.3f}{m['cnn']['factor_mae']:>12.4f}")
-    print("E/I-ratio classes " + ", ".join(f"{f:g}" for f in factors) + " (accuracy):\n" + "\n".join(rows))
-    print(f"training directory: {out}")
-    return 0
 
 
 # ---------------------------------------------------------------- predict
@@ -382,8 +384,9 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         raise ConfigError(f"{model_dir}: not a finished training directory (no readable meta.json); train one with "
                           "eilab train CONFIG --out DIR") from None
-    if meta.get("format") != MODEL_FORMAT:
-        raise ConfigError(f"{path}: unknown model format {meta.get('format')!r} (expected {MODEL_FORMAT})")
+    if meta.get("format") not in (MODEL_FORMAT, CLASSIFIER_FORMAT):
+        raise ConfigError(f"{path}: unknown model format {meta.get('format')!r} (expected {MODEL_FORMAT} or "
+                          f"{CLASSIFIER_FORMAT})")
     return meta
 
 
@@ -406,6 +409,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from None
     check_shape(meta, run)
+    if meta["format"] == CLASSIFIER_FORMAT:
+        from eilab.cluster.classify_cli import predict_classifier
+
+        return predict_classifier(meta, model_dir, run, args.out)
     from eilab.ml.data import Normaliser, Segment, WindowSet, first_bin, open_series
 
     series = open_series([run], meta["bin_ms"], meta["outputs"], external=meta.get("external", False))
@@ -426,7 +433,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ridge = RidgeAR(np.load(model_dir / "ridge.npz")["w"], meta["horizon"], meta["n_out"], meta["ridge_alpha"])
     predictors = {"lstm": LSTMPredictor(net, norm, device), **baselines(norm, meta["n_out"], meta["horizon"]),
                   "ridge_ar": ridge}
-    metrics = evaluate(predictors, [("test", ws)], meta["rollout_bins"], meta["rollout_windows"], meta["bin_ms"])
+    trained = model_dir / "metrics.json"  # the MFE thresholds chosen on the training's validation split
+    thresholds = json.loads(trained.read_text()).get("mfe_thresholds", {}) if trained.exists() else {}
+    metrics = evaluate(predictors, [("test", ws)], meta["rollout_bins"], meta["rollout_windows"], meta["bin_ms"],
+                       thresholds)
     metrics["run"] = str(run.path)
     out = Path(args.out) if args.out else model_dir / "predictions" / f"{run.path.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@
 - `WindowMean`: the next bins equal the mean of the k input bins;
 - `RidgeAR`: linear autoregression on all k x channels inputs with an intercept, ridge penalty on the
   weights only, solved in closed form, W = (Xc^T Xc + lambda I)^-1 Xc^T Yc on the centred training
-  windows (Hoerl & Kennard 1970); lambda is chosen on the validation split, never the test split.
+  windows (Hoerl & Kennard 1970); lambda is chosen on the validation split, never the test split, from
+  `AR_ALPHAS` (1e-4 .. 1e4 times the mean input variance).
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ import numpy as np
 from eilab.ml.data import WindowSet
 
 RIDGE_ALPHAS = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-"""Ridge penalties tried, relative to the mean eigenvalue of the centred training moments."""
+"""Ridge penalties the surrogate's ridge filter tries (eilab.ml.surrogate), relative to the mean eigenvalue of
+the centred training moments."""
+AR_ALPHAS = tuple(float(a) for a in np.logspace(-4.0, 4.0, 17))
+"""Ridge penalties `RidgeAR` tries, relative as RIDGE_ALPHAS: 1e-4 .. 1e4 in half decades. Above 1 the penalty
+outweighs the average input variance: the right choice when the inputs tell little about the target (weights
+near 0), as for spike counts near a conditional-Poisson floor."""
 
 
 class Predictor(Protocol):
@@ -99,21 +105,40 @@ class RidgeAR:
         return (augmented(x) @ self.w).reshape(len(x), self.h, self.n_out).astype(np.float32)
 
     @classmethod
-    def fit(cls, train: WindowSet, validation: WindowSet, alphas: tuple[float, ...] = RIDGE_ALPHAS) -> RidgeAR:
-        """Closed-form ridge on the training windows; the penalty with the least validation MSE."""
+    def fit(cls, train: WindowSet, validation: WindowSet, alphas: tuple[float, ...] = AR_ALPHAS) -> RidgeAR:
+        """Closed-form ridge on the training windows; the penalty with the least validation MSE (the first of
+        `alphas` without validation windows)."""
         tm, vm = Moments.of(train), Moments.of(validation)
-        ws = [(ridge_solution(tm, a), a) for a in alphas]
+        ws = list(zip(ridge_path(tm, alphas), alphas, strict=True))
         w, alpha = min(ws, key=lambda wa: vm.mse(wa[0])) if vm.n else ws[0]
         return cls(w, train.h, train.n_out, alpha)
+
+
+def centred(m: Moments) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """Means of x and y, the centred moments Cxx and Cxy, and the mean eigenvalue of Cxx (the penalty's unit)."""
+    n = max(1, m.n)
+    mx, my = m.xtx[-1, :-1] / n, m.xty[-1] / n
+    cxx = m.xtx[:-1, :-1] - n * np.outer(mx, mx)
+    cxy = m.xty[:-1] - n * np.outer(mx, my)
+    return mx, my, cxx, cxy, max(np.trace(cxx) / max(1, cxx.shape[0]), 1e-12)
 
 
 def ridge_solution(m: Moments, alpha: float) -> np.ndarray:
     """The ridge weights [W; b] from training moments: W solves (Cxx + lambda I) W = Cxy with Cxx, Cxy the
     centred moments and lambda = alpha x mean eigenvalue of Cxx; b = mean(y) - mean(x) W (unpenalised)."""
-    n = max(1, m.n)
-    mx, my = m.xtx[-1, :-1] / n, m.xty[-1] / n
-    cxx = m.xtx[:-1, :-1] - n * np.outer(mx, mx)
-    cxy = m.xty[:-1] - n * np.outer(mx, my)
-    lam = alpha * max(np.trace(cxx) / max(1, cxx.shape[0]), 1e-12)
-    w = np.linalg.solve(cxx + lam * np.eye(cxx.shape[0]), cxy)
+    mx, my, cxx, cxy, unit = centred(m)
+    w = np.linalg.solve(cxx + alpha * unit * np.eye(cxx.shape[0]), cxy)
     return np.vstack([w, my - mx @ w])
+
+
+def ridge_path(m: Moments, alphas: tuple[float, ...]) -> list[np.ndarray]:
+    """ridge_solution for every alpha from one eigendecomposition Cxx = V diag(e) V^T: W = V diag(1 / (e +
+    lambda)) V^T Cxy."""
+    mx, my, cxx, cxy, unit = centred(m)
+    e, v = np.linalg.eigh(cxx)
+    proj = v.T @ cxy
+    out = []
+    for alpha in alphas:
+        w = v @ (proj / (np.maximum(e, 0.0) + alpha * unit)[:, None])
+        out.append(np.vstack([w, my - mx @ w]))
+    return out

@@ -6,12 +6,15 @@ Features per window (eilab.analysis.spikes, eilab.analysis.mfe): E and I rate (H
 Fano factor (10-bin counts), Golomb synchrony of all cells, and the MFE rate (Hz; detector of
 eilab.analysis.mfe with the window's own mean + 3 sd threshold). A statistic a window cannot define (no
 ISI in it) is 0. The network is a small 1-D CNN (two strided convolutions, ReLU, global average), trained
-with Adam on cross-entropy plus the MSE of the standardised factor, early stopping on the validation loss.
+with Adam on cross-entropy plus the MSE of the standardised factor, early stopping on the validation loss,
+through the epoch loop of `eilab.ml.lstm.fit` (a checkpoint each epoch; a resumed training ends with the
+weights of an uninterrupted one on CPU).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +24,8 @@ from eilab.analysis.mfe import detect_counts
 from eilab.analysis.spikes import fano_factor, isi_cv, synchrony
 from eilab.ml.config import TrainSettings
 from eilab.ml.data import RunSeries, first_bin
+from eilab.ml.lstm import WEIGHTS, fit, make_deterministic
+from eilab.sim.config import ConfigError
 from eilab.sim.reader import Run
 
 FEATURES = ("rate_E_hz", "rate_I_hz", "cv_E", "cv_I", "fano_E", "fano_I", "synchrony", "mfe_rate_hz")
@@ -71,20 +76,25 @@ class Samples:
     factors: np.ndarray
 
 
+def run_windows(series: RunSeries, window_ms: float, skip_ms: float) -> tuple[np.ndarray, np.ndarray]:
+    """The non-overlapping windows (n, bins, 2) of one run's E/I sums after skip_ms, and their features."""
+    w = round(window_ms / series.bin_ms)
+    starts = window_starts(series, skip_ms, w)
+    if not starts:
+        raise ConfigError(f"{series.run.path}: no window of {window_ms} ms fits after {skip_ms} ms; use runs longer "
+                          f"than {skip_ms + window_ms} ms")
+    x = np.stack([series.bins(b, b + w) for b in starts])
+    feats = np.stack([features(series.run, b * series.bin_ms, (b + w) * series.bin_ms) for b in starts])
+    return x, feats
+
+
 def samples(series: list[RunSeries], labels: list[int], factors: list[float], window_ms: float,
             skip_ms: float) -> Samples:
     """Every window of every run (series of E/I sums) with its run's class and factor."""
-    w = round(window_ms / series[0].bin_ms)
-    xs, fs, ls, gs = [], [], [], []
-    for s, label, factor in zip(series, labels, factors, strict=True):
-        for b in window_starts(s, skip_ms, w):
-            xs.append(s.bins(b, b + w))
-            fs.append(features(s.run, b * s.bin_ms, (b + w) * s.bin_ms))
-            ls.append(label)
-            gs.append(factor)
-    if not xs:
-        raise ValueError(f"no window of {window_ms} ms after {skip_ms} ms fits the runs")
-    return Samples(np.stack(xs), np.stack(fs), np.asarray(ls), np.asarray(gs, np.float32))
+    parts = [run_windows(s, window_ms, skip_ms) for s in series]
+    n = [len(x) for x, _ in parts]
+    return Samples(np.concatenate([x for x, _ in parts]), np.concatenate([f for _, f in parts]),
+                   np.repeat(labels, n), np.repeat(np.asarray(factors, np.float32), n))
 
 
 def standardise(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,18 +121,35 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float, seed: 
     return lin
 
 
-@torch.no_grad()
-def logistic_predict(lin: nn.Linear, x: np.ndarray) -> np.ndarray:
-    return lin(torch.from_numpy(x)).argmax(dim=1).numpy()
+@dataclass
+class Logistic:
+    """A fitted logistic regression on standardised features: class = argmax(W z + b), z = (feats - mean) / sd."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    mean: np.ndarray
+    sd: np.ndarray
+    l2: float
+
+    def predict(self, feats: np.ndarray) -> np.ndarray:
+        return np.argmax((feats - self.mean) / self.sd @ self.weight.T + self.bias, axis=1)
+
+    def to_json(self) -> dict:
+        return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in vars(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Logistic:
+        return cls(*(np.asarray(d[k], np.float64) for k in ("weight", "bias", "mean", "sd")), d["l2"])
 
 
-def logistic_baseline(train: Samples, val: Samples, n_classes: int, seed: int) -> tuple[nn.Linear, np.ndarray,
-                                                                                         np.ndarray, float]:
-    """The logistic regression with the L2 penalty of best validation accuracy; (model, mean, sd, penalty)."""
+def logistic_baseline(train: Samples, val: Samples, n_classes: int, seed: int) -> Logistic:
+    """The logistic regression with the L2 penalty (of LOGISTIC_L2) of best validation accuracy."""
     mean, sd = standardise(train.feats)
-    fits = [(fit_logistic((train.feats - mean) / sd, train.labels, n_classes, l2, seed), l2) for l2 in LOGISTIC_L2]
-    lin, l2 = max(fits, key=lambda f: np.mean(logistic_predict(f[0], (val.feats - mean) / sd) == val.labels))
-    return lin, mean, sd, l2
+    fits = []
+    for l2 in LOGISTIC_L2:
+        lin = fit_logistic((train.feats - mean) / sd, train.labels, n_classes, l2, seed)
+        fits.append(Logistic(lin.weight.detach().numpy(), lin.bias.detach().numpy(), mean, sd, l2))
+    return max(fits, key=lambda f: np.mean(f.predict(val.feats) == val.labels))
 
 
 class RatioCNN(nn.Module):
@@ -142,20 +169,47 @@ class RatioCNN(nn.Module):
 
 
 @dataclass
-class CNNFit:
-    net: RatioCNN
+class Scaling:
+    """Standardisation of the windows (per channel) and of the factor, from the training split only."""
+
     x_mean: np.ndarray
     x_sd: np.ndarray
     f_mean: float
     f_sd: float
+
+    @classmethod
+    def of(cls, train: Samples) -> Scaling:
+        x_mean, x_sd = standardise(train.x.astype(np.float64))  # float64: exact through meta.json
+        return cls(x_mean, x_sd, float(train.factors.mean()), float(train.factors.std()) or 1.0)
+
+    def tensors(self, d: Samples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Standardised windows (float32), labels and standardised factors of samples d."""
+        return (self.windows(d.x), torch.from_numpy(d.labels.astype(np.int64)),
+                torch.from_numpy((d.factors - self.f_mean) / self.f_sd).float())
+
+    def windows(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(((x - self.x_mean) / self.x_sd).astype(np.float32))
+
+    def to_json(self) -> dict:
+        return {"x_mean": self.x_mean.tolist(), "x_sd": self.x_sd.tolist(), "f_mean": self.f_mean, "f_sd": self.f_sd}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Scaling:
+        return cls(np.asarray(d["x_mean"]), np.asarray(d["x_sd"]), d["f_mean"], d["f_sd"])
+
+
+@dataclass
+class CNNFit:
+    net: RatioCNN
+    scaling: Scaling
     history: list[dict]
 
     @torch.no_grad()
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Classes and factors of windows x (n, bins, 2)."""
         self.net.eval()
-        logits, f = self.net(torch.from_numpy(((x - self.x_mean) / self.x_sd).astype(np.float32)))
-        return logits.argmax(dim=1).numpy(), f.numpy() * self.f_sd + self.f_mean
+        logits, f = self.net(self.scaling.windows(x))
+        return logits.argmax(dim=1).numpy(), f.numpy() * self.scaling.f_sd + self.scaling.f_mean
 
 
 def cnn_loss(net: RatioCNN, x: torch.Tensor, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
@@ -163,45 +217,40 @@ def cnn_loss(net: RatioCNN, x: torch.Tensor, y: torch.Tensor, f: torch.Tensor) -
     return nn.functional.cross_entropy(logits, y) + nn.functional.mse_loss(fp, f)
 
 
-def train_cnn(train: Samples, val: Samples, n_classes: int, channels: int, kernel: int, s: TrainSettings) -> CNNFit:
-    """Adam on cross-entropy + factor MSE, early stopping on the validation loss; the best weights."""
-    torch.manual_seed(s.seed)
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(s.threads)
-    x_mean, x_sd = standardise(train.x)
-    f_mean, f_sd = float(train.factors.mean()), float(train.factors.std()) or 1.0
-
-    def tensors(d: Samples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return (torch.from_numpy(((d.x - x_mean) / x_sd).astype(np.float32)), torch.from_numpy(d.labels),
-                torch.from_numpy((d.factors - f_mean) / f_sd).float())
-
-    (xt, yt, ft), (xv, yv, fv) = tensors(train), tensors(val)
+def train_cnn(train: Samples, val: Samples, n_classes: int, channels: int, kernel: int, s: TrainSettings,
+              folder: Path, max_epochs: int | None = None, progress: bool = False) -> CNNFit:
+    """Adam on cross-entropy + factor MSE through `eilab.ml.lstm.fit`: a checkpoint each epoch in `folder`
+    (resumed from when present), early stopping on the validation loss; the best weights."""
+    make_deterministic(s.seed, s.threads)
+    scaling = Scaling.of(train)
+    (xt, yt, ft), (xv, yv, fv) = scaling.tensors(train), scaling.tensors(val)
     net = RatioCNN(n_classes, channels, kernel)
-    opt = torch.optim.Adam(net.parameters(), lr=s.lr)
-    gen = torch.Generator().manual_seed(s.seed)
-    best, best_state, bad, history = float("inf"), None, 0, []
-    for epoch in range(1, s.epochs + 1):
-        net.train()
-        order = torch.randperm(len(xt), generator=gen)
+
+    def run_epoch(order: np.ndarray, opt: torch.optim.Optimizer) -> dict[str, float]:
+        total = 0.0
         for a in range(0, len(order), s.batch):
-            i = order[a : a + s.batch]
+            i = torch.from_numpy(order[a : a + s.batch])
             opt.zero_grad()
             loss = cnn_loss(net, xt[i], yt[i], ft[i])
             loss.backward()
             opt.step()
+            total += loss.item() * len(i)
+        return {"train_loss": total / max(1, len(order))}
+
+    @torch.no_grad()
+    def validate() -> float:
         net.eval()
-        with torch.no_grad():
-            val_loss = float(cnn_loss(net, xv, yv, fv))
-            train_loss = float(cnn_loss(net, xt, yt, ft))
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-        if val_loss < best:
-            best, best_state, bad = val_loss, {k: v.clone() for k, v in net.state_dict().items()}, 0
-        else:
-            bad += 1
-            if bad >= s.patience:
-                break
-    net.load_state_dict(best_state)
-    return CNNFit(net, x_mean, x_sd, f_mean, f_sd, history)
+        return float(cnn_loss(net, xv, yv, fv))
+
+    history = fit(net, s, folder, len(xt), run_epoch, validate, max_epochs, progress)
+    return CNNFit(net, scaling, history)
+
+
+def load_cnn(folder: Path, n_classes: int, channels: int, kernel: int, scaling: Scaling) -> CNNFit:
+    """The best weights saved by train_cnn in folder (model.pt)."""
+    net = RatioCNN(n_classes, channels, kernel)
+    net.load_state_dict(torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True))
+    return CNNFit(net, scaling, [])
 
 
 def confusion(true: np.ndarray, pred: np.ndarray, n_classes: int) -> list[list[int]]:

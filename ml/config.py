@@ -76,11 +76,20 @@ class TrainSettings(Strict):
     validation_windows: int = Field(0, ge=0, description="validation windows per epoch, evenly spaced; 0: all")
 
 
+class CeilingSettings(Strict):
+    """The predictability ceiling on the test runs (eilab.ml.ceiling): off unless branches > 0."""
+
+    branches: int = Field(0, ge=0, le=1_000_000, description="branch points over the test runs in all; 0: no ceiling")
+    seeds: int = Field(16, ge=2, le=100_000, description="drive seeds per branch point (the spread is across them)")
+    horizon_ms: float = Field(10.0, gt=0, description="longest rollout step with a ceiling, ms (at least one bin)")
+
+
 class TrainConfig(Strict):
     task: Literal["predict"] = Field("predict", description="predict counts (LSTM) or classify the E/I ratio")
     data: Data
     model: Model = Field(default_factory=Model)
     train: TrainSettings = Field(default_factory=TrainSettings)
+    ceiling: CeilingSettings = Field(default_factory=CeilingSettings)
 
     @model_validator(mode="after")
     def _rollout_fits(self) -> TrainConfig:
@@ -92,6 +101,11 @@ class TrainConfig(Strict):
     @property
     def rollout_bins(self) -> int:
         return max(1, round(self.data.rollout_ms / self.data.bin_ms))
+
+    @property
+    def ceiling_bins(self) -> int:
+        """Rollout steps with a ceiling: ceiling.horizon_ms in bins, at least 1, at most the rollout's."""
+        return min(self.rollout_bins, max(1, round(self.ceiling.horizon_ms / self.data.bin_ms)))
 
 
 class Grid(Strict):
@@ -154,8 +168,10 @@ def load_train_config(path: str | Path) -> tuple[TrainConfig | ClassifyConfig, s
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     try:
         from eilab.ml.surrogate_data import SurrogateConfig
+        from eilab.ml.surrogate_net import SurrogateNetConfig
 
-        model = {"ei_ratio": ClassifyConfig, "surrogate": SurrogateConfig}.get(raw.get("task"), TrainConfig)
+        model = {"ei_ratio": ClassifyConfig, "surrogate": SurrogateConfig,
+                 "surrogate_net": SurrogateNetConfig}.get(raw.get("task"), TrainConfig)
         return model.model_validate(raw), text
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, str(path))) from None

@@ -8,7 +8,7 @@ A bin of `bin_ms` (a whole number of steps) holds the weight arriving in its ste
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +19,18 @@ from eilab.ml.config import Seeds, TrainSettings
 from eilab.sim.config import ConfigError, Strict
 
 DATA_FORMAT = "eilab-surrogate-data/1"
+
+
+@dataclass(frozen=True)
+class CellInput:
+    """The input of one cell: per-synapse Poisson rates (Hz) and weights (pA; nS for hnn-core cells) of its E and
+    I groups, and optionally fixed E input times (ms) instead of the E Poisson trains."""
+
+    rate_e_hz: float
+    w_e_pa: float
+    rate_i_hz: float
+    w_i_pa: float
+    e_times_ms: tuple[float, ...] = field(default_factory=tuple)
 
 
 @dataclass
@@ -142,7 +154,9 @@ class SurrogateData(Strict):
     """The detailed cell's trials: chunks (one per seed, `cells_per_chunk` cells of `t_ms` each) with inputs
     drawn log-uniformly from the ranges (per synapse), and the held-out protocols (f-I curve, input spikes)."""
 
-    cell: Literal["hh"] = Field("hh", description="the detailed cell: eilab's hh model")
+    cell: Literal["hh", "L5_pyramidal", "L2_pyramidal", "L5_basket", "L2_basket"] = Field(
+        "hh", description="the detailed cell: eilab's hh model, or an hnn-core cell (the detailed extra; its weights "
+                          "w_*_pa, fi_w_*_pa and psp_total_pa are then in nS)")
     seeds: Seeds = Field(description="chunk seeds of the training, validation and test trials")
     runs_dir: str = Field("", description="where the chunks are kept and reused; default <out>/runs")
     cells_per_chunk: int = Field(32, ge=1, le=4096, description="cells (trials) per chunk")

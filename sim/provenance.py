@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import subprocess
 from datetime import UTC, datetime
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from eilab.sim.network import population_offsets
 PACKAGES = ("eilab", "numpy", "numba", "llvmlite", "zarr", "pydantic", "mpi4py", "scipy")
 
 
+@cache
 def versions() -> dict[str, str]:
+    """Versions of Python and the packages a run depends on, looked up once per process."""
     out = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -25,8 +28,10 @@ def versions() -> dict[str, str]:
     return out
 
 
+@cache
 def git_commit() -> str | None:
-    """Commit of the eilab source tree, with '+dirty' when it has uncommitted changes."""
+    """Commit of the eilab source tree, with '+dirty' when it has uncommitted changes; looked up once per process
+    (the source a process runs is the one it imported; a study worker runs many runs)."""
     src = Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -55,7 +60,7 @@ def run_attrs(cfg: Config, raw: dict, n_ranks: int) -> dict[str, Any]:
         "populations": [{"name": p.name, "type": p.type, "n": p.n, "gid0": offs[p.name], "model": p.model}
                         for p in cfg.populations],
         "n_ranks": n_ranks,
-        "versions": versions(),
+        "versions": dict(versions()),
         "git_commit": git_commit(),
         "host": host(),
         "started": datetime.now(UTC).isoformat(),

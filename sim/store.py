@@ -88,8 +88,8 @@ def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: 
     writer_settings()
     grid = TimeGrid.of(cfg)
     root = zarr.open_group(zarr_path(run_dir), mode="w-")
-    root.attrs.update({"format": FORMAT, "status": "running", "partition_block": block,
-                       "spike_chunk": SPIKE_CHUNK, **attrs})
+    root.update_attributes({"format": FORMAT, "status": "running", "partition_block": block,
+                            "spike_chunk": SPIKE_CHUNK, **attrs})  # one write of zarr.json (attrs.update: one a key)
     n = cfg.n_total
     spikes = root.create_group("spikes", attributes={
         "layout": "one region per rank per flush, padded to whole chunks with gid -1 (time NaN); "
@@ -335,22 +335,36 @@ class RankWriter:
         self.comm.barrier()
         if self.comm.rank == 0:
             summed = {k: np.sum([t[k] for t in all_totals], axis=0).tolist() for k in totals}
-            self.root.attrs["checkpoint"] = {"slot": slot, "step": step, "spikes_stored": self.stored, **summed,
-                                             "parts": parts}
+            update_run_attrs(self.path, {"checkpoint": {"slot": slot, "step": step, "spikes_stored": self.stored,
+                                                        **summed, "parts": parts}})
         self.last_slot = slot
         self.comm.barrier()
         fault_point("checkpoint-done", self.comm.rank)
 
     def close(self, status: str, **attrs: Any) -> None:
-        """Collective: write the last spikes; the run takes `status` once every rank is done (a
-        complete run also records its manifest of chunk files)."""
+        """Collective: write the last spikes; the run takes `status` and `attrs` once every rank is done (a
+        complete run also records its manifest of chunk files), unless another process set its status
+        meanwhile (update_run_attrs)."""
         self.flush()
         self.flush_spikes(final=True)
         self.comm.barrier()
         if self.comm.rank == 0:
             manifest = {"manifest": chunk_manifest(self.path)} if status == "complete" else {}
-            self.root.attrs.update({**attrs, **manifest, "spikes_stored": self.stored, "status": status})
+            update_run_attrs(self.path, {**manifest, "spikes_stored": self.stored}, status, attrs)
         self.comm.barrier()
+
+
+def update_run_attrs(path: Path, attrs: dict[str, Any], status: str | None = None,
+                     status_attrs: dict[str, Any] | None = None) -> None:
+    """Update the root attributes of the store at `path` as they are on disk now, not as this process read them
+    when it opened the store: another process may have changed them since (`eilab tune` marks a trial that Ray
+    Tune stopped `pruned` while its worker still runs). `status` and the attributes that go with it
+    (`status_attrs`) are written only while the stored status is `running`; a status another process set
+    stays."""
+    root = zarr.open_group(path, mode="r+")
+    if status is not None and root.attrs.get("status") == "running":
+        attrs = {**(status_attrs or {}), **attrs, "status": status}
+    root.update_attributes(attrs)
 
 
 def new_array(group: Any, name: str, **kwargs: Any) -> Any:
@@ -472,7 +486,7 @@ def reopen_for_resume(run_dir: Path, n_ranks: int, rank_bounds: list[int]) -> di
     for name in ("times_ms", "gids"):
         root[f"spikes/{name}"].resize((info["spikes_stored"],))
     resumed = [*root.attrs.get("resumed", []), {"step": info["step"], "n_ranks": n_ranks}]
-    root.attrs.update({"status": "running", "resumed": resumed, "n_ranks": n_ranks, "rank_bounds": rank_bounds})
+    root.update_attributes({"status": "running", "resumed": resumed, "n_ranks": n_ranks, "rank_bounds": rank_bounds})
     if "error" in root.attrs:
         del root.attrs["error"]
     return dict(root.attrs)
@@ -508,7 +522,7 @@ def mark_failed(run_dir: Path, error: str) -> bool:
     disk the writer's reserve is freed first; returns whether the status could be written."""
     for attempt in range(2):
         try:
-            zarr.open_group(zarr_path(run_dir), mode="r+").attrs.update({"status": "failed", "error": error})
+            zarr.open_group(zarr_path(run_dir), mode="r+").update_attributes({"status": "failed", "error": error})
             return True
         except OSError:
             if attempt == 0:

@@ -1,10 +1,12 @@
 """A real one-node SLURM for the tests: munged, slurmctld and slurmd (Debian's slurm-wlm and munge) on this
 machine with its CPUs, everything (config, key, state, spool, logs, sockets) in one folder, found by clients
-through SLURM_CONF. Built for a container: no cgroups (proctrack/linuxproc, task/none), SlurmUser root."""
+through SLURM_CONF. Built for a container: no cgroups (proctrack/linuxproc, task/none), SlurmUser root.
+slurmctld logs at debug2, so that a test can tell when it next tests time limits (next_limit_check)."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import shutil
 import signal
@@ -31,6 +33,7 @@ def free_ports(n: int) -> list[int]:
 def slurm_conf(root: Path, host: str, cpus: int, memory_mb: int, ports: list[int]) -> str:
     """slurm.conf of a one-node cluster named `host` (loopback), its files under `root`."""
     return f"""ClusterName=eilabtest
+SlurmctldDebug=debug2
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={ports[0]}
 SlurmdPort={ports[1]}
@@ -154,14 +157,22 @@ def wait_for(check: object, timeout_s: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def job_state(job_id: str, env: dict[str, str]) -> str:
-    """The job's state from scontrol (kept MinJobAge after the end), e.g. PENDING, RUNNING, COMPLETED."""
-    res = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, env=env,
-                         timeout=10)
-    for word in res.stdout.split():
-        if word.startswith("JobState="):
-            return word.partition("=")[2]
-    return "UNKNOWN"
+LIMIT_CHECK_S = 30  # slurmctld tests time limits (and sends --signal) every 30 s: PERIODIC_TIMEOUT in SLURM 22.05
+
+
+def next_limit_check(root: Path) -> float:
+    """When (time.time()) slurmctld tests time limits next: LIMIT_CHECK_S after the last test, which it logs at
+    debug2 as 'Testing job time limits'."""
+    lines: list[str] = []
+
+    def logged() -> bool:
+        lines[:] = [line for line in (root / "slurmctld.log").read_text(errors="replace").splitlines()
+                    if "Testing job time limits" in line]
+        return bool(lines)
+
+    wait_for(logged, LIMIT_CHECK_S + 10, "time-limit test in slurmctld.log")
+    stamp = lines[-1][1:lines[-1].index("]")]  # [2026-11-30T17:20:01.123] debug2: Testing job time limits ...
+    return datetime.datetime.fromisoformat(stamp).timestamp() + LIMIT_CHECK_S
 
 
 def wait_job(job_id: str, env: dict[str, str], timeout_s: float = 180) -> str:

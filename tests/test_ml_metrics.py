@@ -1,4 +1,5 @@
-"""eilab.ml.metrics against closed forms: rollouts of an AR(1), MFE onsets of known bursts, accuracy."""
+"""eilab.ml.metrics against closed forms: rollouts of an AR(1), MFE onsets of known bursts (the detection
+threshold of predictions chosen on the validation split only), accuracy; the ridge penalty grid."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import numpy as np
 import pytest
 from ml_helpers import Series, ar1
 
+from eilab.cluster.train import evaluate
 from eilab.ml.baselines import Persistence, RidgeAR, TrainMean
 from eilab.ml.data import Segment, WindowSet
-from eilab.ml.metrics import next_bin, onset_scores, rollout_mse
+from eilab.ml.metrics import mfe_thresholds, next_bin, onset_scores, rollout_mse
 
 
 def test_rollout_of_an_ar1_follows_the_closed_form() -> None:
@@ -53,3 +55,57 @@ def test_accuracy_beside_all_zeros() -> None:
     assert scores["mean"]["mse_per_output"] == pytest.approx([0.25 * 0.75 ** 2 + 0.75 * 0.25 ** 2, 0.0], abs=0.01)
     # persistence: the last input bin is never the spiking one's neighbour with a spike (period 4)
     assert scores["persistence"]["mse_per_output"][0] == pytest.approx(2 * 0.25)
+
+
+class Damped:
+    """Sees the last bin and predicts a quarter of it: a one-step predictor whose bursts come one bin late and
+    a quarter high, as a smoothed conditional mean's do."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return 0.25 * x[:, -1:, :]
+
+
+def windows(*onsets: list[int]) -> WindowSet:
+    return WindowSet([Series(bursts(o), key=i) for i, o in enumerate(onsets)],
+                     [Segment(i, 0, 1000) for i in range(len(onsets))], 4, 1)
+
+
+def test_mfe_threshold_of_predictions_is_chosen_on_the_validation_split() -> None:
+    """The true series' threshold (mean + 3 sd of the E + I sum: 2.94 + 3 x 8.5 = 28 counts) lies above the
+    damped bursts (20 counts): no predicted onset. A threshold chosen on validation runs finds every test onset
+    one bin late (within 2 ms; none without lag), and it stays the same whatever the test runs are."""
+    damped = {"damped": Damped()}
+    true = bursts([100, 300, 500, 700])
+    assert onset_scores(0.25 * np.roll(true, 1, axis=0), true, 1.0)["predicted"] == 0
+    val = windows([100, 300, 500, 700], [200, 650])
+    theta = mfe_thresholds(damped, val, 1.0)["damped"]
+    assert 0.5 < theta <= 20.0  # above the damped background (2 x 0.25), at most the damped bursts
+    for test in (windows([150, 420, 800]), windows([250, 600], [90, 333, 910])):
+        scores = evaluate(damped, [("validation", val), ("test", test)], 2, 8, 1.0)
+        assert scores["mfe_thresholds"] == {"damped": theta}
+        mfe = scores["splits"]["test"]["damped"]["mfe_onsets"]
+        assert mfe["precision"] == mfe["recall"] == 1.0 and mfe["theta"] == theta
+        assert mfe["no_lag"]["precision"] == mfe["no_lag"]["recall"] == 0.0  # every onset came one bin late
+        assert "mfe_onsets" not in scores["splits"]["validation"]["damped"]
+
+
+def test_ridge_picks_a_large_penalty_where_the_inputs_tell_little() -> None:
+    """y_{t+1} = w . x_t + e with 200 standard normal inputs, w_i ~ N(0, tau^2), e ~ N(0, 1), 250 training
+    windows: the Bayes-optimal ridge penalty is 1 / tau^2 = 7,500, 30 times the mean input variance x n
+    (Hastie, Tibshirani & Friedman 2009, sec. 3.4.1), far above the old grid's largest (1). Its MSE is near
+    1 + 200 tau^2 x 30 / 31 = 1.026, while alpha = 1 overfits."""
+    p, n, tau2 = 200, 250, 1 / (250 * 30)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40_500, p))
+    w = rng.normal(scale=np.sqrt(tau2), size=p)
+    y = np.zeros(len(x))
+    y[1:] = x[:-1] @ w + rng.normal(size=len(x) - 1)
+    s = Series(np.column_stack([y, x]), n_out=1)
+    train, val = WindowSet([s], [Segment(0, 0, n + 1)], 1, 1), WindowSet([s], [Segment(0, 300, 20_300)], 1, 1)
+    test = WindowSet([s], [Segment(0, 20_400, 40_400)], 1, 1)
+    xt, yt = test.batch(np.arange(len(test)))
+    ar, one = RidgeAR.fit(train, val), RidgeAR.fit(train, val, (1.0,))
+    assert ar.alpha >= 10.0
+    mse = np.mean((ar.predict(xt) - yt) ** 2)
+    assert mse == pytest.approx(1 + p * tau2 * 30 / 31, abs=0.03)
+    assert np.mean((one.predict(xt) - yt) ** 2) > mse + 0.1

@@ -1,7 +1,8 @@
 """`eilab submit` and `eilab status`: the job scripts (dry runs, bad input without SLURM) and, on a real one-node
 SLURM started for this session (tests/slurm_helpers.py), a 2-rank simulation equal to the 1-rank run, an analysis
-chained after it, a run signalled before its time limit that requeues itself and ends bitwise equal to an
-uninterrupted run, and a 4-task study array filling one storage."""
+chained after it, a run that reaches a real time limit, is signalled by SLURM, requeues itself and ends bitwise
+equal to an uninterrupted run, a signal before anything was saved (the run starts over), a 4-task study array
+filling one storage, and a Ray search on a Ray cluster the job starts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import io
 import os
 import re
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import pytest
 import slurm_helpers
 import tomli_w
 
-from conftest import CONFIGS, assert_same_run, checkpoint_step, eilab, small_network
+from conftest import CONFIGS, assert_same_run, eilab, small_network
 from eilab.cluster.cli import main
 from eilab.sim.reader import open_run
 
@@ -26,7 +29,10 @@ BAD_OPTIONS = [
     (["--array", "0-3x"], "--array"), (["--dependency", "after12"], "--dependency"), (["--mem", "lots"], "--mem"),
     (["--partition", "a b"], "--partition"), (["--gpus", "-1"], "--gpus"),
 ]
-RING_SETTINGS = ["--set", "run.t_ms=3000", "--set", "run.checkpoint_every_ms=100"]
+LIMIT_SIGNAL_S = 10  # SIGUSR1 this long before the time limit: SLURM sends it at its first limit test (every
+LIMIT_SIGNAL_AFTER_S = 60 - slurm_helpers.LIMIT_CHECK_S - LIMIT_SIGNAL_S  # 30 s) from 20 s into a 1-minute job
+LIMIT_SET = ["--set", "vars.dt=0.01", "--set", "run.checkpoint_every_ms=5000", "--set", "record.counts_bin_ms=10"]
+LIMIT_RUN_S = 45  # wall seconds the run of that test lasts on one core: still running at the first signal
 
 
 def small_config(folder: Path, **run: object) -> Path:
@@ -191,6 +197,8 @@ def test_analysis_chained_after_the_run_and_status(cluster: slurm_helpers.Slurm,
     assert re.search(rf"job {job_id} \(run, .*\): ", res.stdout) and f"job {analysis} (analyze" in res.stdout
     res = eilab("status", str(run_dir.parent / "nothing"))
     assert res.returncode == 2 and "neither a run directory" in res.stderr
+    assert [here("status", str(d), "--has-checkpoint").returncode for d in (run_dir, run_dir.parent / "nothing")] \
+        == [0, 1]  # what a requeued start asks: complete (nothing to redo), and no store yet (start over)
 
 
 def test_a_job_sbatch_refuses_exits_2_and_leaves_nothing(cluster: slurm_helpers.Slurm, tmp_path: Path) -> None:
@@ -199,26 +207,59 @@ def test_a_job_sbatch_refuses_exits_2_and_leaves_nothing(cluster: slurm_helpers.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.toml"]
 
 
-def test_signal_before_the_time_limit_requeues_and_resumes_bitwise(cluster: slurm_helpers.Slurm,
-                                                                  tmp_path: Path) -> None:
-    """SLURM's time-limit signal emulated with `scancel --signal=USR1 --batch`: what the job's --signal=B:USR1@N
-    has SLURM send N s before the limit (a real limit is a minute or more)."""
-    run_dir = tmp_path / "long"
-    job_id = submitted(eilab("submit", "run", "ring600", "--out", str(run_dir), *RING_SETTINGS, "--time", "10:00",
-                             cwd=tmp_path))  # one rank: MPI ranks spin, and this machine's 2 cores are shared
-    output = tmp_path / "long.slurm" / f"run-{job_id}.out"
-    slurm_helpers.wait_for(lambda: checkpoint_step(run_dir) >= 1000 or slurm_helpers.job_state(job_id, cluster.env)
-                           not in ("PENDING", "RUNNING"), 120, "checkpoint of the job")
-    assert checkpoint_step(run_dir) >= 1000, output.read_text()
-    subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], check=True, env=cluster.env)
-    reference = tmp_path / "reference"  # while SLURM holds the requeued job back
-    res = eilab("run", str(CONFIGS / "ring600.toml"), "--out", str(reference), "--quiet", *RING_SETTINGS)
+def test_a_real_time_limit_signals_the_job_which_requeues_and_resumes_bitwise(
+        cluster: slurm_helpers.Slurm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--time=1 (a minute: SLURM's least) and --signal=B:USR1@10 (signal_s in the site file): SLURM itself
+    signals the job at its first time-limit test from 20 s after the start (it tests every 30 s and signals up to
+    30 s early rather than late), so the job is submitted when the next test comes 21-31 s after the start. A
+    requeued start, 11 s or more after a test (the requeue hold), is signalled two tests later (~45 s); a longer
+    chain ends equal all the same. The run is sized to last LIMIT_RUN_S on this machine as it is now."""
+    site = tmp_path / "site.toml"
+    site.write_text(f"signal_s = {LIMIT_SIGNAL_S}\n")
+    monkeypatch.setenv("EILAB_SLURM_CONFIG", str(site))
+    res = eilab("run", "ring600", "--out", str(tmp_path / "speed"), "--quiet", *LIMIT_SET, "--set", "run.t_ms=2000")
     assert res.returncode == 0, res.stderr
-    assert wait(cluster, job_id) == "COMPLETED", output.read_text()
-    assert "requeued to resume" in output.read_text() and "start 1 " in output.read_text(), output.read_text()
+    ms_per_s = 2000 / open_run(tmp_path / "speed").attrs["summary"]["timings"]["simulate_s"]  # this machine now
+    limit_run = [*LIMIT_SET, "--set", f"run.t_ms={max(5000, round(ms_per_s * LIMIT_RUN_S, -3)):g}"]
+    reference = tmp_path / "reference"  # meanwhile, on the machine's other core
+    uninterrupted = subprocess.Popen([sys.executable, "-m", "eilab.cluster.cli", "run", "ring600", "--out",
+                                      str(reference), "--quiet", *limit_run], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "long"
+    try:
+        while (check := slurm_helpers.next_limit_check(cluster.root)) - time.time() < LIMIT_SIGNAL_AFTER_S + 1.5:
+            time.sleep(max(0.5, check + 0.5 - time.time()))  # too soon after the start: wait for the test after it
+        job_id = submitted(here("submit", "run", "ring600", "--out", str(run_dir), *limit_run, "--time", "1"))
+        output = tmp_path / "long.slurm" / f"run-{job_id}.out"
+        assert wait(cluster, job_id, 900) == "COMPLETED", output.read_text()
+    finally:
+        _, err = uninterrupted.communicate(timeout=900)
+    assert uninterrupted.returncode == 0, err
+    text = output.read_text()
+    signalled = [int(s) for s in re.findall(r"time-limit signal after (\d+) s", text)]
+    assert signalled and LIMIT_SIGNAL_AFTER_S - 2 <= signalled[0] < 60, text  # by SLURM, before the limit
+    assert "requeued to resume" in text and "start 1 (resume)" in text, text
     resumed = open_run(run_dir).attrs["resumed"]
-    assert len(resumed) == 1 and resumed[0]["step"] >= 1000 and resumed[0]["n_ranks"] == 1
+    assert len(resumed) == text.count("requeued to resume") >= 1 and resumed[0]["step"] > 0, text
     assert_same_run(reference, run_dir)
+
+
+def test_a_signal_before_any_checkpoint_starts_the_run_over(cluster: slurm_helpers.Slurm,
+                                                           two_ranks: tuple[Path, str, Path]) -> None:
+    """The time-limit signal (here `scancel --signal=USR1 --batch`, as SLURM's --signal=B:USR1 sends it) while the
+    ranks are still starting: nothing is saved, so the requeued job starts the run over and completes it."""
+    _, _, one = two_ranks
+    run_dir = one.parent / "over"
+    job_id = submitted(eilab("submit", "run", str(one.parent / "small.toml"), "--out", str(run_dir), "--time", "10",
+                             cwd=one.parent))
+    output = one.parent / "over.slurm" / f"run-{job_id}.out"
+    slurm_helpers.wait_for(lambda: output.exists() and "start 0 (first)" in output.read_text(), 60, "job start")
+    subprocess.run(["scancel", "--signal=USR1", "--batch", job_id], check=True, env=cluster.env)
+    assert wait(cluster, job_id) == "COMPLETED", output.read_text()
+    text = output.read_text()
+    assert "requeued to start over" in text and "start 1 (over)" in text and "--force" in text, text
+    assert not open_run(run_dir).attrs.get("resumed")
+    assert_same_run(one, run_dir)
 
 
 def test_study_array_fills_one_storage(cluster: slurm_helpers.Slurm, tmp_path: Path) -> None:
@@ -236,3 +277,22 @@ def test_study_array_fills_one_storage(cluster: slurm_helpers.Slurm, tmp_path: P
     outputs = sorted((tmp_path / "studies" / "ring600_rates.slurm").glob(f"study-{job_id}_*.out"))
     assert len(outputs) == 4
 
+
+def test_tune_job_starts_a_ray_cluster_and_fills_the_storage(cluster: slurm_helpers.Slurm, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`eilab submit tune`: Ray's head as a job step on the (one) node at its SLURM address (loopback here), the
+    search joined to it with --address, its trials in the study's Optuna storage."""
+    import optuna
+    from search_helpers import load, write_study
+
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a one-machine Ray: `ray start` keeps loopback
+    config = write_study(tmp_path, objective={"set": ["run.t_ms=300"]})
+    job_id = submitted(eilab("submit", "tune", str(config), "--n-trials", "2", "--cpus-per-task", "2", cwd=tmp_path))
+    output = tmp_path / "tiny.slurm" / f"tune-{job_id}.out"
+    assert wait(cluster, job_id, 600) == "COMPLETED", output.read_text()[-5000:]
+    assert "2 Ray Tune trials" in output.read_text(), output.read_text()[-5000:]
+    trials = load(config).trials
+    assert len(trials) == 2
+    assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
+    assert {t.user_attrs["host"] for t in trials} == {"127.0.0.1"}  # on the job's Ray, bound to loopback
+    assert not Path(f"/tmp/ray-{job_id}").exists()

@@ -114,10 +114,13 @@ def trials(config: Path) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
-def test_worker_killed_mid_trial_loses_no_trial(tmp_path: Path) -> None:
+@pytest.mark.parametrize("journal", [False, True], ids=["sqlite", "journal"])
+def test_worker_killed_mid_trial_loses_no_trial(tmp_path: Path, journal: bool) -> None:
     """SIGKILL during trial 1: its heartbeat stops, the next worker fails it after the grace period and runs it
-    again (same parameters); the study ends with exactly the asked complete trials, none left running."""
-    config = write_study(tmp_path, objective={"set": ["run.t_ms=1500"]}, budget={"trials": 3})
+    again (same parameters); the study ends with exactly the asked complete trials, none left running. On a SQLite
+    storage (Optuna's heartbeats) and on a journal file (eilab's JournalHeartbeatStorage)."""
+    storage = f"journal:{tmp_path / 'tiny.log'}" if journal else None
+    config = write_study(tmp_path, storage=storage, objective={"set": ["run.t_ms=1500"]}, budget={"trials": 3})
     worker = start_worker(str(config))
     deadline = time.monotonic() + 120
     killed = None

@@ -1,14 +1,23 @@
 """`eilab tune`: a study config on Ray Tune (a local Ray of 2 CPUs on loopback, ASHA, OptunaSearch with the
-study's sampler); its trials land in the study's Optuna storage with their runs."""
+study's sampler); its trials land in the study's Optuna storage with their runs; a killed trial worker is restored
+from its Tune checkpoint; a status the driver set in a run's store survives its worker."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
+import tomli_w
 from search_helpers import load, write_study
 
-from conftest import eilab
+from conftest import assert_same_run, checkpoint_step, eilab, small_network
+from eilab.sim.config import load_config
 from eilab.sim.reader import open_run
 
 
@@ -32,3 +41,63 @@ def test_tune_trials_land_in_the_optuna_storage(tmp_path: Path) -> None:
         assert t.value == abs(m["rate.E"] - 15) / 15 + abs(m["mfe_rate"] - 5) / 5
     assert not list(tmp_path.glob("ray_results*"))  # Tune's files stay in the study's runs folder
     assert (tmp_path / "tiny" / "tune").is_dir()
+
+
+def test_a_writer_keeps_the_status_another_process_set(tmp_path: Path) -> None:
+    """`eilab tune` marks a trial Ray Tune stopped `pruned` from the driver while its worker may still run: the
+    worker's later checkpoints and its close keep that status (the second marking after ray.shutdown is gone)."""
+    from eilab.sim.engine import Simulation
+
+    config = tmp_path / "small.toml"
+    config.write_text(tomli_w.dumps(small_network(checkpoint_every_ms=50.0)))
+    cfg, raw = load_config(config)
+    run_dir = tmp_path / "run"
+    with Simulation.create(cfg, raw, run_dir, progress=False) as sim:
+        sim.advance_to(100.0)
+        before = checkpoint_step(run_dir)
+        marked = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from eilab.cluster.tune "
+                                 "import mark_pruned; mark_pruned(Path(sys.argv[1]), 100.0)", str(run_dir)],
+                                capture_output=True, text=True)
+        assert marked.returncode == 0, marked.stderr
+        sim.advance_to(200.0)  # two more checkpoints, then the end
+        sim.close()
+    run = open_run(run_dir, allow_incomplete=True)
+    assert run.status == "pruned" and run.attrs["pruned"] == {"time_ms": 100.0}
+    assert run.attrs["checkpoint"]["step"] > before > 0  # a checkpoint written after the mark, the mark kept
+    assert "summary" not in run.attrs and run.attrs["spikes_stored"] >= run.spikes()[0].size > 0
+
+
+def test_a_killed_tune_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """SIGKILL the Ray worker of a trial after its engine checkpoint: Tune restores the trial from its last Tune
+    checkpoint, the run resumes from the engine checkpoint in the store, and ends bitwise equal to the same run
+    without the kill; the Optuna study has the one trial, complete."""
+    config = write_study(tmp_path, objective={"set": ["run.t_ms=3000"]}, budget={"trials": 1})
+    tuner = subprocess.Popen([sys.executable, "-m", "eilab.cluster.cli", "tune", str(config), "--num-cpus", "2"],
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    deadline, killed = time.monotonic() + 300, None
+    try:
+        while killed is None and time.monotonic() < deadline and tuner.poll() is None:
+            time.sleep(0.05)
+            # the second Tune checkpoint is written: the driver has taken the first (a trial's reports go one by one)
+            reported = any(int(p.parent.name.removeprefix("checkpoint_")) >= 1
+                           for p in (tmp_path / "tiny" / "tune").rglob("checkpoint_*/trial.json"))
+            for run_dir in (tmp_path / "tiny").glob("tune-*"):
+                if reported and checkpoint_step(run_dir) > 0:
+                    killed = json.loads((run_dir / ".eilab.lock").read_text())["pid"]
+                    os.kill(killed, signal.SIGKILL)
+        assert killed is not None, "no trial reached its first Tune and engine checkpoints"
+        err = tuner.communicate(timeout=600)[1]
+    finally:
+        if tuner.poll() is None:
+            os.killpg(tuner.pid, signal.SIGKILL)
+    assert tuner.returncode == 0, err[-3000:]
+    [trial] = load(config).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    run = open_run(trial.user_attrs["run_dir"])
+    assert len(run.attrs["resumed"]) == 1 and run.attrs["resumed"][0]["step"] > 0
+    reference = tmp_path / "reference"
+    sets = [arg for o in trial.user_attrs["overrides"].split() for arg in ("--set", o)]
+    res = eilab("run", "ring600", "--out", str(reference), "--quiet", *sets)
+    assert res.returncode == 0, res.stderr
+    assert_same_run(reference, Path(trial.user_attrs["run_dir"]))

@@ -1,0 +1,101 @@
+"""A study trial's overhead beyond its simulation: one `eilab study optimize` worker runs the bundled
+ring600_rates study (ring600, 2 s per trial, a report to the pruner every 600 ms) on a SQLite storage.
+
+Overhead of trial k: the wall time between the worker storing trial k-1 and storing trial k (sampling,
+storage round trips, heartbeats, the network build, the Zarr store, the metrics at every report, the
+summary) minus the engine's simulate phase of trial k (`timings.simulate_s` of its run summary: the time
+inside `Simulation.advance_to`). The medians are over trials 1.. of the worker (trial 0 also carries the
+process start and the numba cache loads, which a worker pays once: `worker_start_s`, `first_trial_s`).
+The same in CPU time of the worker process (every thread), which other work on the machine changes less:
+the CPU time from storing trial k-1 to the end of trial k's objective minus the CPU time inside its
+`advance_to` calls (the trial's `timings.worker_cpu_s` and `simulate_cpu_s`). The median pruner is told to
+wait for more trials than run, so every trial reports and none is pruned. Prints one JSON object.
+
+    nice -n 0 python benchmarks/study_overhead.py --trials 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from datetime import datetime
+from pathlib import Path
+
+import tomli_w
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def study_config(folder: Path, trials: int, t_ms: float) -> Path:
+    """The bundled ring600_rates study with its storage and runs in `folder`; the pruner reports, prunes none."""
+    raw = tomllib.loads((ROOT / "configs" / "studies" / "ring600_rates.toml").read_text())
+    raw["objective"]["set"] = [f"run.t_ms={t_ms!r}"]
+    raw.update(name="overhead", storage=f"sqlite:///{folder / 'overhead.db'}", runs_dir=str(folder / "runs"),
+               budget={"trials": trials})
+    raw["pruner"]["n_startup_trials"] = trials + 1
+    path = folder / "overhead.toml"
+    path.write_text(tomli_w.dumps(raw))
+    return path
+
+
+def measure(trials: int, t_ms: float, folder: Path) -> dict:
+    """Run one worker and return the per-trial overheads and their medians."""
+    import optuna
+
+    from eilab.sim.reader import open_run
+
+    config = study_config(folder, trials, t_ms)
+    started = datetime.now()
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "eilab.cluster.cli", "study", "optimize", str(config)], check=True,
+                   cwd=folder, capture_output=True)
+    total_s = time.perf_counter() - t0
+    study = optuna.load_study(study_name="overhead", storage=f"sqlite:///{folder / 'overhead.db'}")
+    done = sorted(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.datetime_complete)
+    rows, previous, previous_cpu = [], started, 0.0
+    for t in done:
+        timings = open_run(t.user_attrs["run_dir"]).attrs["summary"]["timings"]
+        wall = (t.datetime_complete - previous).total_seconds()
+        cpu = t.user_attrs["timings"]["worker_cpu_s"] - previous_cpu
+        rows.append({"trial": t.number, "wall_s": wall, "simulate_s": timings["simulate_s"],
+                     "overhead_s": wall - timings["simulate_s"], "cpu_s": cpu,
+                     "simulate_cpu_s": t.user_attrs["timings"]["simulate_cpu_s"],
+                     "overhead_cpu_s": cpu - t.user_attrs["timings"]["simulate_cpu_s"], "build_s": timings["build_s"],
+                     "jit_s": timings["jit_s"]})
+        previous, previous_cpu = t.datetime_complete, t.user_attrs["timings"]["worker_cpu_s"]
+    steady = rows[1:]
+    overhead = statistics.median(r["overhead_s"] for r in steady)
+    wall = statistics.median(r["wall_s"] for r in steady)
+    overhead_cpu = statistics.median(r["overhead_cpu_s"] for r in steady)
+    cpu = statistics.median(r["cpu_s"] for r in steady)
+    return {"benchmark": "study_overhead", "config": "ring600_rates", "t_ms": t_ms, "trials": len(rows),
+            "median_overhead_s": overhead, "median_trial_wall_s": wall,
+            "median_simulate_s": statistics.median(r["simulate_s"] for r in steady),
+            "overhead_fraction": overhead / wall, "median_overhead_cpu_s": overhead_cpu, "median_trial_cpu_s": cpu,
+            "median_simulate_cpu_s": statistics.median(r["simulate_cpu_s"] for r in steady),
+            "overhead_cpu_fraction": overhead_cpu / cpu,
+            "worker_start_s": (done[0].datetime_start - started).total_seconds(),
+            "first_trial_s": rows[0]["wall_s"], "worker_total_s": total_s,
+            "load_average": os.getloadavg(), "cpus": os.cpu_count(), "nice": os.nice(0), "per_trial": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=8, help="complete trials the worker runs (at least 3)")
+    ap.add_argument("--t-ms", type=float, default=2000.0, help="simulated time per trial, ms")
+    args = ap.parse_args()
+    if args.trials < 3:
+        ap.error("--trials: give at least 3 (the medians leave trial 0 out)")
+    with tempfile.TemporaryDirectory(prefix="eilab-study-overhead-") as tmp:
+        print(json.dumps(measure(args.trials, args.t_ms, Path(tmp)), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,465 @@
+"""A network of neuron surrogates (issue 19, point 5): trained TCN-LSTM surrogates (eilab.ml.surrogate) of the
+cells of an eilab `hh` network, wired as that network, with its connection strengths as trainable tensors, so
+that Adam can reshape the population rhythm (docs/architecture.md, "Surrogate networks").
+
+- **Network.** Read from an eilab engine config: `hh` populations (default parameters, as the surrogate was
+  trained), `fixed_indegree` projections with fixed delays, Poisson drives. Each cell is one streaming surrogate
+  (`SurrogateNet.step`, one bin of `bin_ms` at a time). A projection's weight w (pA) is exp(theta), theta
+  trainable: positive by construction.
+- **Input.** What the surrogate was trained on (eilab.ml.surrogate_data): per bin the weight arriving on the E and
+  on the I synapse group, pA. A spike in bin b reaches its targets in bin b + delay / bin_ms; the external Poisson
+  drive adds indegree x rate events per second of its weight to the E group.
+- **Spikes.** A cell spikes in the first bin of a run of bins whose spike probability p reaches the surrogate's
+  threshold (chosen on its validation split, as in its metrics). Surrogate gradient (SuperSpike, Zenke & Ganguli
+  2018, Neural Comput. 30:1514): the forward pass uses that 0/1 spike, the backward pass the derivative of a fast
+  sigmoid of the spike logit's distance u from the threshold's, 1 / (1 + |u|)^2, which stays informative for
+  cells far from spiking (where p's own gradient vanishes).
+- **Objective.** The population rate (Hz) of one population; its Welch spectrum (Hann window, half overlap,
+  density scaling, as scipy.signal.welch) with torch.fft; loss = -log(power in the target band / power in
+  `total_hz`), so the spectral peak is pushed into the target band.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from eilab.ml.surrogate_data import Scaling, SurrogateModel
+from eilab.sim.config import Config, ConfigError, HHParams, Strict
+
+Band = tuple[float, float]
+SURROGATE_FORMAT = "eilab-surrogate/1"
+
+
+# ---------------------------------------------------------------- the training config (task = "surrogate_net")
+def _check_band(name: str, b: Band) -> None:
+    if not 0 <= b[0] < b[1]:
+        raise ValueError(f"{name} = [{b[0]}, {b[1]}]: give [low, high] in Hz with 0 <= low < high")
+
+
+class NetObjective(Strict):
+    """The band-power objective on one population's rate."""
+
+    population: str = Field("E", description="population whose rate is the signal")
+    band_from_hz: Band = Field((8.0, 12.0), description="the starting rhythm's band (reported), Hz")
+    band_to_hz: Band = Field((15.0, 30.0), description="the target band, Hz")
+    total_hz: Band = Field((2.0, 100.0), description="the band whose power normalises the target band's, Hz")
+    segment_ms: float = Field(250.0, gt=0, description="Welch segment length of the loss, ms")
+    smooth_ms: float = Field(5.0, ge=0, description="reported `fundamental_hz`: the peak of the rate's spectrum "
+                             "after Gaussian smoothing of this sigma, ms")
+    report_segment_ms: float = Field(500.0, gt=0, description="Welch segment length of the reported peaks and band "
+                                     "powers (trajectory, before/after), ms: finer than the loss's, so that a "
+                                     "10 Hz rhythm is not split between bins")
+
+    @model_validator(mode="after")
+    def _bands(self) -> NetObjective:
+        for name in ("band_from_hz", "band_to_hz", "total_hz"):
+            _check_band(name, getattr(self, name))
+        return self
+
+
+class NetOptimise(Strict):
+    """Adam on the log weights, one surrogate-network simulation (BPTT through every bin) per step."""
+
+    steps: int = Field(30, ge=0, le=100_000, description="Adam steps")
+    lr: float = Field(0.1, gt=0, le=10, description="Adam learning rate on log weights")
+    t_ms: float = Field(1000.0, gt=0, description="simulated time per step, ms")
+    eval_t_ms: float = Field(2000.0, gt=0, description="simulated time of the before/after evaluations, ms")
+    skip_ms: float = Field(200.0, ge=0, description="start of every simulation left out of the spectrum, ms")
+    seed: int = Field(0, ge=0, lt=2**63, description="connectivity and drive seed; step k draws drive seed + k")
+    threads: int = Field(1, ge=1, le=1024, description="CPU threads of torch")
+    spikes: Literal["threshold", "probability"] = Field(
+        "threshold", description="threshold: 0/1 spikes forward, surrogate gradient backward; probability: the spike "
+        "probability itself is the spike (smooth, an expected-input network)")
+    min_weight_pa: float = Field(1.0, gt=0, description="weights are kept at or above this, pA")
+    max_weight_pa: float = Field(5000.0, gt=0, description="weights are kept at or below this, pA")
+
+    @model_validator(mode="after")
+    def _times(self) -> NetOptimise:
+        for name in ("t_ms", "eval_t_ms"):
+            if getattr(self, name) <= self.skip_ms:
+                raise ValueError(f"{name} ({getattr(self, name)}) must be longer than skip_ms ({self.skip_ms})")
+        if self.min_weight_pa >= self.max_weight_pa:
+            raise ValueError(f"min_weight_pa ({self.min_weight_pa}) must be below max_weight_pa ({self.max_weight_pa})")
+        return self
+
+
+class SurrogateNetConfig(Strict):
+    task: Literal["surrogate_net"]
+    network: str = Field(description="eilab engine config (TOML) of the starting hh network")
+    surrogate: str = Field(description="training directory of the hh surrogate (eilab train "
+                                       "configs/train/surrogate_hh.toml)")
+    surrogates: dict[str, str] = Field(default_factory=dict, description="per population another surrogate")
+    train: list[str] = Field(default_factory=list, description="projections whose weights are trained; "
+                                                               "default all")
+    objective: NetObjective = Field(default_factory=NetObjective)
+    optimise: NetOptimise = Field(default_factory=NetOptimise)
+
+
+# ---------------------------------------------------------------- spectra
+def welch(x: torch.Tensor, fs: float, nperseg: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Welch power spectral density of x (..., n) along its last axis: Hann window, nperseg // 2 overlap, each
+    segment's mean removed, one-sided density (units of x squared per Hz), as scipy.signal.welch's defaults.
+    Returns (frequencies Hz, PSD (..., nperseg // 2 + 1)). Differentiable."""
+    if x.shape[-1] < nperseg:
+        raise ValueError(f"signal of {x.shape[-1]} samples is shorter than one Welch segment ({nperseg})")
+    segs = x.unfold(-1, nperseg, nperseg // 2)
+    segs = segs - segs.mean(dim=-1, keepdim=True)
+    win = torch.hann_window(nperseg, periodic=True, dtype=x.dtype, device=x.device)
+    spec = torch.fft.rfft(segs * win, dim=-1)
+    power = (spec.real**2 + spec.imag**2) / (fs * (win**2).sum())
+    one_sided = torch.full((power.shape[-1],), 2.0, dtype=x.dtype, device=x.device)
+    one_sided[0] = 1.0
+    if nperseg % 2 == 0:
+        one_sided[-1] = 1.0
+    return torch.fft.rfftfreq(nperseg, 1.0 / fs, dtype=x.dtype), (power * one_sided).mean(dim=-2)
+
+
+def band_power(f: torch.Tensor, psd: torch.Tensor, band: Band) -> torch.Tensor:
+    """Power in [low, high] Hz (the PSD summed times the frequency spacing), units of x squared."""
+    inside = (f >= band[0]) & (f <= band[1])
+    return psd[..., inside].sum(dim=-1) * float(f[1] - f[0])
+
+
+def peak_frequency(f: np.ndarray, psd: np.ndarray, band: Band) -> float:
+    """The frequency (Hz) of the largest PSD value in [low, high] Hz."""
+    inside = (f >= band[0]) & (f <= band[1])
+    return float(f[inside][np.argmax(psd[inside])])
+
+
+# ---------------------------------------------------------------- surrogates
+@dataclass
+class Surrogate:
+    """A trained surrogate: the net, its scaling, its bin (ms) and spike threshold."""
+
+    net: Any  # eilab.ml.surrogate.SurrogateNet
+    x_scale: torch.Tensor  # (groups,) pA per bin
+    bin_ms: float
+    threshold: float
+    path: str
+
+
+def load_surrogate(folder: str | Path) -> Surrogate:
+    """The surrogate a `task = "surrogate"` training wrote to `folder` (meta.json, model.pt); ConfigError if none."""
+    from eilab.ml.surrogate import SurrogateNet
+
+    d = Path(folder)
+    meta_path, weights = d / "meta.json", d / "model.pt"
+    if not meta_path.is_file() or not weights.is_file():
+        raise ConfigError(f"surrogate = {str(folder)!r}: no trained surrogate there (meta.json and model.pt); train "
+                          "one with eilab train configs/train/surrogate_hh.toml --out <dir> and name that directory")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != SURROGATE_FORMAT:
+        raise ConfigError(f"{meta_path}: format {meta.get('format')!r}, expected {SURROGATE_FORMAT}")
+    net = SurrogateNet(int(meta["n_in"]), SurrogateModel.model_validate(meta["model"]))
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    scaling = Scaling.from_json(meta["scaling"])
+    return Surrogate(net, torch.as_tensor(scaling.x_scale, dtype=torch.float32), float(meta["bin_ms"]),
+                     float(meta["thresholds"]["surrogate"]), str(folder))
+
+
+# ---------------------------------------------------------------- the network
+@dataclass
+class Projection:
+    name: str
+    pre: str
+    post: str
+    counts: torch.Tensor  # (N, N) synapses post <- pre (cell indices over the whole network)
+    delay_bins: int
+    channel: int  # 0: E group, 1: I group (the presynaptic population's type)
+    weight_pa: float
+
+
+@dataclass
+class NetSpec:
+    """The network as the surrogates see it: cells (populations in order), projections, drive rates."""
+
+    populations: list[tuple[str, int, str]]  # (name, n, type)
+    projections: list[Projection]
+    drive_pa_per_ms: list[tuple[slice, float, float]]  # Poisson: (cells, events per ms per cell, weight pA)
+    kicks: list[tuple[slice, list[float], float]]  # input spikes: (cells, times ms, weight pA)
+    bin_ms: float
+
+    @property
+    def n(self) -> int:
+        return sum(p[1] for p in self.populations)
+
+    def cells(self, name: str) -> slice:
+        start = 0
+        for pop, n, _ in self.populations:
+            if pop == name:
+                return slice(start, start + n)
+            start += n
+        raise ConfigError(f"population {name!r}: not in the network (it has {[p[0] for p in self.populations]})")
+
+
+def network_spec(cfg: Config, where: str, bin_ms: float, seed: int) -> NetSpec:
+    """The surrogate network of an engine config; ConfigError naming the field when the surrogates cannot stand
+    for it (another model, parameters other than the trained ones, delays off the surrogate's bin, ...)."""
+    pops = []
+    for i, p in enumerate(cfg.populations):
+        if p.model != "hh" or p.params != HHParams().model_dump():
+            raise ConfigError(f"{where}: populations.{i} ({p.name}): the surrogate stands for model = \"hh\" with "
+                              "default parameters; give model = \"hh\" and no params")
+        pops.append((p.name, p.n, p.type))
+    spec = NetSpec(pops, [], [], [], bin_ms)
+    types = {name: t for name, _, t in pops}
+    rng = np.random.default_rng(seed)
+    for i, pr in enumerate(cfg.projections):
+        if (pr.rule != "fixed_indegree" or pr.delay_dist != "fixed" or pr.weight_dist != "fixed" or pr.scale != "none"
+                or pr.plasticity is not None or pr.sign != "auto"):
+            raise ConfigError(f"{where}: projections.{i} ({pr.name}): the surrogate network takes rule = "
+                              "\"fixed_indegree\" with a fixed weight and delay_ms, no scale, plasticity or sign")
+        d = pr.delay_ms / bin_ms
+        if abs(d - round(d)) > 1e-6 or round(d) < 1:
+            raise ConfigError(f"{where}: projections.{i} ({pr.name}).delay_ms = {pr.delay_ms}: give a whole multiple "
+                              f"of the surrogate's bin ({bin_ms} ms)")
+        pre, post = spec.cells(pr.pre), spec.cells(pr.post)
+        counts = np.zeros((spec.n, spec.n), np.float32)
+        n_pre = pre.stop - pre.start
+        for j in range(post.stop - post.start):
+            own = j if pr.pre == pr.post and not pr.autapses else None
+            choices = np.delete(np.arange(n_pre), own) if own is not None else np.arange(n_pre)
+            src = rng.choice(choices, pr.k, replace=pr.multapses)
+            np.add.at(counts[post.start + j], pre.start + src, 1.0)
+        spec.projections.append(Projection(pr.name, pr.pre, pr.post, torch.from_numpy(counts), round(d),
+                                           0 if types[pr.pre] == "E" else 1, float(pr.weight)))
+    for i, dr in enumerate(cfg.drive):
+        if dr.kind == "spikes":
+            spec.kicks.append((spec.cells(dr.target), list(dr.times_ms), float(dr.weight)))
+        elif dr.kind != "poisson" or dr.start_ms > 0 or dr.stop_ms is not None:
+            raise ConfigError(f"{where}: drive.{i}: the surrogate network takes Poisson drives over the whole run "
+                              "(kind = \"poisson\", no start_ms or stop_ms) and input spikes (kind = \"spikes\")")
+        else:
+            spec.drive_pa_per_ms.append((spec.cells(dr.target), dr.indegree * dr.rate_hz / 1000.0, float(dr.weight)))
+    return spec
+
+
+class Stepper:
+    """`SurrogateNet.step` as plain matrix products (the same numbers, faster for one bin): each causal convolution
+    is one product of its flattened kernel with the inputs at its taps, the LSTM one cell update per layer. The
+    state: per convolution its last (kernel - 1) * dilation + 1 inputs, newest last; per LSTM layer (h, c)."""
+
+    def __init__(self, net: Any) -> None:
+        self.kernel, self.dilations = net.kernel, net.dilations
+        self.convs = [(c.weight.permute(0, 2, 1).reshape(c.out_channels, -1).T, c.bias) for c in net.convs]
+        lstm = net.lstm
+        self.cells = [(getattr(lstm, f"weight_ih_l{k}").T, getattr(lstm, f"weight_hh_l{k}").T,
+                       getattr(lstm, f"bias_ih_l{k}") + getattr(lstm, f"bias_hh_l{k}")) for k in range(lstm.num_layers)]
+        self.hidden, self.head = lstm.hidden_size, net.head
+
+    def init_state(self, batch: int) -> tuple[list[list[torch.Tensor]], list[tuple[torch.Tensor, torch.Tensor]]]:
+        chans = [w.shape[0] // self.kernel for w, _ in self.convs]
+        bufs = [[torch.zeros(batch, c)] * ((self.kernel - 1) * d) for c, d in zip(chans, self.dilations, strict=True)]
+        h = torch.zeros(batch, self.hidden)
+        return bufs, [(h, h)] * len(self.cells)
+
+    def step(self, x: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+        """One bin: x (B, n_in) -> ((B, 2) = (V, spike logit), the state after it)."""
+        bufs, hc = state
+        z, new_bufs = x, []
+        for (w, b), buf, d in zip(self.convs, bufs, self.dilations, strict=True):
+            window = [*buf, z]
+            new_bufs.append(window[1:])
+            taps = torch.cat(window[::d], dim=1)
+            z = torch.relu(taps @ w + b)
+        inp, new_hc = torch.cat([z, x], dim=1), []
+        for (w_ih, w_hh, b), (h, c) in zip(self.cells, hc, strict=True):
+            i, f, g, o = (inp @ w_ih + h @ w_hh + b).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            new_hc.append((h, c))
+            inp = h
+        return self.head(inp), (new_bufs, new_hc)
+
+
+class SurrogateNetwork(nn.Module):
+    """The surrogate network: `theta` (log pA) of the trained projections; the others fixed."""
+
+    def __init__(self, spec: NetSpec, surrogates: dict[str, Surrogate], trained: list[str],
+                 spikes: str = "threshold") -> None:
+        super().__init__()
+        self.spec, self.trained, self.soft = spec, trained, spikes == "probability"
+        names = [p.name for p in spec.projections]
+        self.theta = nn.Parameter(torch.tensor([math.log(spec.projections[names.index(t)].weight_pa)
+                                                for t in trained], dtype=torch.float32))
+        self.groups: list[tuple[Surrogate, Stepper, torch.Tensor]] = []  # a surrogate, its stepper, its cells
+        for name, _, _ in spec.populations:
+            s, cells = surrogates[name], torch.arange(spec.cells(name).start, spec.cells(name).stop)
+            k = next((k for k, g in enumerate(self.groups) if g[0] is s), None)
+            if k is None:
+                self.groups.append((s, Stepper(s.net), cells))
+            else:
+                self.groups[k] = (s, self.groups[k][1], torch.cat([self.groups[k][2], cells]))
+        self.threshold = torch.empty(spec.n)
+        for s, _, idx in self.groups:
+            self.threshold[idx] = s.threshold
+        self.logit_threshold = torch.log(self.threshold / (1.0 - self.threshold))
+
+    def weights(self) -> list[torch.Tensor]:
+        """Per projection its weight, pA (a tensor of the graph for the trained ones)."""
+        w = torch.exp(self.theta)
+        return [w[self.trained.index(p.name)] if p.name in self.trained else torch.tensor(p.weight_pa)
+                for p in self.spec.projections]
+
+    def drive(self, bins: int, seed: int) -> torch.Tensor:
+        """(bins, N, 2) external input, pA per bin on the E group: Poisson events (torch generator `seed`) and
+        input spikes (an input spike at t ms arrives in the bin holding t), times their weights."""
+        g = torch.Generator().manual_seed(seed)
+        x = torch.zeros(bins, self.spec.n, 2)
+        for cells, per_ms, w in self.spec.drive_pa_per_ms:
+            lam = torch.full((bins, cells.stop - cells.start), per_ms * self.spec.bin_ms)
+            x[:, cells, 0] += torch.poisson(lam, generator=g) * w
+        for cells, times, w in self.spec.kicks:
+            for t in times:
+                if int(t // self.spec.bin_ms) < bins:
+                    x[int(t // self.spec.bin_ms), cells, 0] += w
+        return x
+
+    def forward(self, bins: int, seed: int) -> torch.Tensor:
+        """Simulate `bins` bins from rest; (bins, N) spikes (0/1 forward, surrogate gradient backward; or the
+        probabilities themselves with spikes = "probability")."""
+        spec, n = self.spec, self.spec.n
+        ext = self.drive(bins, seed)
+        w = self.weights()
+        history = [torch.zeros(n)] * max([p.delay_bins for p in spec.projections], default=1)
+        states = [stepper.init_state(len(idx)) for _, stepper, idx in self.groups]
+        above = torch.zeros(n, dtype=torch.bool)
+        out = []
+        for t in range(bins):
+            syn = [torch.zeros(n), torch.zeros(n)]
+            for p, wp in zip(spec.projections, w, strict=True):
+                syn[p.channel] = syn[p.channel] + wp * (p.counts @ history[-p.delay_bins])
+            x = torch.stack(syn, dim=1) + ext[t]
+            if len(self.groups) == 1:
+                s, stepper, _ = self.groups[0]
+                y, states[0] = stepper.step(x / s.x_scale, states[0])
+                logit = y[:, 1]
+            else:
+                logit = torch.zeros(n)
+                for k, (s, stepper, idx) in enumerate(self.groups):
+                    y, states[k] = stepper.step(x[idx] / s.x_scale, states[k])
+                    logit = logit.index_put((idx,), y[:, 1])
+            prob = torch.sigmoid(logit)
+            if self.soft:
+                spikes = prob
+            else:
+                now = prob >= self.threshold
+                u = logit - self.logit_threshold
+                slope = u / (1.0 + u.abs())  # fast sigmoid: its derivative 1 / (1 + |u|)^2 is the backward pass
+                spikes = (now & ~above).float() + (slope - slope.detach())  # exactly 0/1 forward
+                above = now
+            history = [*history[1:], spikes]
+            out.append(spikes)
+        return torch.stack(out)
+
+    def clamp(self, lo_pa: float, hi_pa: float) -> None:
+        with torch.no_grad():
+            self.theta.clamp_(math.log(lo_pa), math.log(hi_pa))
+
+
+def population_rate(spikes: torch.Tensor, cells: slice, bin_ms: float) -> torch.Tensor:
+    """(bins,) mean rate of the cells, Hz."""
+    return spikes[:, cells].mean(dim=1) / (bin_ms / 1000.0)
+
+
+def spectrum(rate: torch.Tensor, bin_ms: float, segment_ms: float) -> tuple[torch.Tensor, torch.Tensor]:
+    return welch(rate, 1000.0 / bin_ms, round(segment_ms / bin_ms))
+
+
+def loss_of(f: torch.Tensor, psd: torch.Tensor, o: NetObjective) -> torch.Tensor:
+    """-log(power in the target band / power in total_hz)."""
+    return -torch.log(band_power(f, psd, o.band_to_hz) / (band_power(f, psd, o.total_hz) + 1e-12) + 1e-12)
+
+
+def summary(f: np.ndarray, psd: np.ndarray, o: NetObjective) -> dict[str, float]:
+    """Peak frequency within total_hz (Hz); `fundamental_hz`, the peak after smoothing the rate with a Gaussian of
+    sigma = smooth_ms (the PSD times exp(-(2 pi f sigma)^2)), the fundamental of a train of sharp volleys (whose
+    harmonics are nearly as high); the powers in the two bands and in total_hz (Hz^2)."""
+    ft, pt = torch.from_numpy(np.asarray(f, np.float64)), torch.from_numpy(np.asarray(psd, np.float64))
+    smoothed = np.asarray(psd) * np.exp(-((2 * np.pi * np.asarray(f) * o.smooth_ms / 1000.0) ** 2))
+    return {"peak_hz": peak_frequency(f, psd, o.total_hz), "fundamental_hz": peak_frequency(f, smoothed, o.total_hz),
+            "power_from": float(band_power(ft, pt, o.band_from_hz)),
+            "power_to": float(band_power(ft, pt, o.band_to_hz)), "power_total": float(band_power(ft, pt, o.total_hz))}
+
+
+def optimise(model: SurrogateNetwork, o: NetObjective, s: NetOptimise, log: Any = None) -> list[dict[str, Any]]:
+    """Adam on the trained log weights for s.steps steps (drive seed s.seed + step); per step the loss, peak
+    frequency, band powers and weights before the update (the last entry: after the last update, no update)."""
+    opt = torch.optim.Adam([model.theta], lr=s.lr)
+    bins, skip = round(s.t_ms / model.spec.bin_ms), round(s.skip_ms / model.spec.bin_ms)
+    cells = model.spec.cells(o.population)
+    trajectory = []
+    for step in range(s.steps + 1):
+        spikes = model(bins, s.seed + step)
+        f, psd = spectrum(population_rate(spikes, cells, model.spec.bin_ms)[skip:], model.spec.bin_ms, o.segment_ms)
+        loss = loss_of(f, psd, o)
+        rate = population_rate(spikes.detach(), cells, model.spec.bin_ms)[skip:].double()
+        fr, pr = spectrum(rate, model.spec.bin_ms, min(o.report_segment_ms, (bins - skip) * model.spec.bin_ms))
+        entry = {"step": step, "loss": float(loss.detach()), **summary(fr.numpy(), pr.numpy(), o),
+                 "rate_hz": float(spikes[skip:, cells].detach().mean() / (model.spec.bin_ms / 1000.0)),
+                 "weights_pa": {p.name: float(w.detach()) for p, w in zip(model.spec.projections, model.weights(),
+                                                                          strict=True)}}
+        trajectory.append(entry)
+        if log is not None:
+            log(entry)
+        if step == s.steps:
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.clamp(s.min_weight_pa, s.max_weight_pa)
+    return trajectory
+
+
+# ---------------------------------------------------------------- back to the engine
+def with_weights(raw: dict[str, Any], weights: dict[str, float]) -> dict[str, Any]:
+    """A copy of the raw engine config with the named projections' weights (pA) replaced."""
+    out = json.loads(json.dumps(raw))
+    for p in out.get("projections", []):
+        if p.get("name") in weights:
+            p["weight"] = round(weights[p["name"]], 3)
+    return out
+
+
+def toml_text(raw: dict[str, Any], header: str = "") -> str:
+    """TOML of a raw config: scalars and inline values first, then tables, then arrays of tables."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    scalars = {k: v for k, v in raw.items() if not isinstance(v, dict | list) or not _tables(v)}
+    lines += [f"{k} = {_value(v)}" for k, v in scalars.items()]
+    for k, v in raw.items():
+        if isinstance(v, dict) and _tables(v):
+            lines += ["", f"[{k}]", *(f"{kk} = {_value(vv)}" for kk, vv in v.items())]
+        elif isinstance(v, list) and _tables(v):
+            for item in v:
+                lines += ["", f"[[{k}]]", *(f"{kk} = {_value(vv)}" for kk, vv in item.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _tables(v: dict | list) -> bool:
+    return isinstance(v, dict) or (bool(v) and all(isinstance(x, dict) for x in v))
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")
