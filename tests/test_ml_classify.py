@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomli_w
+from ml_helpers import ei_ratio_config
 
 from conftest import eilab, small_network
 from eilab.sim.config import load_config
@@ -24,18 +25,8 @@ FACTORS = [0.3, 3.0]
 
 def write_config(folder: Path) -> Path:
     """A classifier over the small E/I network with its inhibitory weights scaled by 0.3 and 3 (400 ms runs)."""
-    net = small_network(t_ms=400.0)
-    net["vars"] = {"w_inh": 1.0}
-    for proj in net["projections"]:
-        if proj["pre"] == "I":
-            proj["weight"] = "= w_inh"
-    (folder / "net.toml").write_text(tomli_w.dumps(net))
-    cfg = {"task": "ei_ratio",
-           "data": {"config": str(folder / "net.toml"), "set": ["drive.0.rate_hz=50", "drive.1.rate_hz=50"],
-                    "runs_dir": str(folder / "runs"), "seeds": {"train": [1], "validation": [2], "test": [3]},
-                    "grid": {"scale": ["w_inh"], "factors": FACTORS}, "window_ms": 100.0},
-           "model": {"channels": 4, "kernel": 5},
-           "train": {"epochs": 5, "batch": 2, "lr": 1e-2, "patience": 5, "seed": 3}}
+    cfg = ei_ratio_config(folder, FACTORS, {"epochs": 5, "batch": 2, "lr": 1e-2, "patience": 5, "seed": 3},
+                          runs_dir=str(folder / "runs"))
     path = folder / "ei.toml"
     path.write_text(tomli_w.dumps(cfg))
     return path

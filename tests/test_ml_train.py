@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomli_w
+from ml_helpers import ei_ratio_config
 
 from conftest import CONFIGS, eilab, small_network
 from eilab.cluster.train import check_out_dir, run_plan
@@ -159,17 +160,7 @@ def test_the_bundled_training_configs_are_valid(name: str, tmp_path: Path) -> No
 def test_the_ei_ratio_classifier(tmp_path: Path) -> None:
     """Inhibition scaled by 0.3 or 3: rates differ several-fold, so the logistic baseline on rates separates the
     held-out run's windows; the CNN's loss falls; confusion matrices count every window once."""
-    net = small_network(t_ms=400.0)
-    net["vars"] = {"w_inh": 1.0}
-    for proj in net["projections"]:
-        if proj["pre"] == "I":
-            proj["weight"] = "= w_inh"
-    (tmp_path / "net.toml").write_text(tomli_w.dumps(net))
-    cfg = {"task": "ei_ratio",
-           "data": {"config": str(tmp_path / "net.toml"), "set": ["drive.0.rate_hz=50", "drive.1.rate_hz=50"],
-                    "seeds": {"train": [1], "validation": [2], "test": [3]},
-                    "grid": {"scale": ["w_inh"], "factors": [0.3, 3.0]}, "window_ms": 100.0},
-           "model": {"channels": 4, "kernel": 5}, "train": {"epochs": 8, "batch": 4, "lr": 1e-2, "patience": 8}}
+    cfg = ei_ratio_config(tmp_path, [0.3, 3.0], {"epochs": 8, "batch": 4, "lr": 1e-2, "patience": 8})
     (tmp_path / "ei.toml").write_text(tomli_w.dumps(cfg))
     res = eilab("train", str(tmp_path / "ei.toml"), "--out", str(tmp_path / "out"), "--quiet")
     assert res.returncode == 0, res.stderr
