@@ -23,7 +23,7 @@ import numpy as np
 
 from eilab.cluster.surrogate_train import require_extras
 from eilab.cluster.train import provenance, write_json
-from eilab.ml.surrogate_net import SurrogateNetConfig
+from eilab.ml.surrogate_net_config import SurrogateNetConfig
 from eilab.sim.config import ConfigError, load_config
 
 

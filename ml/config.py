@@ -168,7 +168,7 @@ def load_train_config(path: str | Path) -> tuple[TrainConfig | ClassifyConfig, s
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     try:
         from eilab.ml.surrogate_data import SurrogateConfig
-        from eilab.ml.surrogate_net import SurrogateNetConfig
+        from eilab.ml.surrogate_net_config import SurrogateNetConfig
 
         model = {"ei_ratio": ClassifyConfig, "surrogate": SurrogateConfig,
                  "surrogate_net": SurrogateNetConfig}.get(raw.get("task"), TrainConfig)
