@@ -24,6 +24,8 @@ from conftest import CONFIGS, assert_same_run, eilab, small_network
 from eilab.cluster.cli import main
 from eilab.sim.reader import open_run
 
+pytestmark = pytest.mark.xdist_group("services")  # pytest-xdist: one worker runs SLURM, Ray and PostgreSQL
+
 BAD_OPTIONS = [
     (["--time", "1h"], "--time"), (["--nodes", "0"], "--nodes"), (["--ntasks-per-node", "two"], "--ntasks-per-node"),
     (["--array", "0-3x"], "--array"), (["--dependency", "after12"], "--dependency"), (["--mem", "lots"], "--mem"),

@@ -16,6 +16,8 @@ from conftest import eilab
 from eilab.analysis import mfe, spikes
 from eilab.sim.reader import open_run
 
+pytestmark = pytest.mark.xdist_group("services")  # pytest-xdist: services and study workers run on one worker
+
 COMPLETE, RUNNING, PRUNED, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING,
                                    optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
@@ -120,7 +122,7 @@ def test_worker_killed_mid_trial_loses_no_trial(tmp_path: Path, journal: bool) -
     again (same parameters); the study ends with exactly the asked complete trials, none left running. On a SQLite
     storage (Optuna's heartbeats) and on a journal file (eilab's JournalHeartbeatStorage)."""
     storage = f"journal:{tmp_path / 'tiny.log'}" if journal else None
-    config = write_study(tmp_path, storage=storage, objective={"set": ["run.t_ms=1500"]}, budget={"trials": 3})
+    config = write_study(tmp_path, storage=storage, objective={"set": ["run.t_ms=4000"]}, budget={"trials": 3})
     worker = start_worker(str(config))
     deadline = time.monotonic() + 120
     killed = None

@@ -18,6 +18,8 @@ from search_helpers import load, write_study
 from conftest import eilab
 from eilab.sim.reader import open_run
 
+pytestmark = pytest.mark.xdist_group("services")  # pytest-xdist: one worker runs SLURM, Ray and PostgreSQL
+
 
 def pg_command(tool: str, *args: str) -> list[str]:
     """A PostgreSQL program run as the `postgres` user when we are root (the server refuses root)."""

@@ -13,12 +13,15 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 import tomli_w
 from search_helpers import load, write_study
 
 from conftest import assert_same_run, checkpoint_step, eilab, small_network
 from eilab.sim.config import load_config
 from eilab.sim.reader import open_run
+
+pytestmark = pytest.mark.xdist_group("services")  # pytest-xdist: one worker runs SLURM, Ray and PostgreSQL
 
 
 def test_tune_trials_land_in_the_optuna_storage(tmp_path: Path) -> None:
