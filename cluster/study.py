@@ -520,8 +520,9 @@ class PopulationCounts:
         rate.<POP> and mean_rate in Hz, mfe_rate in MFEs per second (eilab.analysis.mfe.detect_counts on the
         summed E and I counts, which is all its event rate depends on)."""
         from eilab.analysis.mfe import detect_counts
+        from eilab.sim.reader import bin_rows
 
-        rows = self.sums[math.ceil(skip_ms / self.bin_ms - 1e-9) : math.ceil(t_ms / self.bin_ms - 1e-9)]
+        rows = self.sums[bin_rows(skip_ms, t_ms, self.bin_ms, len(self.sums))]
         seconds = (t_ms - skip_ms) / 1000.0
         out: dict[str, float] = {}
         for name in names:

@@ -23,6 +23,12 @@ FORMAT = "eilab-run/1"
 PROBE_VARS = ("v", "syn_e", "syn_i", "ext")
 
 
+def bin_rows(t0_ms: float, t1_ms: float, bin_ms: float, n_bins: int) -> slice:
+    """The bins of width bin_ms (ms) that start in [t0_ms, t1_ms), within n_bins: what `Run.counts` selects."""
+    return slice(min(n_bins, max(0, math.ceil(t0_ms / bin_ms - 1e-9))),
+                 min(n_bins, max(0, math.ceil(t1_ms / bin_ms - 1e-9))) if t1_ms < math.inf else n_bins)
+
+
 class RunNotCompleteError(RuntimeError):
     pass
 
@@ -171,9 +177,7 @@ class Run:
         return self._binned("rates", population, t0_ms, t1_ms)
 
     def _binned(self, name: str, population: str | None, t0_ms: float, t1_ms: float) -> np.ndarray:
-        bin_ms, n_bins = float(self.root[name].attrs["bin_ms"]), self.root[name].shape[0]
-        rows = slice(min(n_bins, max(0, math.ceil(t0_ms / bin_ms - 1e-9))),
-                     min(n_bins, max(0, math.ceil(t1_ms / bin_ms - 1e-9))) if t1_ms < math.inf else n_bins)
+        rows = bin_rows(t0_ms, t1_ms, float(self.root[name].attrs["bin_ms"]), self.root[name].shape[0])
         return self.read(name, (rows, self.gids_of(population) if population else slice(None)))
 
     def weights(self, projection: str, last: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
