@@ -483,8 +483,9 @@ def open_study(study: Study, storage: optuna.storages.BaseStorage | None = None)
 
 # ---------------------------------------------------------------- metrics
 class PopulationCounts:
-    """A trial's spike counts per time bin and population, taken from the counts the engine hands its writer,
-    so that the metrics after every piece of the run need neither a flush nor a read of the store."""
+    """A trial's spike counts per time bin and population, summed from the counts the engine hands its
+    `on_counts` hook (a one-process run: every neuron), so that the metrics after every piece of the run need
+    neither a flush nor a read of the store."""
 
     def __init__(self, cfg: Config) -> None:
         from eilab.sim.grid import TimeGrid
@@ -498,16 +499,6 @@ class PopulationCounts:
         """Counts (time_bin, neuron) of bins bin0.. of every neuron."""
         if block.shape[0]:
             self.sums[bin0 : bin0 + block.shape[0]] = np.add.reduceat(block, self.starts, axis=1, dtype=np.int64)
-
-    def tap(self, writer: Any) -> None:
-        """Pass the counts a one-process run's writer (eilab.sim.store.RankWriter) gets through `add` too."""
-        write = writer.write_counts
-
-        def write_counts(bin0: int, block: np.ndarray, drive: np.ndarray | None = None) -> None:
-            self.add(bin0, block)
-            write(bin0, block, drive)
-
-        writer.write_counts = write_counts
 
     def load(self, run_dir: Path, t_ms: float) -> None:
         """The stored counts of the bins before t_ms (a run resumed from its checkpoint at t_ms)."""
@@ -574,13 +565,12 @@ def simulate(study: Study, cfg: Config, raw: dict, run_dir: Path, times: list[fl
     obj = study.spec.objective
     names = [m.name for m in obj.metrics]
     counts = PopulationCounts(cfg)
-    sim = Simulation.resume(run_dir, progress=False) if resume else \
-        Simulation.create(cfg, raw, run_dir, force=True, progress=False)
+    sim = Simulation.resume(run_dir, progress=False, on_counts=counts.add) if resume else \
+        Simulation.create(cfg, raw, run_dir, force=True, progress=False, on_counts=counts.add)
     cpu_s = 0.0
     with sim:
         if resume:
             counts.load(run_dir, sim.t_ms)
-        counts.tap(sim.writer)
         for t in (t for t in times if t > sim.t_ms + 1e-9):
             cpu0 = time.process_time()
             sim.advance_to(t)

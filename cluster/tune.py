@@ -21,7 +21,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from eilab.cluster import study as studies
-from eilab.sim.config import ConfigError
+from eilab.sim.config import Config, ConfigError
 from eilab.sim.reader import zarr_path
 from eilab.sim.store import update_run_attrs
 
@@ -31,13 +31,13 @@ CHECKPOINT_FILE = "trial.json"  # a Tune checkpoint: the trial's run directory a
 RECORDED = ("run_dir", "overrides", "seed", "git_commit", "host")  # copied into the Optuna trial's user attributes
 
 
-def trial(params: dict[str, Any], source: str, runs_dir: str) -> None:
-    """One Tune trial (in a Ray worker): simulate, reporting the objective and metrics after every piece with a Tune
-    checkpoint (the run directory and the time reached); a trial ASHA stops ends in tune.report, which closes its
-    run as `pruned`. A trial Tune restores (its worker died; a restored experiment) resumes its run from the
-    engine's last checkpoint in the store, or starts it again when it cannot (resumable)."""
+def trial(params: dict[str, Any], source: str, runs_dir: str, extra: list[str]) -> None:
+    """One Tune trial (in a Ray worker) with the study's overrides and `extra` ones (engine_checkpoints): simulate,
+    reporting the objective and metrics after every piece with a Tune checkpoint (the run directory and the time
+    reached); a trial ASHA stops ends in tune.report, which closes its run as `pruned`. A trial Tune restores (its
+    worker died; a restored experiment) resumes its run from the engine's last checkpoint in the store, or starts it
+    again when it cannot (resumable)."""
     s = studies.load_study(source)
-    extra = engine_checkpoints(s)
     cfg, raw = s.load(params, extra)
     restored = tune.get_checkpoint()
     if restored:
@@ -58,10 +58,9 @@ def trial(params: dict[str, Any], source: str, runs_dir: str) -> None:
                             checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def engine_checkpoints(s: studies.Study) -> list[str]:
+def engine_checkpoints(s: studies.Study, cfg: Config) -> list[str]:
     """The override that has the engine checkpoint a Tune trial's run every report_every_ms (so a restored trial
-    loses at most one piece), unless its config checkpoints already."""
-    cfg, _ = s.load({})
+    loses at most one piece), unless the study's config `cfg` checkpoints already."""
     return [] if cfg.run.checkpoint_every_ms > 0 else [f"run.checkpoint_every_ms={s.spec.objective.report_every_ms!r}"]
 
 
@@ -129,7 +128,8 @@ def run_tune(s: studies.Study, n_trials: int, address: str | None = None, cpus_p
     if not s.spec.single:
         raise ConfigError(f"{s.source}: objective.combine = 'separate': eilab tune runs one objective (ASHA stops "
                           "trials by one metric); use eilab study optimize for several")
-    cfg, _ = s.load({}, engine_checkpoints(s))  # a bad checkpoint interval stops here, before any trial
+    extra = engine_checkpoints(s, s.load({})[0])
+    cfg, _ = s.load({}, extra)  # a bad checkpoint interval stops here, before any trial
     obj = s.spec.objective
     runs_dir = s.runs_dir.resolve()
     experiment = runs_dir / "tune" / f"{s.name}-tune"
@@ -144,7 +144,7 @@ def run_tune(s: studies.Study, n_trials: int, address: str | None = None, cpus_p
     asha = ASHAScheduler(time_attr=STEP, max_t=cfg.run.t_ms, grace_period=obj.skip_ms + obj.report_every_ms,
                          reduction_factor=s.spec.pruner.reduction_factor)
     trainable = tune.with_resources(
-        tune.with_parameters(trial, source=str(s.source.resolve()), runs_dir=str(runs_dir)),
+        tune.with_parameters(trial, source=str(s.source.resolve()), runs_dir=str(runs_dir), extra=extra),
         {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     started = start_ray(address, num_cpus)
     try:

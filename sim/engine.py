@@ -10,7 +10,8 @@ A step of the engine, phase by phase (as NEST splits update, collocate, exchange
                    _draw_ahead               the next slice's drive drawn while waiting
         deliver    _deliver -> step.deliver  every rank's spikes into this rank's delay ring
         plasticity plasticity.apply_slice    weight updates of plastic projections (in _deliver)
-        record     _take, _record            spikes, counts, probes, weight snapshots to the store
+        record     _take, _record            spikes, counts, probes, weight snapshots to the store;
+                                             `on_counts(bin0, counts)` sees this rank's counts of the window
       _end_of_window
         checkpoint RankWriter.checkpoint     when due, or on SIGTERM/Ctrl-C (then Interrupted)
         report     `report(Progress)`        time, spikes so far and rates, for progress bars,
@@ -84,6 +85,10 @@ class _Window:
     probes: np.ndarray   # (samples, 4, probes) float32
 
 
+CountsHook = Callable[[int, np.ndarray], None]
+"""`on_counts(bin0, counts)`: spike counts (time_bin, neuron) of bins bin0.. of this rank's neurons."""
+
+
 class Simulation:
     """One run on this rank: prepared by `create` (new run) or `resume`, then `advance_to(t_ms)` any
     number of times, then `close()`. Use it as a context manager: a signal, an error or a full disk
@@ -93,10 +98,10 @@ class Simulation:
     def __init__(self, cfg: Config, net: LocalNetwork, writer: RankWriter, comm: Comm, run_dir: Path,
                  lock: RunLock | None, start: int = 0, totals: dict[str, Any] | None = None, progress: bool = True,
                  separate_phases: bool = False, report: Callable[[Progress], None] | None = None,
-                 t_wall: float | None = None) -> None:
+                 t_wall: float | None = None, on_counts: CountsHook | None = None) -> None:
         self.cfg, self.net, self.writer, self.comm, self.run_dir, self.lock = cfg, net, writer, comm, run_dir, lock
         self.grid = TimeGrid.of(cfg)
-        self.report = report
+        self.report, self.on_counts = report, on_counts
         self.t_wall = t_wall if t_wall is not None else time.perf_counter()
         self.start = self.step = start
         self.m = m = net.min_delay
@@ -132,9 +137,11 @@ class Simulation:
     @classmethod
     def create(cls, cfg: Config, raw: dict, run_dir: str | Path, *, force: bool = False, keep_others: bool = False,
                comm: Comm | None = None, progress: bool = True, separate_phases: bool = False,
-               report: Callable[[Progress], None] | None = None) -> Simulation:
+               report: Callable[[Progress], None] | None = None, on_counts: CountsHook | None = None) -> Simulation:
         """Prepare a new run: claim and lock the run directory and lay out the store (rank 0; an unusable
-        directory raises on every rank before anything is built), then build this rank's part."""
+        directory raises on every rank before anything is built), then build this rank's part. `report` is
+        called after every window with the progress, `on_counts(bin0, counts)` with the window's spike counts
+        (bins bin0.., this rank's neurons) as they go to the store."""
         comm = comm or SingleProcess()
         run_dir = Path(run_dir)
         n = cfg.n_total
@@ -151,7 +158,7 @@ class Simulation:
             net.timings["load_kernels_s"] = load_s
             writer = RankWriter(run_dir, cfg, comm, lo, hi, net.probe_gids)
             return cls(cfg, net, writer, comm, run_dir, lock, progress=progress, separate_phases=separate_phases,
-                       report=report, t_wall=t_wall)
+                       report=report, t_wall=t_wall, on_counts=on_counts)
         except BaseException as e:
             mark_failed(run_dir, f"rank {comm.rank}: preparing the run: {type(e).__name__}: {e}")
             if lock:
@@ -160,16 +167,17 @@ class Simulation:
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, comm: Comm | None = None, progress: bool = True,
-               report: Callable[[Progress], None] | None = None) -> Simulation:
+               report: Callable[[Progress], None] | None = None, on_counts: CountsHook | None = None) -> Simulation:
         """Prepare the continuation of a killed, failed or interrupted run from its last checkpoint, on any
-        number of ranks. The checkpoint is verified first (every rank's part present, written at the same
-        step into the same slot, checksums as written); a partial or damaged one raises CheckpointError."""
+        number of ranks (hooks as in `create`; `on_counts` sees the bins from the checkpoint on). The checkpoint
+        is verified first (every rank's part present, written at the same step into the same slot, checksums as
+        written); a partial or damaged one raises CheckpointError."""
         comm = comm or SingleProcess()
         run_dir = Path(run_dir)
         open_run(run_dir, allow_incomplete=True)
         lock = _on_rank0(comm, lambda: lock_existing(run_dir))
         try:
-            return cls._resume_locked(run_dir, comm, lock, progress, report)
+            return cls._resume_locked(run_dir, comm, lock, progress, report, on_counts)
         except BaseException:
             if lock:
                 lock.release()
@@ -177,7 +185,7 @@ class Simulation:
 
     @classmethod
     def _resume_locked(cls, run_dir: Path, comm: Comm, lock: RunLock | None, progress: bool,
-                       report: Callable[[Progress], None] | None) -> Simulation:
+                       report: Callable[[Progress], None] | None, on_counts: CountsHook | None) -> Simulation:
         stored = open_run(run_dir, allow_incomplete=True)
         if stored.status == "complete":
             raise RunExistsError(f"{run_dir} is complete already; nothing to resume")
@@ -209,7 +217,7 @@ class Simulation:
                 writer.n_pending += times.size
         totals = {k: info[k] for k in ("pop_spikes", "synaptic_events")} if comm.rank == 0 else None
         return cls(cfg, net, writer, comm, run_dir, lock, start=step, totals=totals, progress=progress,
-                   report=report, t_wall=t_wall)
+                   report=report, t_wall=t_wall, on_counts=on_counts)
 
     def __enter__(self) -> Simulation:
         self.stop.__enter__()
@@ -356,6 +364,8 @@ class Simulation:
         """The window's counts and probe samples, and every whole chunk of spikes (collective)."""
         t_rec = time.perf_counter()
         self.writer.write_counts(rec.bin0, rec.counts, rec.drive)
+        if self.on_counts and rec.counts.shape[0]:
+            self.on_counts(rec.bin0, rec.counts)
         if rec.probes.shape[0] > 0:
             self.writer.write_probes(rec.k0, rec.probes[:, :, self.writer.probe_cols or slice(0, 0)])
         self.writer.flush_spikes()

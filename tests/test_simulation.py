@@ -23,8 +23,13 @@ def test_advance_to_in_pieces_equals_one_run(tmp_path: Path, separate_phases: bo
     cfg, raw = load_config(raw=small_network(t_ms=300.0))
     one = run(cfg, raw, tmp_path / "one", progress=False, separate_phases=separate_phases)
     reports: list[Progress] = []
+    handed = np.zeros_like(open_run(tmp_path / "one").counts())
+
+    def on_counts(bin0: int, counts: np.ndarray) -> None:
+        handed[bin0 : bin0 + counts.shape[0]] += counts
+
     with Simulation.create(cfg, raw, tmp_path / "pieces", progress=False, separate_phases=separate_phases,
-                           report=reports.append) as sim:
+                           report=reports.append, on_counts=on_counts) as sim:
         for t in (0.1, 37.3, 100.0, 100.0, 250.5, 1000.0):
             reached = sim.advance_to(t)
             assert min(t, 300.0) <= reached <= 300.0 and reached == sim.t_ms
@@ -34,6 +39,7 @@ def test_advance_to_in_pieces_equals_one_run(tmp_path: Path, separate_phases: bo
         summary = sim.close()
     assert_same_run(tmp_path / "one", tmp_path / "pieces")
     assert summary.spikes == one.spikes > 0
+    np.testing.assert_array_equal(handed, open_run(tmp_path / "one").counts())  # every bin handed over once
     times = [p.t_ms for p in reports]
     assert times == sorted(times) and times[-1] == 300.0
     assert reports[-1].spikes == {k: v["spikes"] for k, v in summary.populations.items()}

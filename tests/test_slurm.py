@@ -266,17 +266,19 @@ def test_a_signal_before_any_checkpoint_starts_the_run_over(cluster: slurm_helpe
 
 def test_study_array_fills_one_storage(cluster: slurm_helpers.Slurm, tmp_path: Path) -> None:
     import optuna
+    from search_helpers import write_study
 
     storage = f"journal:{tmp_path / 'study.log'}"
-    job_id = submitted(eilab("submit", "study", "ring600_rates", "--storage", storage, "--n-trials", "6",
+    config = write_study(tmp_path, objective={"set": ["run.t_ms=1000"]})
+    job_id = submitted(eilab("submit", "study", str(config), "--storage", storage, "--n-trials", "6",
                              "--array", "0-3", cwd=tmp_path))
     assert wait(cluster, job_id, 240) == "COMPLETED"
     from eilab.cluster import study
 
-    name = study.load_study("ring600_rates", storage).name
+    name = study.load_study(config, storage).name
     ostudy = optuna.load_study(study_name=name, storage=study.open_storage(storage))
     assert len(study.complete_trials(ostudy)) == 6
-    outputs = sorted((tmp_path / "studies" / "ring600_rates.slurm").glob(f"study-{job_id}_*.out"))
+    outputs = sorted((tmp_path / "tiny.slurm").glob(f"study-{job_id}_*.out"))
     assert len(outputs) == 4
 
 

@@ -104,3 +104,33 @@ def test_a_killed_tune_worker_resumes_from_its_checkpoint(tmp_path: Path) -> Non
     res = eilab("run", "ring600", "--out", str(reference), "--quiet", *sets)
     assert res.returncode == 0, res.stderr
     assert_same_run(reference, Path(trial.user_attrs["run_dir"]))
+
+
+def test_a_killed_tune_driver_resumes_its_experiment(tmp_path: Path) -> None:
+    """SIGKILL the whole `eilab tune` session (the driver and its local Ray) once Tune has saved the experiment and a
+    trial has a checkpoint: `eilab tune --resume` restores the experiment, the study ends with the asked trials in
+    its Optuna storage, and every run is complete or pruned, none left running."""
+    config = write_study(tmp_path, objective={"set": ["run.t_ms=6000"]}, budget={"trials": 2})
+    experiment = tmp_path / "tiny" / "tune" / "tiny-tune"
+    assert eilab("tune", str(config), "--num-cpus", "2", "--resume", cwd=tmp_path).returncode == 2  # nothing yet
+    tuner = subprocess.Popen([sys.executable, "-m", "eilab.cluster.cli", "tune", str(config), "--num-cpus", "2"],
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and tuner.poll() is None:
+            time.sleep(0.05)
+            if any(experiment.glob("experiment_state-*.json")) and any(experiment.rglob("checkpoint_*/trial.json")):
+                break
+        assert tuner.poll() is None, "the experiment ended (or failed) before it could be killed"
+    finally:
+        os.killpg(tuner.pid, signal.SIGKILL)
+        tuner.communicate()
+    res = eilab("tune", str(config), "--num-cpus", "2", "--resume", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    trials = load(config).trials
+    assert len(trials) == 2
+    assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in trials)
+    for t in trials:
+        status = open_run(t.user_attrs["run_dir"], allow_incomplete=True).status
+        assert status == ("complete" if t.state == optuna.trial.TrialState.COMPLETE else "pruned")
