@@ -1,15 +1,18 @@
 """A study trial's overhead beyond its simulation: one `eilab study optimize` worker runs the bundled
 ring600_rates study (ring600, 20.2 s per trial, a report to the pruner every 4 s) on a SQLite storage.
 
-Overhead of trial k: the wall time between the worker storing trial k-1 and storing trial k (sampling,
-storage round trips, heartbeats, the network build, the Zarr store, the metrics at every report, the
-summary) minus the engine's simulate phase of trial k (`timings.simulate_s` of its run summary: the time
-inside `Simulation.advance_to`). The medians are over trials 1.. of the worker (trial 0 also carries the
-process start and the numba cache loads, which a worker pays once: `worker_start_s`, `first_trial_s`).
-The same in CPU time of the worker process (every thread), which other work on the machine changes less:
-the CPU time from storing trial k-1 to the end of trial k's objective minus the CPU time inside its
-`advance_to` calls (the trial's `timings.worker_cpu_s` and `simulate_cpu_s`). The median pruner is told to
-wait for more trials than run, so every trial reports and none is pruned. Prints one JSON object.
+A trial's wall time is its share of the worker's: from storing trial k-1 to storing trial k. Two overheads:
+- beyond the stored run (`overhead_*`): minus the run's own work, creating the run (the network build, the
+  Zarr store), advancing it and closing it (the last rows and spikes written, the manifest), as `eilab run`
+  does it (the trial's `timings.run_s`). What is left is the search's: sampling, the storage round trips and
+  heartbeats, the metrics at every report, the pruner.
+- beyond the engine's simulate phase (`overhead_vs_simulate_*`): minus only the time inside
+  `Simulation.advance_to` (`timings.simulate_s`), so laying out and closing the store count as overhead too.
+The same in CPU time of the worker process (every thread), which other work on the machine changes less
+(`timings.worker_cpu_s`, `run_cpu_s`, `simulate_cpu_s`). The medians are over trials 1.. of the worker (trial 0
+also carries the process start and the numba cache loads, which a worker pays once: `worker_start_s`,
+`first_trial_s`). The median pruner is told to wait for more trials than run, so every trial reports and none
+is pruned. Prints one JSON object.
 
     nice -n 0 python benchmarks/study_overhead.py --trials 8
 """
@@ -63,25 +66,30 @@ def measure(trials: int, t_ms: float | None, folder: Path) -> dict:
     rows, previous, previous_cpu = [], started, 0.0
     for t in done:
         timings = open_run(t.user_attrs["run_dir"]).attrs["summary"]["timings"]
+        mine = t.user_attrs["timings"]
         wall = (t.datetime_complete - previous).total_seconds()
-        cpu = t.user_attrs["timings"]["worker_cpu_s"] - previous_cpu
-        rows.append({"trial": t.number, "wall_s": wall, "simulate_s": timings["simulate_s"],
-                     "overhead_s": wall - timings["simulate_s"], "cpu_s": cpu,
-                     "simulate_cpu_s": t.user_attrs["timings"]["simulate_cpu_s"],
-                     "overhead_cpu_s": cpu - t.user_attrs["timings"]["simulate_cpu_s"], "build_s": timings["build_s"],
+        cpu = mine["worker_cpu_s"] - previous_cpu
+        rows.append({"trial": t.number, "wall_s": wall, "run_s": mine["run_s"], "simulate_s": timings["simulate_s"],
+                     "overhead_s": wall - mine["run_s"], "overhead_vs_simulate_s": wall - timings["simulate_s"],
+                     "cpu_s": cpu, "run_cpu_s": mine["run_cpu_s"], "simulate_cpu_s": mine["simulate_cpu_s"],
+                     "overhead_cpu_s": cpu - mine["run_cpu_s"],
+                     "overhead_vs_simulate_cpu_s": cpu - mine["simulate_cpu_s"], "build_s": timings["build_s"],
                      "jit_s": timings["jit_s"]})
-        previous, previous_cpu = t.datetime_complete, t.user_attrs["timings"]["worker_cpu_s"]
+        previous, previous_cpu = t.datetime_complete, mine["worker_cpu_s"]
     steady = rows[1:]
-    overhead = statistics.median(r["overhead_s"] for r in steady)
-    wall = statistics.median(r["wall_s"] for r in steady)
-    overhead_cpu = statistics.median(r["overhead_cpu_s"] for r in steady)
-    cpu = statistics.median(r["cpu_s"] for r in steady)
+
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in steady)
+
     return {"benchmark": "study_overhead", "config": "ring600_rates", "t_ms": t_ms, "trials": len(rows),
-            "median_overhead_s": overhead, "median_trial_wall_s": wall,
-            "median_simulate_s": statistics.median(r["simulate_s"] for r in steady),
-            "overhead_fraction": overhead / wall, "median_overhead_cpu_s": overhead_cpu, "median_trial_cpu_s": cpu,
-            "median_simulate_cpu_s": statistics.median(r["simulate_cpu_s"] for r in steady),
-            "overhead_cpu_fraction": overhead_cpu / cpu,
+            **{f"median_{key}": median(key) for key in ("wall_s", "run_s", "simulate_s", "overhead_s",
+                                                        "overhead_vs_simulate_s", "cpu_s", "run_cpu_s",
+                                                        "simulate_cpu_s", "overhead_cpu_s",
+                                                        "overhead_vs_simulate_cpu_s")},
+            "overhead_fraction": median("overhead_s") / median("wall_s"),
+            "overhead_vs_simulate_fraction": median("overhead_vs_simulate_s") / median("wall_s"),
+            "overhead_cpu_fraction": median("overhead_cpu_s") / median("cpu_s"),
+            "overhead_vs_simulate_cpu_fraction": median("overhead_vs_simulate_cpu_s") / median("cpu_s"),
             "worker_start_s": (done[0].datetime_start - started).total_seconds(),
             "first_trial_s": rows[0]["wall_s"], "worker_total_s": total_s,
             "load_average": os.getloadavg(), "cpus": os.cpu_count(), "nice": os.nice(0), "per_trial": rows}

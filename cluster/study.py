@@ -540,12 +540,15 @@ def scores(spec: StudySpec, metrics: dict[str, float]) -> list[float]:
 class Piece(NamedTuple):
     """A trial's run after one piece: simulated time reached (ms), the metrics so far, the engine's simulate
     phase so far (s, the wall time inside Simulation.advance_to) and this process's CPU time in it (s, every
-    thread: the numba kernels and zarr's writer threads)."""
+    thread: the numba kernels and zarr's writer threads); the same for all the stored run's own work so far
+    (creating, advancing and closing it, as `eilab run` does: `run_s`, `run_cpu_s`)."""
 
     t_ms: float
     metrics: dict[str, float]
     simulate_s: float
     simulate_cpu_s: float
+    run_s: float
+    run_cpu_s: float
 
 
 def report_times(skip_ms: float, every_ms: float, t_ms: float) -> list[float]:
@@ -565,20 +568,23 @@ def simulate(study: Study, cfg: Config, raw: dict, run_dir: Path, times: list[fl
     obj = study.spec.objective
     names = [m.name for m in obj.metrics]
     counts = PopulationCounts(cfg)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     sim = Simulation.resume(run_dir, progress=False, on_counts=counts.add) if resume else \
         Simulation.create(cfg, raw, run_dir, force=True, progress=False, on_counts=counts.add)
-    cpu_s = 0.0
+    cpu_s, run_s, run_cpu_s = 0.0, time.perf_counter() - wall0, time.process_time() - cpu0
     with sim:
         if resume:
             counts.load(run_dir, sim.t_ms)
         for t in (t for t in times if t > sim.t_ms + 1e-9):
-            cpu0 = time.process_time()
+            wall0, cpu0 = time.perf_counter(), time.process_time()
             sim.advance_to(t)
             cpu_s += time.process_time() - cpu0
             if sim.step == sim.grid.total:
                 sim.close()
+            run_s, run_cpu_s = run_s + time.perf_counter() - wall0, run_cpu_s + time.process_time() - cpu0
             try:
-                yield Piece(sim.t_ms, counts.metrics(names, obj.skip_ms, sim.t_ms), sim.sim_s, cpu_s)
+                yield Piece(sim.t_ms, counts.metrics(names, obj.skip_ms, sim.t_ms), sim.sim_s, cpu_s, run_s,
+                            run_cpu_s)
             except GeneratorExit:
                 if sim.step < sim.grid.total:
                     sim.writer.close("pruned", pruned={"time_ms": sim.t_ms})
@@ -606,7 +612,8 @@ def run_trial(study: Study, trial: optuna.Trial) -> list[float]:
     with closing(simulate(study, cfg, raw, run_dir, times)) as pieces:
         for piece in pieces:
             timings = {"trial_s": time.perf_counter() - t_start, "simulate_s": piece.simulate_s,
-                       "simulate_cpu_s": piece.simulate_cpu_s, "worker_cpu_s": time.process_time()}
+                       "simulate_cpu_s": piece.simulate_cpu_s, "run_s": piece.run_s, "run_cpu_s": piece.run_cpu_s,
+                       "worker_cpu_s": time.process_time()}
             if piece.t_ms < cfg.run.t_ms:
                 trial.report(scores(study.spec, piece.metrics)[0], step=round(piece.t_ms))
                 if trial.should_prune():

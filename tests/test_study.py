@@ -59,6 +59,9 @@ def test_every_trial_is_a_stored_run(tmp_path: Path) -> None:
         assert metrics["mfe_rate"] == pytest.approx(mfe.detect_run(run, skip_ms=100.0)[1].rate_hz, rel=1e-12)
         assert t.value == pytest.approx(abs(rate_e - 15) / 15 + abs(metrics["mfe_rate"] - 5) / 5)
         assert sorted(t.intermediate_values) == [300]  # reported at 300 ms (skip 100 + 200), the end is the value
+        timings = t.user_attrs["timings"]  # the run's own work lies inside the trial, the simulate phase in the run
+        assert run.attrs["summary"]["timings"]["simulate_s"] == timings["simulate_s"] < timings["run_s"] \
+            < timings["trial_s"]
     assert len({t.params["vars.S_EE"] for t in trials}) == 3
 
     best = eilab("study", "best", str(config))
