@@ -37,9 +37,11 @@ PER_MS = 1e-3            # Hz -> 1/ms
 ENUMERATION_MAX = 12     # exact support enumeration up to this many populations, Lemke beyond
 SINGULAR_COND = 1e12     # condition number above which a (sub)matrix counts as singular
 CURRENT_MODELS = ("lif_exp", "eif", "hh")  # exponential current synapses, weights in pA
+COND_MODELS = ("lif_cond_exp", "hh_cond_exp_traub")  # exponential conductances, weights in nS
 WEIGHT_UNITS = {"lif_delta": "mV", "lif_exp": "pA", "eif": "pA", "hh": "pA", "lif_cond_exp": "nS",
-                "rate": "input x Hz"}
-INPUT_UNITS = {"lif_delta": "mV/ms", "lif_exp": "pA", "eif": "pA", "hh": "pA", "lif_cond_exp": "pA"}  # of W r + X
+                "hh_cond_exp_traub": "nS", "rate": "input x Hz"}
+INPUT_UNITS = {"lif_delta": "mV/ms", "lif_exp": "pA", "eif": "pA", "hh": "pA", "lif_cond_exp": "pA",
+               "hh_cond_exp_traub": "pA"}  # of W r + X
 
 
 # ---------------------------------------------------------------- mean field from the config
@@ -164,7 +166,10 @@ def weight_stats(cfg: Config) -> dict[str, WeightStats]:
 
 
 def default_v_mean(pop: Population) -> float:
-    """The voltage (mV) conductance charges are taken at unless given: midway between V_reset and V_th."""
+    """The voltage (mV) conductance charges are taken at unless given: midway between V_reset and V_th (E_L for
+    hh_cond_exp_traub, which has neither)."""
+    if pop.model == "hh_cond_exp_traub":
+        return pop.params["E_L"]
     return 0.5 * (pop.params["V_reset"] + pop.params["V_th"])
 
 
@@ -182,7 +187,7 @@ def charge_per_weight(pop: Population, receptor: str, v_mean: float | None = Non
         tau = par["tau_syn_x"]
     if pop.model in CURRENT_MODELS:
         return tau
-    if pop.model == "lif_cond_exp":
+    if pop.model in COND_MODELS:
         v = default_v_mean(pop) if v_mean is None else v_mean
         return tau * (v - par["E_in"] if receptor == "I" else par["E_ex"] - v)
     return 1.0
@@ -206,7 +211,7 @@ def mean_field(cfg: Config, v_mean: dict[str, float] | None = None) -> MeanField
     """
     pops = cfg.populations
     v_at = {p.name: (v_mean or {}).get(p.name, default_v_mean(p))
-            for p in pops if p.model == "lif_cond_exp"}
+            for p in pops if p.model in COND_MODELS}
     names = [p.name for p in pops]
     idx = {name: k for k, name in enumerate(names)}
     P, N = len(pops), cfg.n_total

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 EXIT_BAD_INPUT = 2
 ANALYSIS_MODULES = ("scipy", "matplotlib", "xarray")  # the analysis extra
-BENCH_NETWORKS = ("brunel", "coba", "ring600")  # bundled configs that `eilab bench` times
+BENCH_NETWORKS = ("brunel", "coba", "cuba", "cobahh", "ring600")  # bundled configs that `eilab bench` times
 SIZE_CHECK_HELP = ("run even if the estimated memory or disk (connectivity, state, counts, probes) exceeds what "
                    "this machine has available (e.g. for a run spread over several machines)")
 

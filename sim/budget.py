@@ -1,7 +1,7 @@
 """Memory and disk a run will need, estimated from the config before anything is built.
 
 The estimate adds the arrays the engine and the store allocate: the
-connectivity (targets per synapse, row pointers), neuron state, the delay ring, the per-window
+connectivity (a uint16 target per synapse, row pointers per target block), neuron state, the delay ring, the per-window
 buffers (drive, spike counts, probe samples) and the coordinate arrays of the store; on disk the
 counts (or rates), probe traces, weight snapshots and checkpoints, uncompressed. Spike trains
 are not counted (their number is not known before the run). Sizes are for the whole network
@@ -21,6 +21,7 @@ from eilab.sim.engine import SPIKE_SLACK
 from eilab.sim.exchange import Comm, SingleProcess
 from eilab.sim.grid import TimeGrid, window_steps
 from eilab.sim.models import N_STATE
+from eilab.sim.network import TARGET_BLOCK_BITS
 from eilab.sim.reader import PROBE_VARS
 
 GIB = float(1 << 30)
@@ -53,15 +54,15 @@ def _snapshots(grid: TimeGrid, pr: Projection) -> int:
 def memory_bytes(cfg: Config) -> dict[str, float]:
     """Estimated peak memory of a run by part, bytes."""
     n, grid = cfg.n_total, TimeGrid.of(cfg)
-    target_bytes = 2 if n <= 1 << 16 else 4
+    blocks = -(-n // (1 << TARGET_BLOCK_BITS))  # target blocks per row (network.build_connectivity)
     synapses = rows = plastic = snapshot_lists = 0.0
     own_w = any(cfg.own_weights(pr) for pr in cfg.projections)
     own_d = any(pr.delay_dist != "fixed" for pr in cfg.projections)
-    per_synapse = target_bytes + 4 * own_w + 2 * own_d  # syn_w and syn_d span every synapse when present
+    per_synapse = 2 + 4 * own_w + 2 * own_d  # uint16 targets; syn_w and syn_d span every synapse when present
     for pr in cfg.projections:
         s = synapse_count(cfg, pr)
         synapses += s * per_synapse
-        rows += 16.0 * next(p.n for p in cfg.populations if p.name == pr.pre)  # row pointer, row length
+        rows += 16.0 * blocks * next(p.n for p in cfg.populations if p.name == pr.pre)  # pointer, length per block
         if pr.plasticity is not None:
             w_bytes = 8 if pr.plasticity.precision == "float64" else 4
             plastic += s * (w_bytes + 4) + 16.0 * n  # weights, synapses by target, traces

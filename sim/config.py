@@ -28,7 +28,7 @@ from pydantic import (
 
 from eilab.sim.expressions import ExpressionError, abbreviate, resolve_expressions
 
-NeuronModel = Literal["lif_delta", "lif_exp", "lif_cond_exp", "eif", "hh", "rate"]
+NeuronModel = Literal["lif_delta", "lif_exp", "lif_cond_exp", "eif", "hh", "hh_cond_exp_traub", "rate"]
 
 
 class ConfigError(ValueError):
@@ -106,6 +106,9 @@ class LifCondExpParams(Strict):
     tau_syn_in: float = Field(2.0, gt=0)
     tau_syn_x: float | None = Field(None, gt=0, description="time constant of the external drive's synaptic "
                                     "variable, ms (default: tau_syn_ex)")
+    integration: Literal["exponential_euler", "euler"] = Field(
+        "exponential_euler", description="exponential Euler for V with the conductances' exact step means and "
+        "exact decays, or forward Euler for V and the conductances (Brian2's COBA example; first order, cheaper)")
 
 
 class EifParams(Strict):
@@ -145,6 +148,30 @@ class HHParams(Strict):
     dt_sub: float = Field(0.01, gt=0, description="RK4 sub-step, ms (at most dt)")
 
 
+class HHCondExpTraubParams(Strict):
+    """Traub-Miles Hodgkin-Huxley point neuron with exponential conductances (Brette et al. 2007, benchmark 3;
+    NEST hh_cond_exp_traub); defaults: Brian2's COBAHH example (20000 um^2 of membrane). w in nS."""
+
+    C_m: float = Field(200.0, gt=0, description="capacitance, pF (1 uF/cm^2)")
+    g_Na: float = Field(20000.0, ge=0, description="sodium conductance, nS (100 mS/cm^2)")
+    g_K: float = Field(6000.0, ge=0, description="delayed-rectifier potassium conductance, nS (30 mS/cm^2)")
+    g_L: float = Field(10.0, gt=0, description="leak conductance, nS (0.05 mS/cm^2)")
+    E_Na: float = 50.0
+    E_K: float = -90.0
+    E_L: float = -60.0
+    V_T: float = Field(-63.0, description="offset of the rate functions, mV")
+    E_ex: float = 0.0
+    E_in: float = -80.0
+    I_e: float = 0.0
+    tau_syn_ex: float = Field(5.0, gt=0, description="ms")
+    tau_syn_in: float = Field(10.0, gt=0, description="ms")
+    tau_syn_x: float | None = Field(None, gt=0, description="time constant of the external drive's synaptic "
+                                    "variable, ms (default: tau_syn_ex)")
+    V_spike: float = Field(-20.0, description="a spike: V above this while not refractory, mV")
+    t_ref: float = Field(3.0, ge=0, description="time after a spike during which no spike counts, ms (V free)")
+    n_sub: int = Field(1, ge=1, le=1000, description="exponential-Euler sub-steps per time step")
+
+
 class RateParams(Strict):
     """Rate unit: tau_m dr/dt = -r + F(u), u = sum_b K_ab J_ab r_b + X (weight units x Hz), r in Hz.
 
@@ -166,6 +193,7 @@ PARAMS: dict[str, type[Strict]] = {
     "lif_cond_exp": LifCondExpParams,
     "eif": EifParams,
     "hh": HHParams,
+    "hh_cond_exp_traub": HHCondExpTraubParams,
 }
 
 
@@ -460,7 +488,7 @@ class Config(Strict):
             if not (info.context and info.context.get("stored")):  # a run's copy: the matrix is in the run
                 load_matrix(self.matrix.file, self.n_total)
         for p in self.populations:
-            if p.zero_row_sum and p.model in ("lif_cond_exp", "hh"):
+            if p.zero_row_sum and p.model in ("lif_cond_exp", "hh", "hh_cond_exp_traub"):
                 raise ValueError(f"populations.{p.name}.zero_row_sum: conductances cannot turn negative; it is for "
                                  "current-based, delta and rate models")
             plastic_in = [pr.name for pr in self.projections if pr.post == p.name and pr.plasticity is not None]

@@ -7,7 +7,7 @@ Every model keeps its state in rows of one float64 array ``state[var, neuron]``:
     SE     excitatory synaptic variable (pA for current models, nS for conductance models)
     SI     inhibitory synaptic variable (magnitude, same unit)
     SX     external (drive) synaptic variable, excitatory receptor (its own time constant tau_syn_x if set)
-    GM, GH, GN   Hodgkin-Huxley gates
+    GM, GH, GN   Hodgkin-Huxley gates (hh, hh_cond_exp_traub)
 
 A kernel advances one neuron by one step dt given this step's arrivals ``e``, ``i`` (recurrent
 excitatory and inhibitory weight sums, magnitudes), ``x`` (external drive arrivals) and the
@@ -19,16 +19,20 @@ The `probe` kernel gives V and the E, I and external input as contributions to d
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from eilab.sim.config import InitValue, Normal, Population
 from eilab.sim.rng import PURPOSE_INIT, uniforms_for
 
 V, REF, SE, SI, SX, GM, GH, GN = range(8)
 N_STATE = 8
-N_PARAM = 29
-LIF_DELTA, LIF_EXP, LIF_COND_EXP, EIF, HH, LIF_DELTA_PS, LIF_EXP_PS, EIF_PS = range(8)
-MODEL_IDS = {"lif_delta": LIF_DELTA, "lif_exp": LIF_EXP, "lif_cond_exp": LIF_COND_EXP, "eif": EIF, "hh": HH}
+N_PARAM = 43
+LIF_DELTA, LIF_EXP, LIF_COND_EXP, EIF, HH, HH_TRAUB, LIF_COND_EULER, LIF_DELTA_PS, LIF_EXP_PS, EIF_PS = range(10)
+# (the precise ones last)
+MODEL_IDS = {"lif_delta": LIF_DELTA, "lif_exp": LIF_EXP, "lif_cond_exp": LIF_COND_EXP, "eif": EIF, "hh": HH,
+             "hh_cond_exp_traub": HH_TRAUB}
 PRECISE_IDS = {"lif_delta": LIF_DELTA_PS, "lif_exp": LIF_EXP_PS, "eif": EIF_PS}  # spike_times = "precise"
 
 # Parameter vector slots shared by all models (model-specific ones follow).
@@ -38,10 +42,16 @@ P_GL, P_EEX, P_EIN, P_AVG_EX, P_AVG_IN = 13, 14, 15, 16, 17      # conductance m
 P_DELTA_T, P_VT = 18, 19                                         # EIF (HH reuses slots, see below)
 P_PROP_X, P_P21X, P_AVG_X, P_OWN_X = 20, 21, 22, 23              # the drive's synapse (tau_syn_x), 1 if own
 P_TAU_M, P_TAU_E, P_TAU_I, P_TAU_X, P_TREF = 24, 25, 26, 27, 28  # precise spike times: ms
+P_GNA, P_GK, P_ENA, P_EK, P_NSUB = 29, 30, 31, 32, 33            # hh_cond_exp_traub (and P_GL, P_EEX, P_EIN, P_VT)
+P_SUB_EX, P_SUB_IN, P_SUB_X = 34, 35, 36                         # its conductances' decay over one sub-step
+P_HALF_EX, P_HALF_IN, P_HALF_X = 37, 38, 39                      # hh: decays over half an RK4 sub-step
+P_STEP_EX, P_STEP_IN, P_STEP_X = 40, 41, 42                      # hh: decays over the step
 
 
 def model_id(pop: Population) -> int:
-    """The kernel of a population: its model, in the precise-spike-time variant if asked."""
+    """The kernel of a population: its model, in the precise-spike-time or forward-Euler variant if asked."""
+    if pop.model == "lif_cond_exp" and pop.params["integration"] == "euler":
+        return LIF_COND_EULER
     return PRECISE_IDS[pop.model] if pop.spike_times == "precise" else MODEL_IDS[pop.model]
 
 
@@ -72,7 +82,13 @@ def parameter_vector(pop: Population, dt: float) -> np.ndarray:
         v[19] = math.ceil(dt / p["dt_sub"] - 1e-9)
         v[P_OWN_X] = float(p.get("tau_syn_x") is not None)
         v[P_TAU_X] = p["tau_syn_ex"] if p.get("tau_syn_x") is None else p["tau_syn_x"]
+        taus = p["tau_syn_ex"], p["tau_syn_in"], v[P_TAU_X]
+        hs = dt / v[19]
+        v[P_HALF_EX], v[P_HALF_IN], v[P_HALF_X] = (math.exp(-0.5 * hs / t) for t in taus)
+        v[P_STEP_EX], v[P_STEP_IN], v[P_STEP_X] = (math.exp(-dt / t) for t in taus)
         return v
+    if pop.model == "hh_cond_exp_traub":
+        return _traub_vector(v, p, dt)
     v[P_EL], v[P_VRESET] = p["E_L"], p["V_reset"]
     v[P_VTH] = p["V_peak"] if pop.model == "eif" else p["V_th"]
     if pop.model in ("lif_delta", "lif_exp"):
@@ -102,13 +118,36 @@ def parameter_vector(pop: Population, dt: float) -> np.ndarray:
         v[P_GL] = p["g_L"]
     if pop.model == "lif_cond_exp":
         v[P_EEX], v[P_EIN] = p["E_ex"], p["E_in"]
+        if p["integration"] == "euler":  # V += h / C_m dV/dt; S *= 1 - h / tau_s
+            v[P_CUR_GAIN] = dt / p["C_m"]
+            v[P_PROP_EX], v[P_PROP_IN] = 1.0 - dt / p["tau_syn_ex"], 1.0 - dt / p["tau_syn_in"]
+            v[P_PROP_X] = 1.0 - dt / v[P_TAU_X]
     if pop.model == "eif":
         v[P_DELTA_T], v[P_VT] = p["Delta_T"], p["V_T"]
     return v
 
 
+def _traub_vector(v: np.ndarray, p: dict, dt: float) -> np.ndarray:
+    """hh_cond_exp_traub's constants into v: per sub-step of dt / n_sub the conductances' decays and the factors
+    of their exact means over it; over the whole step their decays."""
+    hs = dt / p["n_sub"]
+    te, ti = p["tau_syn_ex"], p["tau_syn_in"]
+    tx = te if p.get("tau_syn_x") is None else p["tau_syn_x"]
+    for slot, key in ((P_EL, "E_L"), (P_VTH, "V_spike"), (P_GL, "g_L"), (P_EEX, "E_ex"), (P_EIN, "E_in"),
+                      (P_VT, "V_T"), (P_GNA, "g_Na"), (P_GK, "g_K"), (P_ENA, "E_Na"), (P_EK, "E_K"), (P_NSUB, "n_sub")):
+        v[slot] = p[key]
+    v[P_TAU_E], v[P_TAU_I], v[P_TAU_X] = te, ti, tx
+    v[P_OWN_X] = float(p.get("tau_syn_x") is not None)
+    v[P_PROP_EX], v[P_PROP_IN], v[P_PROP_X] = math.exp(-dt / te), math.exp(-dt / ti), math.exp(-dt / tx)
+    v[P_SUB_EX], v[P_SUB_IN], v[P_SUB_X] = math.exp(-hs / te), math.exp(-hs / ti), math.exp(-hs / tx)
+    v[P_AVG_EX], v[P_AVG_IN], v[P_AVG_X] = (t / hs * -math.expm1(-hs / t) for t in (te, ti, tx))
+    return v
+
+
 def initial_extra_state(pop: Population, v0: np.ndarray) -> dict[int, np.ndarray]:
     """Model state besides V at t=0: HH gates at their steady state for v0."""
+    if pop.model == "hh_cond_exp_traub":
+        return dict(zip((GM, GH, GN), _traub_steady(v0 - pop.params["V_T"]), strict=True))
     if pop.model != "hh":
         return {}
     am, bm, ah, bh, an, bn = _hh_rates_np(v0)
@@ -128,10 +167,53 @@ def initial_values(value: InitValue, seed: int, gid0: int, n: int, counter: int)
 
 
 def default_v0(pop: Population) -> float:
+    """V at t=0 without v_init, mV: E_L (hh: -65 mV, its resting potential)."""
     return -65.0 if pop.model == "hh" else pop.params["E_L"]
 
 
 # ---------------------------------------------------------------- kernels
+LOG2E = 1.4426950408889634
+LN2_HI, LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10  # ln 2 = HI + LO; k HI exact, |k| < 2048
+ROUND_BIAS = 1.5 * 2.0**52  # x + ROUND_BIAS holds round(x) in its low bits (|x| < 2**51)
+EXP_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(2, 14))  # 1/2!, ..., 1/13!
+
+
+@intrinsic
+def _f64_from_bits(typingctx, bits):
+    """The float64 whose IEEE bits are the int64 `bits`."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _bits_of_f64(typingctx, x):
+    """The IEEE bits of the float64 x, as an int64."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _exp_vec(x: float) -> float:
+    """exp(x) within 1 ulp of libm's, in arithmetic alone so that loops around it vectorise (libm's exp is a
+    call numba cannot vectorise): x = k ln 2 + r with |r| <= ln 2 / 2 (Cody & Waite 1980), e^r = 1 + r + r^2 q(r)
+    with q the Taylor series to r^11 / 13! (truncation below 2e-17 relative) in Estrin's scheme, 2^k from its
+    bits; x is clamped to [-708, 709]."""
+    x = min(max(x, -708.0), 709.0)
+    biased = x * LOG2E + ROUND_BIAS
+    k = biased - ROUND_BIAS
+    r = (x - k * LN2_HI) - k * LN2_LO
+    c = EXP_TAYLOR
+    r2 = r * r
+    r4 = r2 * r2
+    q = (((c[0] + c[1] * r) + (c[2] + c[3] * r) * r2) + ((c[4] + c[5] * r) + (c[6] + c[7] * r) * r2) * r4
+         + ((c[8] + c[9] * r) + (c[10] + c[11] * r) * r2) * (r4 * r4))
+    return (1.0 + (r + r2 * q)) * _f64_from_bits((_bits_of_f64(biased) + 1023) << 52)
+
+
 @njit(cache=True, inline="always")
 def _fire(state, j, p) -> bool:
     if state[V, j] >= p[P_VTH]:
@@ -150,26 +232,91 @@ def _synapses_step(state, j, p, e, i, x) -> None:
 
 
 @njit(cache=True, inline="always")
-def lif_delta_step(state, j, p, e, i, x, cur) -> bool:
-    if state[REF, j] > 0:
-        state[REF, j] -= 1.0  # input arriving while refractory is lost (NEST iaf_psc_delta)
-        return False
-    el = p[P_EL]
-    state[V, j] = el + p[P_PROP_M] * (state[V, j] - el) + p[P_CUR_GAIN] * cur + (e - i + x)
-    return _fire(state, j, p)
+def _lif_exp_consts(p, cur) -> tuple:
+    """lif_exp's constants for a step with current cur (pA), read once per population (section 2.2 of
+    docs/models.md): E_L, P, G I, the P21 of E, X and I, and whether X has its own time constant."""
+    return p[P_EL], p[P_PROP_M], p[P_CUR_GAIN] * cur, p[P_P21EX], p[P_P21X], p[P_P21IN], p[P_OWN_X] != 0.0
+
+
+@njit(cache=True, inline="always")
+def _lif_exp_next(v, se, sx, si, c) -> float:
+    """lif_exp's exact V after one step from V = v and synaptic currents se, sx, si (pA); c = _lif_exp_consts."""
+    el, prop_m, drive, p21e, p21x, p21i, own_x = c
+    syn = p21e * se + p21x * sx if own_x else p21e * (se + sx)
+    return el + prop_m * (v - el) + drive + syn - p21i * si
 
 
 @njit(cache=True, inline="always")
 def lif_exp_step(state, j, p, e, i, x, cur) -> bool:
+    """One lif_exp neuron (docs/models.md, section 2.2); `lif_exp_update` steps a population."""
     if state[REF, j] > 0:
         state[REF, j] -= 1.0
     else:
-        el = p[P_EL]
-        syn = (p[P_P21EX] * state[SE, j] + p[P_P21X] * state[SX, j] if p[P_OWN_X]
-               else p[P_P21EX] * (state[SE, j] + state[SX, j]))
-        state[V, j] = el + p[P_PROP_M] * (state[V, j] - el) + p[P_CUR_GAIN] * cur + syn - p[P_P21IN] * state[SI, j]
+        state[V, j] = _lif_exp_next(state[V, j], state[SE, j], state[SX, j], state[SI, j], _lif_exp_consts(p, cur))
     _synapses_step(state, j, p, e, i, x)
     return _fire(state, j, p)
+
+
+@njit(cache=True, inline="always")
+def _decay_row(s, lo, hi, prop, arrivals) -> None:
+    """s[j] = s[j] prop + arrivals[j] for j in lo..hi-1 (vectorised)."""
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        s[j] = s[j] * prop + arrivals[j]
+
+
+@njit(cache=True, inline="always")
+def _synapse_rows(state, lo, hi, p, e, i, x) -> None:
+    """`_synapses_step` for neurons lo..hi-1, one loop per variable."""
+    _decay_row(state[SE], lo, hi, p[P_PROP_EX], e)
+    _decay_row(state[SX], lo, hi, p[P_PROP_X], x)
+    _decay_row(state[SI], lo, hi, p[P_PROP_IN], i)
+
+
+@njit(cache=True, inline="always")
+def _threshold(state, lo, hi, p, fired) -> int:
+    """`_fire` for neurons lo..hi-1; returns n, fired[:n] the neurons that spiked."""
+    v, ref = state[V], state[REF]
+    vth, v_reset, ref_steps = p[P_VTH], p[P_VRESET], p[P_REFSTEPS]
+    n = 0
+    for j in range(lo, hi):
+        if v[j] >= vth:
+            v[j], ref[j] = v_reset, ref_steps
+            fired[n] = j
+            n += 1
+    return n
+
+
+@njit(cache=True, inline="always")
+def _hold_refractory(v, ref, j, v_new) -> None:
+    """V of neuron j to v_new unless refractory, whose steps left count down: the step's branch as two selects, so
+    that numba vectorises the loops around it."""
+    r = ref[j]
+    v[j] = v_new if r <= 0.0 else v[j]
+    ref[j] = r - 1.0 if r > 0.0 else r
+
+
+@njit(cache=True, inline="always")
+def lif_delta_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
+    """lif_delta for neurons lo..hi-1 (docs/models.md, section 2.1) in a vectorised loop, then the threshold;
+    input arriving while refractory is lost (NEST iaf_psc_delta). Returns n, fired[:n] the neurons that spiked."""
+    v, ref = state[V], state[REF]
+    el, prop_m, drive = p[P_EL], p[P_PROP_M], p[P_CUR_GAIN] * cur
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        _hold_refractory(v, ref, j, el + prop_m * (v[j] - el) + drive + (e[j] - i[j] + x[j]))
+    return _threshold(state, lo, hi, p, fired)
+
+
+@njit(cache=True, inline="always")
+def lif_exp_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
+    """`lif_exp_step` for neurons lo..hi-1 in vectorised loops (V, the synapses, then the threshold); returns n,
+    fired[:n] the neurons that spiked. Loops over neurons run on unsigned indices: numba then drops the
+    negative-index wraparound from every access, which keeps LLVM from vectorising."""
+    v, ref, se, sx, si = state[V], state[REF], state[SE], state[SX], state[SI]
+    c = _lif_exp_consts(p, cur)
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        _hold_refractory(v, ref, j, _lif_exp_next(v[j], se[j], sx[j], si[j], c))
+    _synapse_rows(state, lo, hi, p, e, i, x)
+    return _threshold(state, lo, hi, p, fired)
 
 
 @njit(cache=True, inline="always")
@@ -281,9 +428,7 @@ def _lif_exp_free(f, a, v0, p, cur, se, sx, si) -> tuple[float, float]:
     """lif_exp over the free f ms of a step (a ms refractory before it): the exact solution, and the root of
     V = V_th (`_lif_exp_crossing`) when it is crossed."""
     if a == 0.0:
-        el = p[P_EL]
-        syn = (p[P_P21EX] * se + p[P_P21X] * sx if p[P_OWN_X] else p[P_P21EX] * (se + sx))
-        v1 = el + p[P_PROP_M] * (v0 - el) + p[P_CUR_GAIN] * cur + syn - p[P_P21IN] * si
+        v1 = _lif_exp_next(v0, se, sx, si, _lif_exp_consts(p, cur))
     else:
         v1 = _lif_exp_v(f, v0, p, cur, se, sx, si)[0]
     if v1 >= p[P_VTH] and v0 < p[P_VTH]:
@@ -299,20 +444,36 @@ def lif_exp_ps_step(state, j, p, e, i, x, cur) -> float:
 
 
 @njit(cache=True, inline="always")
-def lif_cond_exp_step(state, j, p, e, i, x, cur) -> bool:
-    """Exponential Euler for V with conductances averaged exactly over the step."""
-    if state[REF, j] > 0:
-        state[REF, j] -= 1.0
-    else:
-        gex = (state[SE, j] * p[P_AVG_EX] + state[SX, j] * p[P_AVG_X] if p[P_OWN_X]
-               else (state[SE, j] + state[SX, j]) * p[P_AVG_EX])
-        gin = state[SI, j] * p[P_AVG_IN]
-        gl = p[P_GL]
+def lif_cond_exp_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
+    """lif_cond_exp for neurons lo..hi-1 (docs/models.md, section 2.3): exponential Euler for V with the
+    conductances' exact step means, in vectorised loops (V, with `_exp_vec` for its exp(-h g_tot / C_m): libm's
+    would keep the loop scalar and cost half the update; the synapses; the threshold). Returns n, fired[:n] the
+    neurons that spiked."""
+    v, ref, se, sx, si = state[V], state[REF], state[SE], state[SX], state[SI]
+    gl, el, eex, ein, mdt, cm = p[P_GL], p[P_EL], p[P_EEX], p[P_EIN], -p[P_DT], p[P_CM]
+    avg_e, avg_x, avg_i, own_x = p[P_AVG_EX], p[P_AVG_X], p[P_AVG_IN], p[P_OWN_X] != 0.0
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        gex = se[j] * avg_e + sx[j] * avg_x if own_x else (se[j] + sx[j]) * avg_e
+        gin = si[j] * avg_i
         gtot = gl + gex + gin
-        vinf = (gl * p[P_EL] + gex * p[P_EEX] + gin * p[P_EIN] + cur) / gtot
-        state[V, j] = vinf + (state[V, j] - vinf) * math.exp(-p[P_DT] * gtot / p[P_CM])
-    _synapses_step(state, j, p, e, i, x)
-    return _fire(state, j, p)
+        v_inf = (gl * el + gex * eex + gin * ein + cur) / gtot
+        _hold_refractory(v, ref, j, v_inf + (v[j] - v_inf) * _exp_vec(mdt * gtot / cm))
+    _synapse_rows(state, lo, hi, p, e, i, x)
+    return _threshold(state, lo, hi, p, fired)
+
+
+@njit(cache=True, inline="always")
+def lif_cond_euler_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
+    """lif_cond_exp with integration = "euler" for neurons lo..hi-1 (docs/models.md, section 2.3): forward Euler on
+    V with the conductances at the step's start, which then decay by 1 - h / tau_s (P_PROP_*) and take the step's
+    arrivals, as Brian2's COBA example integrates the model. Returns n, fired[:n] the neurons that spiked."""
+    v, ref, se, sx, si = state[V], state[REF], state[SE], state[SX], state[SI]
+    gl, el, eex, ein, gain = p[P_GL], p[P_EL], p[P_EEX], p[P_EIN], p[P_CUR_GAIN]
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        vj, gex = v[j], se[j] + sx[j]
+        _hold_refractory(v, ref, j, vj + gain * (gl * (el - vj) + gex * (eex - vj) + si[j] * (ein - vj) + cur))
+    _synapse_rows(state, lo, hi, p, e, i, x)
+    return _threshold(state, lo, hi, p, fired)
 
 
 @njit(cache=True, inline="always")
@@ -457,14 +618,13 @@ def hh_step(state, j, p, e, i, x, cur) -> bool:
     its own tau_syn_x when set, else together with the excitatory one)."""
     nsub = int(p[19])
     hs = p[P_DT] / nsub
-    te, ti, tx = p[15], p[16], p[P_TAU_X]
     v, m, h, n = state[V, j], state[GM, j], state[GH, j], state[GN, j]
     v_start = v
     own_x = p[P_OWN_X] > 0.0
     ie = state[SE, j] if own_x else state[SE, j] + state[SX, j]
     ix = state[SX, j] if own_x else 0.0
     ii = state[SI, j]
-    de_half, di_half, dx_half = math.exp(-0.5 * hs / te), math.exp(-0.5 * hs / ti), math.exp(-0.5 * hs / tx)
+    de_half, di_half, dx_half = p[P_HALF_EX], p[P_HALF_IN], p[P_HALF_X]
     for _ in range(nsub):
         s0 = ie + ix - ii + cur
         ie_h, ii_h, ix_h = ie * de_half, ii * di_half, ix * dx_half
@@ -482,36 +642,114 @@ def hh_step(state, j, p, e, i, x, cur) -> bool:
         n += w * (k1[3] + 2.0 * k2[3] + 2.0 * k3[3] + k4[3])
         ie, ii, ix = ie_1, ii_1, ix_1
     state[V, j], state[GM, j], state[GH, j], state[GN, j] = v, m, h, n
-    state[SE, j] = state[SE, j] * math.exp(-p[P_DT] / te) + e
-    state[SX, j] = state[SX, j] * math.exp(-p[P_DT] / tx) + x
-    state[SI, j] = state[SI, j] * math.exp(-p[P_DT] / ti) + i
+    state[SE, j] = state[SE, j] * p[P_STEP_EX] + e
+    state[SX, j] = state[SX, j] * p[P_STEP_X] + x
+    state[SI, j] = state[SI, j] * p[P_STEP_IN] + i
     return v_start < p[17] <= v
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", error_model="numpy")
+def _xexp_vec(x: float) -> float:
+    """x / (1 - exp(-x)), continuous at 0 (1 + x / 2 for |x| < 1e-7), without a branch or libm call."""
+    series, ratio = 1.0 + 0.5 * x, x / (1.0 - _exp_vec(-x))
+    return series if abs(x) < 1e-7 else ratio
+
+
+@njit(cache=True, inline="always")
+def _traub_rates(u):
+    """Traub & Miles (1991) rates (1/ms) at u = V - V_T (mV), as in Brette et al. (2007) benchmark 3:
+    alpha_m, beta_m, alpha_h, beta_h, alpha_n, beta_n."""
+    return (1.28 * _xexp_vec((u - 13.0) / 4.0), 1.4 * _xexp_vec((40.0 - u) / 5.0),
+            0.128 * _exp_vec((17.0 - u) / 18.0), 4.0 / (1.0 + _exp_vec((40.0 - u) / 5.0)),
+            0.16 * _xexp_vec((u - 15.0) / 5.0), 0.5 * _exp_vec((10.0 - u) / 40.0))
+
+
+@njit(cache=True, error_model="numpy")
+def _traub_steady(u: np.ndarray) -> np.ndarray:
+    """Steady-state gates (3, len(u)): m, h, n at u = V - V_T (mV)."""
+    out = np.empty((3, u.size))
+    for k in range(u.size):
+        am, bm, ah, bh, an, bn = _traub_rates(u[k])
+        out[0, k], out[1, k], out[2, k] = am / (am + bm), ah / (ah + bh), an / (an + bn)
+    return out
+
+
+@njit(cache=True, inline="always")
+def _gate(x, a, b, h):
+    """Exponential Euler for dx/dt = a (1 - x) - b x over h ms (exact for constant rates a, b)."""
+    s = a + b
+    x_inf = a / s
+    return x_inf + (x - x_inf) * _exp_vec(-h * s)
+
+
+@njit(cache=True, inline="always")
+def _traub_v(v, m, h, n, gex, gin, p, cur, hs) -> float:
+    """hh_cond_exp_traub: V after an exponential-Euler sub-step of hs ms with the gates and the conductances
+    gex, gin (nS) held."""
+    gl, gna, gk = p[P_GL], p[P_GNA] * m * m * m * h, p[P_GK] * (n * n) * (n * n)
+    gtot = gl + gex + gin + gna + gk
+    vinf = (gl * p[P_EL] + gex * p[P_EEX] + gin * p[P_EIN] + gna * p[P_ENA] + gk * p[P_EK] + cur) / gtot
+    return vinf + (v - vinf) * _exp_vec(-hs * gtot / p[P_CM])
+
+
+@njit(cache=True, inline="always")
+def hh_traub_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
+    """hh_cond_exp_traub for neurons lo..hi-1 (docs/models.md, section 2.8): exponential Euler (Brian2's
+    `exponential_euler`, first order) on V, m, h, n over p[P_NSUB] sub-steps, each variable linear in itself with
+    the others held at the sub-step's start; the conductances enter as their exact means over the sub-step, then
+    decay exactly and take the step's arrivals. A spike: V > V_spike while not refractory (no reset). Per sub-step
+    two vectorised loops (V into a scratch row, the gates from the old V), `_exp_vec` for every exponential.
+    Returns n, fired[:n] the neurons that spiked."""
+    v, m, h, n, ref = state[V], state[GM], state[GH], state[GN], state[REF]
+    se, sx, si = state[SE], state[SX], state[SI]
+    nsub = int(p[P_NSUB])
+    hs, vt = p[P_DT] / nsub, p[P_VT]
+    u_lo, u_hi = np.uint64(lo), np.uint64(hi)
+    v_new = np.empty(hi - lo)
+    avg_e, avg_x, avg_i = p[P_AVG_EX], p[P_AVG_X], p[P_AVG_IN]  # times the decay since the step's start
+    for _ in range(nsub):
+        for j in range(u_lo, u_hi):
+            v_new[j - u_lo] = _traub_v(v[j], m[j], h[j], n[j], se[j] * avg_e + sx[j] * avg_x, si[j] * avg_i, p,
+                                       cur, hs)
+        for j in range(u_lo, u_hi):
+            am, bm, ah, bh, an, bn = _traub_rates(v[j] - vt)
+            m[j], h[j], n[j] = _gate(m[j], am, bm, hs), _gate(h[j], ah, bh, hs), _gate(n[j], an, bn, hs)
+        for j in range(u_lo, u_hi):
+            v[j] = v_new[j - u_lo]
+        avg_e, avg_x, avg_i = avg_e * p[P_SUB_EX], avg_x * p[P_SUB_X], avg_i * p[P_SUB_IN]
+    _synapse_rows(state, lo, hi, p, e, i, x)
+    v_spike, ref_steps = p[P_VTH], p[P_REFSTEPS]
+    count = 0
+    for j in range(lo, hi):
+        r = ref[j] - 1.0 if ref[j] > 0 else ref[j]
+        if v[j] > v_spike and r <= 0:
+            r = ref_steps
+            fired[count] = j
+            count += 1
+        ref[j] = r
+    return count
+
+
+@njit(cache=True, error_model="numpy")
 def update_population(model, state, lo, hi, p, e, i, x, cur, fired, offsets) -> int:
     """Step neurons lo..hi-1 of one population; returns n, with fired[:n] the neurons that spiked (and, for the
     precise models, offsets[:n] their spike times into the step, ms).
 
     One tight loop per model: the model test stays outside the loop, so each loop inlines its
     kernel (a per-neuron dispatch, or a store per neuron, costs several times the update itself).
+    lif_delta, lif_exp, lif_cond_exp and hh_cond_exp_traub update in loops numba vectorises (`*_update`).
+    Divisions follow IEEE (numpy's error model: no zero test per division, which would keep loops scalar);
+    no divisor here can be zero for a valid config.
     """
     n = 0
     if model == LIF_DELTA:
-        for j in range(lo, hi):
-            if lif_delta_step(state, j, p, e[j], i[j], x[j], cur):
-                fired[n] = j
-                n += 1
+        n = lif_delta_update(state, lo, hi, p, e, i, x, cur, fired)
     elif model == LIF_EXP:
-        for j in range(lo, hi):
-            if lif_exp_step(state, j, p, e[j], i[j], x[j], cur):
-                fired[n] = j
-                n += 1
+        n = lif_exp_update(state, lo, hi, p, e, i, x, cur, fired)
     elif model == LIF_COND_EXP:
-        for j in range(lo, hi):
-            if lif_cond_exp_step(state, j, p, e[j], i[j], x[j], cur):
-                fired[n] = j
-                n += 1
+        n = lif_cond_exp_update(state, lo, hi, p, e, i, x, cur, fired)
+    elif model == LIF_COND_EULER:
+        n = lif_cond_euler_update(state, lo, hi, p, e, i, x, cur, fired)
     elif model == EIF:
         for j in range(lo, hi):
             if eif_step(state, j, p, e[j], i[j], x[j], cur):
@@ -522,6 +760,8 @@ def update_population(model, state, lo, hi, p, e, i, x, cur, fired, offsets) -> 
             if hh_step(state, j, p, e[j], i[j], x[j], cur):
                 fired[n] = j
                 n += 1
+    elif model == HH_TRAUB:
+        n = hh_traub_update(state, lo, hi, p, e, i, x, cur, fired)
     elif model == LIF_DELTA_PS:
         for j in range(lo, hi):
             o = lif_delta_ps_step(state, j, p, e[j], i[j], x[j], cur)
@@ -551,7 +791,7 @@ def probe(model, state, j, p, e, i, x, cur, out) -> None:
     if model in (LIF_DELTA, LIF_DELTA_PS):
         dt = p[P_DT]
         out[1], out[2], out[3] = e / dt, -i / dt, x / dt + cur / cm
-    elif model == LIF_COND_EXP:
+    elif model in (LIF_COND_EXP, LIF_COND_EULER, HH_TRAUB):
         v = state[V, j]
         out[1] = state[SE, j] * (p[P_EEX] - v) / cm
         out[2] = state[SI, j] * (p[P_EIN] - v) / cm

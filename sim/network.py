@@ -4,9 +4,12 @@ Each projection's inputs to a postsynaptic neuron are drawn from the stream
 (seed, connect + projection name, post gid; see rng.py), so a rank that owns gids [lo, hi) builds exactly its
 own neurons' inputs and the network is the same for any partition (Arbor's recipe idea).
 Two passes over the same streams (count, then fill) build the pre-major CSR without a
-temporary edge list: 2 bytes per synapse (uint16 local target, ranks of up to 65536 neurons) or
-4 (int32), plus one int64 row pointer per presynaptic neuron and projection; weights and delays
-are shared per projection.
+temporary edge list: 2 bytes per synapse at any rank size, plus one int64 row pointer per presynaptic
+neuron and projection; weights and delays are shared per projection. A target is stored as a uint16
+offset within its block of 65,536 local neurons: a row lists its targets in ascending order, so they
+fall into consecutive runs by block, and on a rank of more than 65,536 neurons the row pointers become
+one int64 pointer per row and block, marking where each run starts (the positions and the order of
+delivery are those of plain local indices, so every sum is the same).
 
 The static projections leaving one population are interleaved: a presynaptic neuron's rows in
 all of them lie next to each other, so delivering its spike reads one contiguous run of targets
@@ -31,6 +34,8 @@ from eilab.sim.weights import DELAY_DISTS, NEGATIVE, WEIGHT_DISTS, draw_delay, d
 RULE_IDS = {"fixed_indegree": 0, "bernoulli": 1, "ring": 2}
 PROFILE_IDS = {"box": 0, "gaussian": 1, "vonmises": 2}
 RECEPTOR_E, RECEPTOR_I = 0, 1
+TARGET_BLOCK_BITS = 16
+"""Target blocks of 65,536 local neurons: uint16 offsets, and a rank of up to 65,536 neurons has one block."""
 
 
 @dataclass
@@ -43,6 +48,8 @@ class Connectivity:
     Plastic projections have stride 1: their rows form one block. A projection with own_w[q] gives synapse s
     the weight syn_w[s] instead (a weight_dist, or inputs to a zero_row_sum population), one with own_d[q] the
     delay syn_d[s] (delay_steps[q] is then its shortest); syn_w and syn_d are empty when no projection has them.
+    With nb = n_blocks target blocks of 2**block_bits neurons, row `row`'s targets in block b are
+    (b << block_bits) + targets[blocks[row * nb + b] : blocks[row * nb + b + 1]]; rowptr is blocks[::nb] (a view).
     """
 
     pre_gid0: np.ndarray     # int64 (n_proj,)
@@ -52,19 +59,33 @@ class Connectivity:
     receptor: np.ndarray     # int64 (n_proj,) 0 = E, 1 = I
     delay_steps: np.ndarray  # int64 (n_proj,)
     weight: np.ndarray       # float64 (n_proj,)
-    rowptr: np.ndarray       # int64
-    targets: np.ndarray      # uint16 (ranks of <= 65536 neurons) or int32
+    rowptr: np.ndarray       # int64 (rows + 1,): blocks[::n_blocks]
+    targets: np.ndarray      # uint16: local target index within its block
     plastic: np.ndarray      # bool (n_proj,): weights per synapse, delivered by the plasticity kernel
     own_w: np.ndarray        # bool (n_proj,): weights per synapse in syn_w
     own_d: np.ndarray        # bool (n_proj,): delays per synapse in syn_d
     syn_w: np.ndarray        # float32 (synapses,) or empty: weight of each synapse (model units, scaled)
     syn_d: np.ndarray        # uint16 (synapses,) or empty: delay of each synapse, steps
+    blocks: np.ndarray       # int64 (rows * n_blocks + 1,): start of each row's run of targets in each block
+    block_bits: int          # a target block holds 2**block_bits local neurons
 
     def kernel_args(self) -> Synapses:
         """The arrays the kernels take (step.Synapses)."""
         return Synapses(self.pre_gid0, self.pre_n, self.row0, self.stride, self.receptor, self.delay_steps,
                         self.weight, self.rowptr, self.targets, self.plastic, self.own_w, self.own_d, self.syn_w,
-                        self.syn_d)
+                        self.syn_d, self.blocks, self.block_bits)
+
+    @property
+    def n_blocks(self) -> int:
+        """Target blocks per row (1 on ranks of at most 2**block_bits neurons)."""
+        return (self.blocks.size - 1) // max(1, self.rowptr.size - 1)
+
+    def local_targets(self, idx: np.ndarray) -> np.ndarray:
+        """Local target index of the synapses at positions `idx` of `targets` (uint16, or int32 when blocked)."""
+        if self.n_blocks == 1:
+            return self.targets[idx]
+        block = (np.searchsorted(self.blocks, idx, side="right") - 1) % self.n_blocks
+        return (block.astype(np.int32) << self.block_bits) + self.targets[idx]
 
     @property
     def n_synapses(self) -> int:
@@ -85,7 +106,7 @@ class Connectivity:
     def synapses(self, q: int) -> tuple[np.ndarray, np.ndarray]:
         """(presynaptic index, local target) of every synapse of projection q, pre-major."""
         pre, idx = self.synapse_index(q)
-        return pre, self.targets[idx]
+        return pre, self.local_targets(idx)
 
     def weights(self, q: int) -> np.ndarray:
         """Weight magnitude of every synapse of projection q, pre-major (float64, model units)."""
@@ -107,7 +128,7 @@ class Connectivity:
 
     @property
     def nbytes(self) -> int:
-        return int(self.rowptr.nbytes + self.targets.nbytes)
+        return int(self.blocks.nbytes + self.targets.nbytes)  # rowptr is blocks, or a view of it
 
 
 def population_offsets(cfg: Config) -> dict[str, int]:
@@ -198,14 +219,16 @@ def _inputs_of(rule, key, j, n_pre, n_post, same_pop, k, p, radius, profile, wid
 
 @njit(cache=True)
 def _build(rule, seed, purpose, post_gid0, j_lo, j_hi, local0, n_pre, n_post, same_pop, k, p,
-           radius, profile, width, autapses, multapses, counts, targets, fill, wdraw, ddraw, syn_w, syn_d):
-    """Pass 1 (targets empty): count per pre. Pass 2: write local targets row by row, with each synapse's
-    weight (wdraw = (kind or -1 for none, mean, sd, negative, scale, purpose); weights.draw_weight) and delay
+           radius, profile, width, autapses, multapses, bits, counts, targets, fill, wdraw, ddraw, syn_w, syn_d):
+    """Pass 1 (targets empty): count per (target block, pre), counts[block * n_pre + pre]. Pass 2: write the targets
+    (offsets within their block of 2**bits) row by row at fill[block * n_pre + pre], with each synapse's weight
+    (wdraw = (kind or -1 for none, mean, sd, negative, scale, purpose); weights.draw_weight) and delay
     (ddraw = (kind or -1 for none, mean, sd, lo, hi, purpose) in steps; weights.draw_delay)."""
     size = max(k, n_pre) + 1
     buf = np.empty(size, np.int64)
     mark = np.zeros(n_pre, np.bool_)
     count_only = targets.size == 0
+    mask = (1 << bits) - 1
     wkind, wmean, wsd, wneg, wscale, wpurpose = wdraw
     dkind, dmean, dsd, dlo, dhi, dpurpose = ddraw
     for j in range(j_lo, j_hi):
@@ -214,14 +237,16 @@ def _build(rule, seed, purpose, post_gid0, j_lo, j_hi, local0, n_pre, n_post, sa
                          autapses, multapses, buf, mark)
         wkey = stream_key(seed, wpurpose, post_gid0 + j)
         dkey = stream_key(seed, dpurpose, post_gid0 + j)
+        local = local0 + j - j_lo
+        block = local >> bits
         cw = cd = 0
         for t in range(cnt):
-            i = buf[t]
+            i = block * n_pre + buf[t]  # block-major: a block's posts touch one n_pre-long stretch
             if count_only:
                 counts[i] += 1
                 continue
             s = fill[i]
-            targets[s] = local0 + j - j_lo
+            targets[s] = local & mask
             if wkind == 0:
                 syn_w[s] = wmean * wscale
             elif wkind > 0:
@@ -250,12 +275,16 @@ def _row_layout(cfg: Config, plastic: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return row0, stride, total
 
 
-def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
-    """All projections onto the neurons with gids [lo, hi) (one rank's share)."""
+def build_connectivity(cfg: Config, lo: int, hi: int, block_bits: int | None = None) -> Connectivity:
+    """All projections onto the neurons with gids [lo, hi) (one rank's share), targets in blocks of
+    2**block_bits local neurons (at most 2**16; default TARGET_BLOCK_BITS)."""
+    bits = TARGET_BLOCK_BITS if block_bits is None else block_bits
+    if not 0 <= bits <= 16:
+        raise ValueError(f"block_bits must be in 0..16 (uint16 offsets), not {bits}")
+    nb = max(1, -(-(hi - lo) >> bits))  # target blocks per row
     offs = population_offsets(cfg)
     pops = {p.name: p for p in cfg.populations}
     n_proj = len(cfg.projections)
-    target_dtype = np.uint16 if hi - lo <= 1 << 16 else np.int32
     pre_gid0 = np.zeros(n_proj, np.int64)
     pre_n = np.zeros(n_proj, np.int64)
     receptor = np.zeros(n_proj, np.int64)
@@ -265,7 +294,7 @@ def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
     own_w = np.array([cfg.own_weights(pr) for pr in cfg.projections], np.bool_)
     own_d = np.array([pr.delay_dist != "fixed" for pr in cfg.projections], np.bool_)
     row0, stride, total_rows = _row_layout(cfg, plastic)
-    row_len = np.zeros(total_rows, np.int64)
+    run_len = np.zeros(total_rows * nb, np.int64)  # synapses of each (row, block)
     plans = []
     for q, pr in enumerate(cfg.projections):
         pre, post = pops[pr.pre], pops[pr.post]
@@ -279,28 +308,37 @@ def build_connectivity(cfg: Config, lo: int, hi: int) -> Connectivity:
             RULE_IDS[pr.rule], cfg.run.seed, named_purpose(PURPOSE_CONNECT, pr.name), post0, max(j_lo, 0),
             max(j_hi, 0), post0 + max(j_lo, 0) - lo, pre.n, post.n, pr.pre == pr.post,
             pr.k or 0, float(pr.p or 0.0), pr.radius, PROFILE_IDS[pr.profile], pr.width,
-            pr.autapses, pr.multapses,
+            pr.autapses, pr.multapses, bits,
         )
-        counts = np.zeros(pre.n, np.int64)
-        _build(*args, counts, np.empty(0, target_dtype), counts, *_draws(cfg, pr, own_w[q]), EMPTY_W, EMPTY_D)
-        row_len[row0[q] + stride[q] * np.arange(pre.n)] = counts
+        counts = np.zeros(pre.n * nb, np.int64)
+        _build(*args, counts, EMPTY_T, counts, *_draws(cfg, pr, own_w[q]), EMPTY_W, EMPTY_D)
+        run_len[_runs(row0[q], stride[q], pre.n, nb)] = counts
         plans.append(args)
-    rowptr = np.zeros(total_rows + 1, np.int64)
-    np.cumsum(row_len, out=rowptr[1:])
-    n_syn = int(rowptr[-1])
-    targets = np.empty(n_syn, target_dtype)
+    blocks = np.zeros(total_rows * nb + 1, np.int64)
+    np.cumsum(run_len, out=blocks[1:])
+    del run_len
+    rowptr = blocks[::nb]  # a view: row r spans blocks[r * nb] .. blocks[(r + 1) * nb]
+    n_syn = int(blocks[-1])
+    targets = np.empty(n_syn, np.uint16)
     syn_w = np.zeros(n_syn if own_w.any() else 0, np.float32)
     syn_d = np.zeros(n_syn if own_d.any() else 0, np.uint16)
     for q, args in enumerate(plans):
-        fill = rowptr[row0[q] + stride[q] * np.arange(pre_n[q])]
-        _build(*args, np.empty(0, np.int64), targets, fill, *_draws(cfg, cfg.projections[q], own_w[q]), syn_w, syn_d)
+        fill = blocks[_runs(row0[q], stride[q], pre_n[q], nb)]
+        _build(*args, EMPTY_C, targets, fill, *_draws(cfg, cfg.projections[q], own_w[q]), syn_w, syn_d)
     conn = Connectivity(pre_gid0, pre_n, row0, stride, receptor, delay, weight, rowptr, targets, plastic,
-                        own_w, own_d, syn_w, syn_d)
+                        own_w, own_d, syn_w, syn_d, blocks, bits)
     _zero_row_sums(cfg, conn, hi - lo)
     return conn
 
 
+def _runs(row0: int, stride: int, n_pre: int, nb: int) -> np.ndarray:
+    """Index into the (row, block) runs of pre neurons 0 .. n_pre - 1 of one projection, (block, pre) order."""
+    rows = row0 + stride * np.arange(n_pre)
+    return (rows[None, :] * nb + np.arange(nb)[:, None]).ravel()
+
+
 EMPTY_W, EMPTY_D = np.zeros(0, np.float32), np.zeros(0, np.uint16)
+EMPTY_T, EMPTY_C = np.zeros(0, np.uint16), np.zeros(0, np.int64)  # no targets (pass 1), no counts (pass 2)
 
 
 def _draws(cfg: Config, pr: Projection, own_w: bool) -> tuple[tuple, tuple]:
@@ -326,7 +364,7 @@ def _zero_row_sums(cfg: Config, conn: Connectivity, n_local: int) -> None:
     parts = []
     for q in members:
         idx = conn.synapse_index(q)[1]
-        tg = conn.targets[idx].astype(np.int64)
+        tg = conn.local_targets(idx).astype(np.int64)
         sign = cfg.sign_of(cfg.projections[q])
         total += np.bincount(tg, weights=sign * conn.syn_w[idx].astype(np.float64), minlength=n_local)
         count += np.bincount(tg, minlength=n_local)

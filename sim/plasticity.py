@@ -25,6 +25,7 @@ from numba import njit
 
 from eilab.sim.config import Config, Plasticity
 from eilab.sim.network import Connectivity
+from eilab.sim.step import target_blocks
 
 
 @dataclass
@@ -75,7 +76,7 @@ def build_plastic(cfg: Config, conn: Connectivity, n_local: int) -> list[Plastic
         n_pre = int(conn.pre_n[q])
         rows = conn.rowptr[conn.row0[q] : conn.row0[q] + n_pre + 1]  # a plastic projection's rows are one block
         s0, s1 = int(rows[0]), int(rows[-1])
-        tg = conn.targets[s0:s1].astype(np.int64)
+        tg = conn.local_targets(np.arange(s0, s1)).astype(np.int64)
         order = np.argsort(tg, kind="stable")  # by target, then by presynaptic index (pre-major storage)
         post_ptr = np.zeros(n_local + 1, np.int64)
         np.cumsum(np.bincount(tg, minlength=n_local), out=post_ptr[1:])
@@ -105,15 +106,17 @@ def _clip(w, lo, hi):
 @njit(cache=True)
 def plastic_slice(steps, gids, lsteps, lgids, lo, pre_gid0, n_pre, row0, rowptr, targets, s0, w, post_ptr,
                   post_syn, x_pre, t_pre, x_post, t_post, mult, decay, jump, alpha, eta, w_min, w_max,
-                  start, ring, receptor, delay, own_d, syn_d) -> int:
+                  start, ring, receptor, delay, own_d, syn_d, blocks, bits) -> int:
     """Apply the rule to one slice's spikes and deliver the projection's spikes; returns events.
 
     steps, gids: every spike of the slice, sorted by (step, gid); lsteps, lgids: this rank's own.
     Spikes at steps before `start` change no weight. With own_d, synapse k's delay is syn_d[k].
+    Targets are stored in blocks (blocks, bits: step.Synapses).
     """
     r_len = ring.shape[1]
     n_local = post_ptr.size - 1
     rows = rowptr[row0 : row0 + n_pre + 1]  # the projection's rows: synapse s0 + syn lies in one of them
+    nb = target_blocks(rowptr, blocks)
     i, j, events = 0, 0, 0
     while i < steps.size or j < lsteps.size:
         s = steps[i] if j >= lsteps.size or (i < steps.size and steps[i] <= lsteps[j]) else lsteps[j]
@@ -135,9 +138,12 @@ def plastic_slice(steps, gids, lsteps, lgids, lo, pre_gid0, n_pre, row0, rowptr,
                 buf = ring[receptor]
                 slot = (s + delay) % r_len
                 row = row0 + r
+                blk = row * nb  # the (row, target block) run that synapse k lies in
                 for k in range(rowptr[row], rowptr[row + 1]):
+                    while k >= blocks[blk + 1]:
+                        blk += 1
                     syn = k - s0
-                    p = targets[k]
+                    p = ((blk - row * nb) << bits) + targets[k]
                     if learn:
                         xq = x_post[p] * decay ** (s - t_post[p])
                         dw = eta * (xq - alpha) * (w[syn] if mult else 1.0)
@@ -167,4 +173,4 @@ def apply_slice(pp: PlasticProjection, conn: Connectivity, dt: float, steps: np.
                          conn.targets, pp.s0, pp.w, pp.post_ptr, pp.post_syn, pp.x_pre, pp.t_pre,
                          pp.x_post, pp.t_post, mult, decay, jump, alpha, pp.rule.eta, pp.rule.w_min,
                          pp.rule.w_max, round(pp.rule.start_ms / dt), ring, conn.receptor[q],
-                         conn.delay_steps[q], conn.own_d[q], conn.syn_d)
+                         conn.delay_steps[q], conn.own_d[q], conn.syn_d, conn.blocks, conn.block_bits)

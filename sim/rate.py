@@ -41,6 +41,7 @@ from eilab.sim.models import initial_values
 from eilab.sim.network import RECEPTOR_E, RECEPTOR_I, Connectivity, build_connectivity, population_offsets, probe_gids
 from eilab.sim.partition import block_size
 from eilab.sim.rundir import RunLock, claim
+from eilab.sim.step import target_blocks
 from eilab.sim.store import RankWriter, close_on_error, create_store, mark_failed, write_matrix
 from eilab.sim.summary import Progress, RunSummary
 
@@ -58,7 +59,8 @@ _THETA13 = 5.371920351148152
 def recurrent_input(r, syn, u_e, u_i) -> None:
     """u_e, u_i = the parts of W r through E-receptor and through I-receptor projections (the latter as
     magnitude), scattered along the CSR (syn: step.Synapses; per-synapse weights where own_w)."""
-    pre_gid0, pre_n, row0, stride, receptor, _, weight, rowptr, targets, _, own_w, _, syn_w, _ = syn
+    pre_gid0, pre_n, row0, stride, receptor, _, weight, rowptr, targets, _, own_w, _, syn_w, _, blocks, bits = syn
+    nb = target_blocks(rowptr, blocks)
     u_e[:] = 0.0
     u_i[:] = 0.0
     for q in range(pre_gid0.size):
@@ -68,8 +70,10 @@ def recurrent_input(r, syn, u_e, u_i) -> None:
             if rk == 0.0:
                 continue
             row = row0[q] + k * stride[q]
-            for s in range(rowptr[row], rowptr[row + 1]):
-                out[targets[s]] += rk * (syn_w[s] if own_w[q] else weight[q])
+            for blk in range(row * nb, (row + 1) * nb):  # the row's runs of targets by block (step.deliver)
+                base = (blk - row * nb) << bits
+                for s in range(blocks[blk], blocks[blk + 1]):
+                    out[base + targets[s]] += rk * (syn_w[s] if own_w[q] else weight[q])
 
 
 def transfer(u: np.ndarray, params: dict[str, Any]) -> np.ndarray:

@@ -56,7 +56,9 @@ class DriveWindow(NamedTuple):
 
 class Synapses(NamedTuple):
     """The connectivity (network.Connectivity): per projection q its presynaptic gid range, rows and
-    shared weight and delay (or per-synapse ones); rows of targets in CSR form."""
+    shared weight and delay (or per-synapse ones); rows of targets in CSR form, each row's targets in runs by
+    target block: block b of row `row` is (b << block_bits) + targets[blocks[row * nb + b] : blocks[row * nb + b + 1]]
+    (`target_blocks` gives nb, 1 on ranks of at most 65,536 neurons; rowptr is blocks[::nb])."""
 
     pre_gid0: np.ndarray   # (q,) int64
     pre_n: np.ndarray      # (q,) int64
@@ -65,13 +67,15 @@ class Synapses(NamedTuple):
     receptor: np.ndarray   # (q,) int64: 0 excitatory, 1 inhibitory
     delay: np.ndarray      # (q,) int64: steps
     weight: np.ndarray     # (q,) float64: model units
-    rowptr: np.ndarray     # (rows + 1,) int64
-    targets: np.ndarray    # (synapses,) uint16 or int32: local target index
+    rowptr: np.ndarray     # (rows + 1,) int64: blocks[::nb]
+    targets: np.ndarray    # (synapses,) uint16: local target index within its block
     plastic: np.ndarray    # (q,) bool: delivered by plasticity.apply_slice instead
     own_w: np.ndarray      # (q,) bool: weights per synapse in syn_w
     own_d: np.ndarray      # (q,) bool: delays per synapse in syn_d
     syn_w: np.ndarray      # (synapses,) float32 or empty
     syn_d: np.ndarray      # (synapses,) uint16 or empty: steps
+    blocks: np.ndarray     # (rows * nb + 1,) int64: start of each row's run of targets in each block
+    block_bits: int        # a target block holds 2**block_bits local neurons
 
 
 class Recording(NamedTuple):
@@ -91,12 +95,21 @@ class Recording(NamedTuple):
     prof: np.ndarray       # (5,) int64: ticks in drive, update, bookkeeping, local delivery; events
 
 
+@njit(cache=True, inline="always")
+def target_blocks(rowptr, blocks) -> int:
+    """Target blocks per row of a connectivity (step.Synapses)."""
+    return (blocks.size - 1) // max(1, rowptr.size - 1)
+
+
 @njit(cache=True)
 def deliver(spk_step, spk_gid, a, b, ring, syn) -> int:
     """Scatter-add spikes a..b-1 into the ring buffer of their targets over the static projections of
-    `syn` (Synapses; plastic ones deliver in `plasticity.apply_slice`); returns the events (synapses hit)."""
-    pre_gid0, pre_n, row0, stride, receptor, delay, weight, rowptr, targets, plastic, own_w, own_d, syn_w, syn_d = syn
+    `syn` (Synapses; plastic ones deliver in `plasticity.apply_slice`); returns the events (synapses hit).
+    A row is delivered block by block in storage order, which is ascending target order."""
+    (pre_gid0, pre_n, row0, stride, receptor, delay, weight, rowptr, targets, plastic, own_w, own_d, syn_w, syn_d,
+     blocks, bits) = syn
     r_len = ring.shape[1]
+    nb = target_blocks(rowptr, blocks)
     events = 0
     for s in range(a, b):
         g = spk_gid[s]
@@ -106,24 +119,28 @@ def deliver(spk_step, spk_gid, a, b, ring, syn) -> int:
                 continue
             row = row0[q] + r * stride[q]
             events += rowptr[row + 1] - rowptr[row]
-            if own_w[q] or own_d[q]:
-                _deliver_own(spk_step[s], rowptr[row], rowptr[row + 1], ring[receptor[q]], weight[q], delay[q],
-                             own_w[q], own_d[q], syn_w, syn_d, targets)
-                continue
-            buf = ring[receptor[q], (spk_step[s] + delay[q]) % r_len]
+            slot = (spk_step[s] + delay[q]) % r_len
             w = weight[q]
-            for k in range(rowptr[row], rowptr[row + 1]):
-                buf[targets[k]] += w
+            for blk in range(row * nb, (row + 1) * nb):
+                base = (blk - row * nb) << bits
+                if own_w[q] or own_d[q]:
+                    _deliver_own(spk_step[s], blocks[blk], blocks[blk + 1], base, ring[receptor[q]], w, delay[q],
+                                 own_w[q], own_d[q], syn_w, syn_d, targets)
+                    continue
+                buf = ring[receptor[q], slot, base:]
+                for k in range(blocks[blk], blocks[blk + 1]):
+                    buf[targets[k]] += w
     return events
 
 
 @njit(cache=True)
-def _deliver_own(step, k0, k1, ring_r, weight, delay, own_w, own_d, syn_w, syn_d, targets) -> None:
-    """One row of a projection with per-synapse weights or delays into ring_r[slot, target]."""
+def _deliver_own(step, k0, k1, base, ring_r, weight, delay, own_w, own_d, syn_w, syn_d, targets) -> None:
+    """Synapses k0..k1-1 (of one row and target block, first target base) of a projection with per-synapse
+    weights or delays into ring_r[slot, target]."""
     r_len = ring_r.shape[0]
     for k in range(k0, k1):
         d = syn_d[k] if own_d else delay
-        ring_r[(step + d) % r_len, targets[k]] += syn_w[k] if own_w else weight
+        ring_r[(step + d) % r_len, base + targets[k]] += syn_w[k] if own_w else weight
 
 
 @njit(cache=True)

@@ -224,7 +224,7 @@ def test_synapse_estimate_matches_closed_form_and_built_network() -> None:
 
 def test_refusal_states_the_estimate_against_what_is_available() -> None:
     cfg = brunel(100000)
-    assert memory_bytes(cfg)["synapses"] == 4 * (0.5 * 100000 * 5 * 100000)  # int32 targets of 2.5e10 synapses
+    assert memory_bytes(cfg)["synapses"] == 2 * (0.5 * 100000 * 5 * 100000)  # uint16 targets of 2.5e10 synapses
     need = sum(memory_bytes(cfg).values())
     message = refusal(cfg, need / 2, math.inf, Path("."))
     assert message is not None and f"{need / GIB:.3g} GiB of memory" in message and "--no-size-check" in message

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
+from conftest import CONFIGS
 from eilab.sim import models
 from eilab.sim.config import Population, load_config
 from eilab.sim.engine import run
@@ -150,6 +151,29 @@ def test_lif_exp_kernel_float64_exact(tau_s: float, receptor: str) -> None:
     assert rel.max() < 1e-9, rel.max()
 
 
+@pytest.mark.parametrize("tau_x", [None, 3.0])
+def test_lif_exp_population_update_is_the_neuron_step(tau_x: float | None) -> None:
+    """The vectorised population update (selects for the refractory branch, a loop per variable) gives bit for bit
+    what `lif_exp_step` gives neuron by neuron, refractory neurons, spikes and a sub-range of the state included."""
+    pop = Population(name="N", n=64, type="E", model="lif_exp", params={"tau_syn_x": tau_x, "t_ref": 0.5})
+    p = models.parameter_vector(pop, 0.1)
+    rng = np.random.default_rng(2)
+    state = np.zeros((models.N_STATE, 64))
+    state[models.V] = rng.uniform(-70.0, -55.0, 64)
+    one = state.copy()
+    fired = np.empty(64, np.int64)
+    lo, hi, spikes = 3, 61, 0
+    for _ in range(300):
+        e, i, x = (w * rng.poisson(0.3, 64) for w in (200.0, 150.0, 100.0))
+        cur = rng.uniform(0.0, 400.0)
+        n = models.update_population(models.LIF_EXP, state, lo, hi, p, e, i, x, cur, fired, np.empty(64))
+        each = [j for j in range(lo, hi) if models.lif_exp_step(one, j, p, e[j], i[j], x[j], cur)]
+        np.testing.assert_array_equal(state, one)
+        assert list(fired[:n]) == each
+        spikes += n
+    assert spikes > 100
+
+
 @pytest.mark.parametrize(("pre_type", "tau_key", "sign"), [("E", "tau_syn_ex", 1.0), ("I", "tau_syn_in", -1.0)])
 def test_lif_exp_recurrent_psp_and_syn_probes(tmp_path: Path, pre_type: str, tau_key: str, sign: float) -> None:
     """A's spike (E or I receptor) reaches B after the delay; syn_e/syn_i = +-I_syn / C_m in mV/ms."""
@@ -173,6 +197,26 @@ def test_lif_exp_recurrent_psp_and_syn_probes(tmp_path: Path, pre_type: str, tau
     assert_f32_rel(v[k > a], sign * exp_psp(w, c_m, tau_m, tau_s, u[k > a]))
     assert_f32_rel(syn[k >= a], sign * w * np.exp(-u[k >= a] / tau_s) / c_m)
     assert np.all(trace(r, other) == 0.0) and np.all(trace(r, "ext") == 0.0)
+
+
+@pytest.mark.parametrize(("proj", "pre_type", "jump_mv", "tau_s"), [("EE", "E", 60 * 0.27 / 10, 5.0),
+                                                                    ("IE", "I", -20 * 4.5 / 10, 10.0)])
+def test_cuba_weights_are_brian2s_voltage_jumps(tmp_path: Path, proj: str, pre_type: str, jump_mv: float,
+                                                tau_s: float) -> None:
+    """configs/cuba.toml in lif_exp units: one spike over a projection moves V as Brian2's CUBA example,
+    dv/dt = (g - v) / tau_m with g jumping by we = 1.62 mV (wi = -9 mV) and decaying with tau_s, i.e.
+    v(u) = jump tau_s / (tau_m - tau_s) (exp(-u / tau_m) - exp(-u / tau_s)) (E_L at 0: float32 keeps it exact)."""
+    cfg, _ = load_config(CONFIGS / "cuba.toml")
+    params = {**cfg.populations[0].params, "E_L": 0.0, "V_reset": -10.0, "V_th": NEVER}
+    weight = next(pr.weight for pr in cfg.projections if pr.name == proj)
+    dt, delay, t_fire, tau_m = 0.1, 0.1, 3.0, params["tau_m"]
+    r = simulate(tmp_path, pair(pre_type, "lif_exp", params, w=weight, delay=delay, t_fire=t_fire, t_ms=80.0, dt=dt))
+    a = round(t_fire / dt) + round(delay / dt)
+    v = trace(r)
+    k = np.arange(v.size)
+    u = (k[k > a] - a) * dt
+    assert np.all(v[k <= a] == 0.0)
+    assert_f32_rel(v[k > a], jump_mv * tau_s / (tau_m - tau_s) * (np.exp(-u / tau_m) - np.exp(-u / tau_s)))
 
 
 def test_lif_exp_refractory_clamps_v_but_keeps_current(tmp_path: Path) -> None:
@@ -470,6 +514,24 @@ def test_lif_cond_exp_psp_matches_solve_ivp(tmp_path: Path, dt: float, tol_mv: f
     g = w * np.exp(-(t[on] - (s + 1) * dt) / COND["tau_syn_ex"])
     np.testing.assert_allclose(trace(r, "ext")[on], g * (COND["E_ex"] - v[on]) / COND["C_m"], rtol=1e-6,
                                atol=1e-30)  # float32 underflow of the fast-decaying tail
+
+
+def test_lif_cond_exp_forward_euler_is_first_order(tmp_path: Path) -> None:
+    """integration = "euler" (Brian2's COBA scheme: forward Euler on V and the conductances): the PSP's error
+    against solve_ivp shrinks tenfold per tenfold smaller dt; the default scheme (second order) is closer at 0.1 ms."""
+    w, t_in, t_ms, tau = 20.0, 5.0, 40.0, 5.0
+    drive = [{"target": "N", "kind": "spikes", "times_ms": [t_in], "weight": w}]
+    errors = {}
+    for scheme, dt in (("euler", 0.1), ("euler", 0.01), ("exponential_euler", 0.1)):
+        params = {**COND, "tau_syn_ex": tau, "integration": scheme}
+        v = trace(simulate(tmp_path, single("lif_cond_exp", params, t_ms=t_ms, dt=dt, drive=drive), f"{scheme}{dt}"))
+        k = np.arange(v.size)
+        on, s = k >= round(t_in / dt), round(t_in / dt)
+        ref = cond_reference(COND, w, COND["E_ex"], tau, (s + 1) * dt, ((k + 1) * dt)[on])
+        assert ref.max() - COND["E_L"] > 3.0
+        errors[scheme, dt] = np.abs(v[on] - ref).max()
+    assert 8.0 < errors["euler", 0.1] / errors["euler", 0.01] < 12.0, errors
+    assert errors["exponential_euler", 0.1] < errors["euler", 0.1] / 10.0, errors
 
 
 def test_lif_cond_exp_inhibitory_psp_matches_solve_ivp(tmp_path: Path) -> None:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, small_network
+from conftest import CONFIGS, assert_same_run, small_network
+from eilab.sim import network
 from eilab.sim.config import load_config
+from eilab.sim.engine import run
 from eilab.sim.network import Connectivity, build_connectivity
+from eilab.sim.rate import recurrent_input
+from eilab.sim.reader import open_run
+from eilab.sim.step import deliver
 
 
 def edges(conn: Connectivity, lo: int = 0) -> np.ndarray:
@@ -158,3 +164,88 @@ def test_reordering_projections_leaves_every_synapse_in_place() -> None:
     renamed = {**raw, "projections": [{**raw["projections"][0], "name": "EE2"}, *raw["projections"][1:]]}
     c = build_connectivity(load_config(raw=renamed)[0], 0, cfg.n_total)
     assert not np.array_equal(a.synapses(0)[1], c.synapses(0)[1])  # another name, another stream
+
+
+def varied_network(zero_row_sum: bool = False) -> dict:
+    """small_network with drawn weights (I->E, I->I) and delays (I->I), optionally a zero_row_sum I population;
+    E->E and E->I keep shared weights and delays (the fast path of delivery)."""
+    raw = small_network(t_ms=150.0)
+    raw["populations"][1]["zero_row_sum"] = zero_row_sum
+    raw["projections"][2].update(weight_dist="normal", weight_sd=0.5, negative="clip")
+    raw["projections"][3].update(weight_dist="lognormal", weight_sd=0.3, delay_dist="normal", delay_sd_ms=0.4,
+                                 delay_max_ms=3.0)
+    return raw
+
+
+@pytest.mark.parametrize("bits", [0, 3, 5])
+def test_blocked_targets_hold_the_same_synapses_in_the_same_places(bits: int) -> None:
+    """Targets as uint16 offsets in blocks of 2**bits neurons: every synapse at the position it has in the plain
+    layout (same rows, weights, delays), decoded to the same local index; on ranks [lo, hi) too."""
+    cfg, _ = load_config(raw=varied_network(zero_row_sum=True))
+    for lo, hi in [(0, 100), (13, 77)]:
+        plain, blocked = build_connectivity(cfg, lo, hi), build_connectivity(cfg, lo, hi, block_bits=bits)
+        nb = -(-(hi - lo) // (1 << bits))
+        assert plain.n_blocks == 1 and blocked.n_blocks == nb > 1
+        assert blocked.targets.dtype == np.uint16 and blocked.targets.max() < 1 << bits
+        np.testing.assert_array_equal(blocked.rowptr, plain.rowptr)
+        np.testing.assert_array_equal(blocked.blocks[::nb], plain.rowptr)
+        everything = np.arange(plain.n_synapses)
+        np.testing.assert_array_equal(blocked.local_targets(everything), plain.targets)
+        for name in ("syn_w", "syn_d"):
+            np.testing.assert_array_equal(getattr(blocked, name), getattr(plain, name))
+        for q in range(plain.pre_gid0.size):
+            for x, y in zip(plain.synapses(q), blocked.synapses(q), strict=True):
+                np.testing.assert_array_equal(x, y)
+        rows = plain.rowptr.size - 1
+        assert blocked.nbytes - plain.nbytes == 8 * rows * (nb - 1)  # 2 bytes per synapse either way
+
+
+def test_blocked_delivery_adds_in_the_same_order() -> None:
+    """step.deliver into a ring buffer: bitwise the same sums with targets in blocks of 8 as in one block, on
+    shared (E->E, E->I) and on drawn weights and delays (I->E, I->I)."""
+    cfg, _ = load_config(raw=varied_network())
+    rng = np.random.default_rng(0)
+    spk_gid = np.sort(rng.integers(0, 100, 400)).astype(np.int32)
+    spk_step = np.repeat(np.arange(40), 10)
+    rings = []
+    for bits in (16, 3):
+        conn = build_connectivity(cfg, 0, 100, block_bits=bits)
+        assert list(conn.own_w | conn.own_d) == [False, False, True, True]
+        ring = np.zeros((2, cfg.max_delay_steps + 1, 100))
+        ring[:] = rng.random(ring.shape) if not rings else rings[0][1]  # the same non-zero start in both
+        start = ring.copy()
+        events = deliver(spk_step, spk_gid, 0, spk_gid.size, ring, conn.kernel_args())
+        rings.append((ring, start))
+    assert events == sum(build_connectivity(cfg, 0, 100).out_degree(100)[spk_gid])
+    np.testing.assert_array_equal(rings[0][0], rings[1][0])
+    assert not np.array_equal(rings[0][0], rings[0][1])
+
+
+def test_blocked_layout_gives_bitwise_the_same_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole run (drawn weights and delays, a plastic I -> E projection) with targets in blocks of 8 neurons:
+    the spikes, counts, probes and learned weights of the run with one block."""
+    raw = varied_network()
+    raw["projections"][2].update(plasticity={"rule": "vogels2011", "eta": 0.05, "snapshot_every_ms": 50.0})
+    cfg, raw = load_config(raw=raw)
+    plain = run(cfg, raw, tmp_path / "plain", progress=False)
+    monkeypatch.setattr(network, "TARGET_BLOCK_BITS", 3)
+    blocked = run(cfg, raw, tmp_path / "blocked", progress=False)
+    assert blocked.connectivity_bytes == plain.connectivity_bytes + 8 * 200 * 12  # 200 rows in 13 blocks, not 1
+    assert_same_run(tmp_path / "plain", tmp_path / "blocked")
+    (ta, wa), (tb, wb) = open_run(tmp_path / "plain").weights("IE"), open_run(tmp_path / "blocked").weights("IE")
+    np.testing.assert_array_equal(ta, tb)
+    np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(wa[0], wa[-1])  # the weights did learn
+
+
+def test_blocked_rate_input_is_the_plain_one() -> None:
+    """The rate networks' W r over the CSR (rate.recurrent_input) is bitwise the same with blocked targets."""
+    cfg, _ = load_config(raw=varied_network())
+    r = np.random.default_rng(1).random(100)
+    out = []
+    for bits in (16, 2):
+        u_e, u_i = np.zeros(100), np.zeros(100)
+        recurrent_input(r, build_connectivity(cfg, 0, 100, block_bits=bits).kernel_args(), u_e, u_i)
+        out.append(np.concatenate([u_e, u_i]))
+    np.testing.assert_array_equal(out[0], out[1])
+    assert np.count_nonzero(out[0]) > 150
