@@ -13,6 +13,12 @@ Same network as brunel_nest.py (order N, default 2500):
   external: PoissonInput(N=CE, rate=nu_ext, weight=J), nu_ext = eta V_th / (J CE tau_m),
   eta = 2; a SpikeMonitor records every neuron
   no OpenMP (openmp_threads = 0)
+Written as Brian2's own examples/frompapers/Brunel_2000.py: the same equation with
+method="exact", on_pre "v += J" / "v += -g J" with delay D = 1.5 ms, and one PoissonInput of
+C_ext = CE sources at nu_ext. Changed to be the network of brunel_nest.py and
+configs/brunel.toml: fixed in-degree instead of connect(p=epsilon), NE = 4 NI, threshold
+v >= V_th (NEST's), input dropped while refractory (the `int(not_refractory)` factors) and
+every neuron recorded.
 
 Timings: build_s = Python object setup + code generation + compilation
 (compile_s = the `make` step alone); simulate_s = the binary's own timing of its

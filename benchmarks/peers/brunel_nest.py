@@ -8,8 +8,14 @@ Parameters (order N, default 2500):
   tau_m = 20 ms, C_m = 250 pF, t_ref = 2 ms, E_L = 0, V_th = 20 mV, V_reset = 10 mV,
   V_m(0) ~ U[0, 20) mV (numpy, seeded); input during refractoriness is lost
   external: one poisson_generator, rate = 1000 * nu_ext * CE Hz with
-  nu_ext = eta * nu_th, nu_th = V_th / (J CE tau_m), eta = 2, weight J, delay 0.1 ms
+  nu_ext = eta * nu_th, nu_th = V_th / (J CE tau_m), eta = 2, weight J, delay 1.5 ms
   (NEST draws an independent train for every target)
+  Every connection, the Poisson generator's included, has the 1.5 ms delay, as in NEST's own
+  pynest/examples/brunel_delta_nest.py: NEST's minimum delay is then 1.5 ms and it exchanges
+  spikes every 15 steps (a 0.1 ms generator delay would make it exchange every step). The
+  generator's delay only shifts its Poisson trains, so the network's statistics do not change.
+  As in that example: fixed in-degree, static synapses; unlike it (and as in Brunel 2000 and
+  configs/brunel.toml) V_reset = 10 mV, random V_m(0), no autapses and every neuron recorded.
   all spikes of all neurons go to one spike_recorder (in memory)
 
 Prints one JSON line (the last line of stdout).
@@ -54,11 +60,11 @@ def main() -> None:
     nest.Connect(inh, nodes, {**rule, "indegree": ci},
                  {"synapse_model": "static_synapse", "weight": -G * J, "delay": DELAY})
     synapses = nest.num_connections
-    nest.Connect(noise, nodes, syn_spec={"weight": J, "delay": DT})
+    nest.Connect(noise, nodes, syn_spec={"weight": J, "delay": DELAY})
     nest.Connect(nodes, rec)
     build_s = time.perf_counter() - t0
 
-    simulate_s = common.simulate_nest(nest, args.t_ms)
+    simulate = common.simulate_nest(nest, args.t_ms)
 
     senders = np.asarray(rec.get("events", "senders"))
     times = np.asarray(rec.get("events", "times"))
@@ -67,7 +73,7 @@ def main() -> None:
     stats = {**common.spike_stats(int(senders.size), n_e, ne, ni, args.t_ms, int(synapses)),
              "pop_count_cv_1ms": round(float(counts.std() / counts.mean()), 4) if counts.size else None}
     print(json.dumps(common.nest_report(nest, {"order": args.order}, ne + ni, args,
-                                        import_s, build_s, simulate_s, stats)))
+                                        import_s, build_s, simulate, stats)))
 
 
 if __name__ == "__main__":

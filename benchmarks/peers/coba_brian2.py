@@ -42,42 +42,29 @@ dgi/dt = -gi / tau_i : siemens
 def main() -> None:
     ap = common.make_parser(__doc__)
     common.add_i_ext_pa(ap)
-    ap.add_argument("--method", default="euler", help="Brian2 state-update method")
+    common.add_method(ap, "euler")
     common.add_build_dir(ap)
     args = ap.parse_args()
 
     b2, import_s = common.import_brian2()
-
-    n = NE + NI
     build_dir = common.standalone_dir(args.build_dir, "coba_brian2_")
 
     t0 = time.perf_counter()
-    dt = 0.1 * b2.ms
-    rss_file = common.setup_standalone(b2, build_dir, dt, args.seed)
+    rss_file = common.setup_standalone(b2, build_dir, 0.1 * b2.ms, args.seed)
     g_l = 10 * b2.nS
     ns = {"C_m": 200 * b2.pF, "g_L": g_l, "E_L": -60 * b2.mV, "E_e": 0 * b2.mV,
           "E_i": -80 * b2.mV, "tau_e": 5 * b2.ms, "tau_i": 10 * b2.ms,
           "V_th": -50 * b2.mV, "V_reset": -60 * b2.mV, "I_ext": args.i_ext_pa * b2.pA,
           "we": 0.6 * g_l, "wi": 6.7 * g_l}
-
+    n = NE + NI
     neurons = b2.NeuronGroup(n, EQS, threshold="v > V_th", reset="v = V_reset",
                              refractory=5 * b2.ms, method=args.method)
     rng = np.random.default_rng(args.seed)
     neurons.v = rng.uniform(-60.0, -50.0, n) * b2.mV
     neurons.ge = (rng.standard_normal(n) * 1.5 + 4.0) * g_l
     neurons.gi = (rng.standard_normal(n) * 12.0 + 20.0) * g_l
-    syn_e = b2.Synapses(neurons[:NE], neurons, on_pre="ge_post += we", delay=dt)
-    syn_e.connect(p=P_CONN)
-    syn_i = b2.Synapses(neurons[NE:], neurons, on_pre="gi_post += wi", delay=dt)
-    syn_i.connect(p=P_CONN)
-    mon = b2.SpikeMonitor(neurons)
-    net = b2.Network(neurons, syn_e, syn_i, mon)
-    build_s = common.build_and_run(b2, net, args.t_ms, ns, build_dir, t0)
-
-    counts = np.asarray(mon.count)
-    stats = common.spike_stats(int(counts.sum()), int(counts[:NE].sum()), NE, NI, args.t_ms, len(syn_e) + len(syn_i))
-    out = common.brian2_report(b2, {"model": "coba"}, n, args, import_s, build_s, stats, rss_file,
-                               extra={"method": args.method})
+    out = common.brian2_ei_report(b2, {"model": "coba"}, args, neurons, NE, ("ge_post += we", "gi_post += wi"),
+                                  P_CONN, ns, build_dir, rss_file, import_s, t0)
     common.remove_temp_dir(build_dir, args.build_dir)
     print(json.dumps(out))
 

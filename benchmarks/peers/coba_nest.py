@@ -47,21 +47,9 @@ def main() -> None:
     nodes.V_m = rng.uniform(NEURON["V_reset"], NEURON["V_th"], n)
     nodes.g_ex = (rng.standard_normal(n) * 1.5 + 4.0) * G_L
     nodes.g_in = (rng.standard_normal(n) * 12.0 + 20.0) * G_L
-    exc, inh = nodes[:NE], nodes[NE:]
-    conn = {"rule": "pairwise_bernoulli", "p": P_CONN}
-    nest.Connect(exc, nodes, conn, {"weight": WE, "delay": DT})
-    nest.Connect(inh, nodes, conn, {"weight": -WI, "delay": DT})
-    synapses = nest.num_connections
-    rec = nest.Create("spike_recorder")
-    nest.Connect(nodes, rec)
-    build_s = time.perf_counter() - t0
-
-    simulate_s = common.simulate_nest(nest, args.t_ms)
-
-    senders = np.asarray(rec.get("events", "senders"))
-    n_e = int(np.count_nonzero(senders <= exc[-1].global_id))
-    stats = common.spike_stats(int(senders.size), n_e, NE, NI, args.t_ms, int(synapses))
-    print(json.dumps(common.nest_report(nest, {"model": "coba"}, n, args, import_s, build_s, simulate_s, stats)))
+    rec, synapses = common.nest_ei_bernoulli(nest, nodes, NE, P_CONN, WE, WI, DT)
+    out = common.nest_ei_report(nest, {"model": "coba"}, args, nodes, NE, rec, synapses, import_s, t0)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 # Runs the binary and writes its peak RSS (KiB) to argv[1].
 RSS_WRAPPER = (
     "import resource,subprocess,sys;rc=subprocess.call(sys.argv[2:]);"
@@ -42,10 +44,30 @@ def add_i_ext_pa(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--i-ext-pa", type=float, default=0.0, help="constant input current")
 
 
+def add_method(ap: argparse.ArgumentParser, default: str) -> None:
+    """Add --method, the Brian2 state-update method (default: the published example's)."""
+    ap.add_argument("--method", default=default, help=f"Brian2 state-update method (default {default})")
+
+
 def add_build_dir(ap: argparse.ArgumentParser) -> None:
     """Add --build-dir, the Brian2 standalone project directory."""
     ap.add_argument("--build-dir", type=Path, default=None,
                     help="standalone project directory (default: a temp dir, removed after)")
+
+
+# -- model helpers ------------------------------------------------------------------------------
+
+def traub_steady_gates(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steady-state m, h, n of the Traub-Miles rates of Brette et al. (2007) benchmark 3 at
+    u = V - V_T (mV): the COBAHH initial state of configs/cobahh.toml (gates at rest for V(0))."""
+    def ratio(x: np.ndarray) -> np.ndarray:  # x / (exp(x) - 1), continuous at 0
+        small = np.abs(x) < 1e-7
+        return np.where(small, 1.0 - 0.5 * x, x / np.expm1(np.where(small, 1.0, x)))
+
+    am, bm = 1.28 * ratio((13.0 - u) / 4.0), 1.4 * ratio((u - 40.0) / 5.0)
+    ah, bh = 0.128 * np.exp((17.0 - u) / 18.0), 4.0 / (1.0 + np.exp((40.0 - u) / 5.0))
+    an, bn = 0.16 * ratio((15.0 - u) / 5.0), 0.5 * np.exp((10.0 - u) / 40.0)
+    return am / (am + bm), ah / (ah + bh), an / (an + bn)
 
 
 # -- measurements and report ------------------------------------------------------------------
@@ -83,24 +105,53 @@ def reset_nest(nest: ModuleType, dt: float, seed: int) -> None:
     nest.SetKernelStatus({"resolution": dt, "local_num_threads": 1, "rng_seed": seed})
 
 
-def simulate_nest(nest: ModuleType, t_ms: float) -> float:
-    """Run nest.Simulate(t_ms); return its wall time in seconds."""
-    t0 = time.perf_counter()
+def simulate_nest(nest: ModuleType, t_ms: float) -> tuple[float, float]:
+    """Run nest.Simulate(t_ms); return its wall time and this process's CPU time over it, seconds (one
+    thread: the CPU time is what the wall time would be on an idle core)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     nest.Simulate(t_ms)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def nest_report(nest: ModuleType, label: dict[str, Any], n_neurons: int, args: argparse.Namespace,
-                import_s: float, build_s: float, simulate_s: float, stats: dict[str, Any]) -> dict[str, Any]:
-    """The NEST JSON report; `label` names the network, `stats` holds spikes, rates, synapses and extras."""
+                import_s: float, build_s: float, simulate: tuple[float, float],
+                stats: dict[str, Any]) -> dict[str, Any]:
+    """The NEST JSON report; `label` names the network, `simulate` is simulate_nest's (wall, CPU) seconds,
+    `stats` holds spikes, rates, synapses and extras."""
     return {
         "simulator": "nest", "version": nest.__version__, **label,
         "n_neurons": n_neurons, "t_ms": args.t_ms, "import_s": round(import_s, 3),
-        "build_s": round(build_s, 3), "simulate_s": round(simulate_s, 3),
+        "build_s": round(build_s, 3), "simulate_s": round(simulate[0], 3), "simulate_cpu_s": round(simulate[1], 3),
         **stats,
         "peak_rss_mb": self_peak_rss_mb(),
         "seed": args.seed, "threads": nest.local_num_threads,
     }
+
+
+def nest_ei_bernoulli(nest: ModuleType, nodes: Any, ne: int, p: float, we: float, wi: float,
+                      delay: float) -> tuple[Any, int]:
+    """Connect the first ne `nodes` (E, weight we) and the rest (I, weight -wi) to all `nodes` with
+    pairwise_bernoulli p (autapses allowed, as Brian's connect(p=...)) and the delay (ms); one
+    spike_recorder records every node. Returns it and the number of recurrent synapses."""
+    conn = {"rule": "pairwise_bernoulli", "p": p}
+    nest.Connect(nodes[:ne], nodes, conn, {"weight": we, "delay": delay})
+    nest.Connect(nodes[ne:], nodes, conn, {"weight": -wi, "delay": delay})
+    synapses = int(nest.num_connections)
+    rec = nest.Create("spike_recorder")
+    nest.Connect(nodes, rec)
+    return rec, synapses
+
+
+def nest_ei_report(nest: ModuleType, label: dict[str, Any], args: argparse.Namespace, nodes: Any, ne: int,
+                   rec: Any, synapses: int, import_s: float, t0: float) -> dict[str, Any]:
+    """Simulate args.t_ms and return the NEST report of an E/I network (E: the first ne nodes) whose
+    build began at t0 (perf_counter)."""
+    build_s = time.perf_counter() - t0
+    simulate = simulate_nest(nest, args.t_ms)
+    senders = np.asarray(rec.get("events", "senders"))
+    n_e = int(np.count_nonzero(senders <= nodes[ne - 1].global_id))
+    stats = spike_stats(int(senders.size), n_e, ne, len(nodes) - ne, args.t_ms, synapses)
+    return nest_report(nest, label, len(nodes), args, import_s, build_s, simulate, stats)
 
 
 # -- Brian2 C++ standalone ---------------------------------------------------------------------
@@ -163,6 +214,26 @@ def brian2_report(b2: ModuleType, label: dict[str, Any], n_neurons: int, args: a
         "python_peak_rss_mb": self_peak_rss_mb(),
         "seed": args.seed, "threads": 1, **(extra or {}),
     }
+
+
+def brian2_ei_report(b2: ModuleType, label: dict[str, Any], args: argparse.Namespace, neurons: Any, ne: int,
+                     on_pre: tuple[str, str], p: float, namespace: dict[str, Any], build_dir: Path,
+                     rss_file: Path, import_s: float, t0: float) -> dict[str, Any]:
+    """Connect the first ne `neurons` (E, on_pre[0]) and the rest (I, on_pre[1]) to all with
+    connect(p=p) and a delay of one step, record every spike, build (from t0), run args.t_ms and
+    return the Brian2 report (with the state-update method args.method)."""
+    dt = b2.defaultclock.dt
+    syn_e = b2.Synapses(neurons[:ne], neurons, on_pre=on_pre[0], delay=dt)
+    syn_e.connect(p=p)
+    syn_i = b2.Synapses(neurons[ne:], neurons, on_pre=on_pre[1], delay=dt)
+    syn_i.connect(p=p)
+    mon = b2.SpikeMonitor(neurons)
+    net = b2.Network(neurons, syn_e, syn_i, mon)
+    build_s = build_and_run(b2, net, args.t_ms, namespace, build_dir, t0)
+    counts = np.asarray(mon.count)
+    n = len(neurons)
+    stats = spike_stats(int(counts.sum()), int(counts[:ne].sum()), ne, n - ne, args.t_ms, len(syn_e) + len(syn_i))
+    return brian2_report(b2, label, n, args, import_s, build_s, stats, rss_file, extra={"method": args.method})
 
 
 def remove_temp_dir(build_dir: Path, given: Path | None) -> None:

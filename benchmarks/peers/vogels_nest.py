@@ -73,10 +73,10 @@ def main() -> None:
     build_s = time.perf_counter() - t0
 
     w_mean = [0.0 if args.static_weight is None else args.static_weight]
-    simulate_s = 0.0
+    simulate = np.zeros(2)  # wall, CPU seconds
     n_chunks = round(args.t_ms / 1000.0)
     for _ in range(n_chunks):
-        simulate_s += common.simulate_nest(nest, 1000.0)
+        simulate += common.simulate_nest(nest, 1000.0)
         w_mean.append(float(-np.mean(ie.get("weight"))))
     times = np.asarray(rec.get("events", "times"), float)
     gids = np.asarray(rec.get("events", "senders"), np.int64) - nodes[0].global_id
@@ -93,7 +93,7 @@ def main() -> None:
                                int(nest.num_connections))
     label = {"model": "vogels2011", "n_e": args.n_e, "n_i": args.n_i, "p": args.p, "eta": args.eta,
              "static_weight": args.static_weight}
-    report = common.nest_report(nest, label, n, args, import_s, build_s, simulate_s, stats)
+    report = common.nest_report(nest, label, n, args, import_s, build_s, tuple(simulate), stats)
     report.update(rate_e_per_s=[round(float(x), 3) for x in rate_e], rate_i_per_s=[round(float(x), 3) for x in rate_i],
                   w_ie_mean_per_s=[round(x, 4) for x in w_mean], n_ie=len(ie))
     print(json.dumps(report))
