@@ -28,7 +28,7 @@ from numba import njit
 
 from eilab.sim.config import Config, Projection, weight_scale
 from eilab.sim.rng import PURPOSE_CONNECT, PURPOSE_DELAY, PURPOSE_WEIGHT, below, named_purpose, stream_key, uniform
-from eilab.sim.step import Synapses
+from eilab.sim.step import Synapses, target_blocks
 from eilab.sim.weights import DELAY_DISTS, NEGATIVE, WEIGHT_DISTS, draw_delay, draw_weight
 
 RULE_IDS = {"fixed_indegree": 0, "bernoulli": 1, "ring": 2}
@@ -78,7 +78,7 @@ class Connectivity:
     @property
     def n_blocks(self) -> int:
         """Target blocks per row (1 on ranks of at most 2**block_bits neurons)."""
-        return (self.blocks.size - 1) // max(1, self.rowptr.size - 1)
+        return target_blocks(self.rowptr, self.blocks)
 
     def local_targets(self, idx: np.ndarray) -> np.ndarray:
         """Local target index of the synapses at positions `idx` of `targets` (uint16, or int32 when blocked)."""
