@@ -289,7 +289,7 @@ def run_eilab(pb: Problem, dt: float, fields: dict) -> dict:
     v, spikes = np.empty(n), []
     cur = p[models.P_IE]
     for k in range(n):
-        if models.update_population(mid, state, 0, 1, p, e[k:k + 1], i[k:k + 1], x, cur, fired, offsets):
+        if models.update_population(mid, state, 0, 1, p, e[k:k + 1], i[k:k + 1], x, True, cur, fired, offsets):
             spikes.append(k * dt + offsets[0] if mid in models.PRECISE_IDS.values() else (k + 1) * dt)
         v[k] = state[models.V, 0]
     return {"t": np.arange(1, n + 1) * dt, "v": v, "spikes": np.asarray(spikes)}

@@ -79,14 +79,15 @@ def exps_vec(v, steps) -> int:
 
 @njit(cache=True)
 def updates(model, state, p, e, i, x, steps, fired, offsets) -> tuple[int, int]:
-    """`steps` calls of update_population over all neurons, arrivals cycled over e[k], i[k], x[k];
-    returns (ticks, spikes)."""
+    """`steps` calls of update_population over all neurons, arrivals cycled over e[k], i[k], x[k] (zero: these
+    networks have no external drive, so the step skips the external synaptic variable); returns (ticks, spikes)."""
     n = state.shape[1]
     t0 = ticks()
     spikes = 0
     for s in range(steps):
         k = s % e.shape[0]
-        spikes += models.update_population(model, state, 0, n, p, e[k], i[k], x[k], p[models.P_IE], fired, offsets)
+        spikes += models.update_population(model, state, 0, n, p, e[k], i[k], x[k], False, p[models.P_IE], fired,
+                                            offsets)
     return ticks() - t0, spikes
 
 

@@ -265,10 +265,12 @@ def _decay_row(s, lo, hi, prop, arrivals) -> None:
 
 
 @njit(cache=True, inline="always")
-def _synapse_rows(state, lo, hi, p, e, i, x) -> None:
-    """`_synapses_step` for neurons lo..hi-1, one loop per variable."""
+def _synapse_rows(state, lo, hi, p, e, i, x, x_on) -> None:
+    """`_synapses_step` for neurons lo..hi-1, one loop per variable; the external one only with x_on (without, it is
+    zero and stays zero)."""
     _decay_row(state[SE], lo, hi, p[P_PROP_EX], e)
-    _decay_row(state[SX], lo, hi, p[P_PROP_X], x)
+    if x_on:
+        _decay_row(state[SX], lo, hi, p[P_PROP_X], x)
     _decay_row(state[SI], lo, hi, p[P_PROP_IN], i)
 
 
@@ -307,15 +309,15 @@ def lif_delta_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
 
 
 @njit(cache=True, inline="always")
-def lif_exp_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
+def lif_exp_update(state, lo, hi, p, e, i, x, x_on, cur, fired) -> int:
     """`lif_exp_step` for neurons lo..hi-1 in vectorised loops (V, the synapses, then the threshold); returns n,
     fired[:n] the neurons that spiked. Loops over neurons run on unsigned indices: numba then drops the
     negative-index wraparound from every access, which keeps LLVM from vectorising."""
-    v, ref, se, sx, si = state[V], state[REF], state[SE], state[SX], state[SI]
+    v, ref, se, sx, si = state[V], state[REF], state[SE], state[SX] if x_on else x, state[SI]
     c = _lif_exp_consts(p, cur)
     for j in range(np.uint64(lo), np.uint64(hi)):
         _hold_refractory(v, ref, j, _lif_exp_next(v[j], se[j], sx[j], si[j], c))
-    _synapse_rows(state, lo, hi, p, e, i, x)
+    _synapse_rows(state, lo, hi, p, e, i, x, x_on)
     return _threshold(state, lo, hi, p, fired)
 
 
@@ -444,12 +446,12 @@ def lif_exp_ps_step(state, j, p, e, i, x, cur) -> float:
 
 
 @njit(cache=True, inline="always")
-def lif_cond_exp_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
+def lif_cond_exp_update(state, lo, hi, p, e, i, x, x_on, cur, fired) -> int:
     """lif_cond_exp for neurons lo..hi-1 (docs/models.md, section 2.3): exponential Euler for V with the
     conductances' exact step means, in vectorised loops (V, with `_exp_vec` for its exp(-h g_tot / C_m): libm's
     would keep the loop scalar and cost half the update; the synapses; the threshold). Returns n, fired[:n] the
     neurons that spiked."""
-    v, ref, se, sx, si = state[V], state[REF], state[SE], state[SX], state[SI]
+    v, ref, se, sx, si = state[V], state[REF], state[SE], state[SX] if x_on else x, state[SI]
     gl, el, eex, ein, mdt, cm = p[P_GL], p[P_EL], p[P_EEX], p[P_EIN], -p[P_DT], p[P_CM]
     avg_e, avg_x, avg_i, own_x = p[P_AVG_EX], p[P_AVG_X], p[P_AVG_IN], p[P_OWN_X] != 0.0
     for j in range(np.uint64(lo), np.uint64(hi)):
@@ -458,21 +460,21 @@ def lif_cond_exp_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
         gtot = gl + gex + gin
         v_inf = (gl * el + gex * eex + gin * ein + cur) / gtot
         _hold_refractory(v, ref, j, v_inf + (v[j] - v_inf) * _exp_vec(mdt * gtot / cm))
-    _synapse_rows(state, lo, hi, p, e, i, x)
+    _synapse_rows(state, lo, hi, p, e, i, x, x_on)
     return _threshold(state, lo, hi, p, fired)
 
 
 @njit(cache=True, inline="always")
-def lif_cond_euler_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
+def lif_cond_euler_update(state, lo, hi, p, e, i, x, x_on, cur, fired) -> int:
     """lif_cond_exp with integration = "euler" for neurons lo..hi-1 (docs/models.md, section 2.3): forward Euler on
     V with the conductances at the step's start, which then decay by 1 - h / tau_s (P_PROP_*) and take the step's
     arrivals, as Brian2's COBA example integrates the model. Returns n, fired[:n] the neurons that spiked."""
-    v, ref, se, sx, si = state[V], state[REF], state[SE], state[SX], state[SI]
+    v, ref, se, sx, si = state[V], state[REF], state[SE], state[SX] if x_on else x, state[SI]
     gl, el, eex, ein, gain = p[P_GL], p[P_EL], p[P_EEX], p[P_EIN], p[P_CUR_GAIN]
     for j in range(np.uint64(lo), np.uint64(hi)):
         vj, gex = v[j], se[j] + sx[j]
         _hold_refractory(v, ref, j, vj + gain * (gl * (el - vj) + gex * (eex - vj) + si[j] * (ein - vj) + cur))
-    _synapse_rows(state, lo, hi, p, e, i, x)
+    _synapse_rows(state, lo, hi, p, e, i, x, x_on)
     return _threshold(state, lo, hi, p, fired)
 
 
@@ -693,7 +695,7 @@ def _traub_v(v, m, h, n, gex, gin, p, cur, hs) -> float:
 
 
 @njit(cache=True, inline="always")
-def hh_traub_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
+def hh_traub_update(state, lo, hi, p, e, i, x, x_on, cur, fired) -> int:
     """hh_cond_exp_traub for neurons lo..hi-1 (docs/models.md, section 2.8): exponential Euler (Brian2's
     `exponential_euler`, first order) on V, m, h, n over p[P_NSUB] sub-steps, each variable linear in itself with
     the others held at the sub-step's start; the conductances enter as their exact means over the sub-step, then
@@ -701,7 +703,7 @@ def hh_traub_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
     two vectorised loops (V into a scratch row, the gates from the old V), `_exp_vec` for every exponential.
     Returns n, fired[:n] the neurons that spiked."""
     v, m, h, n, ref = state[V], state[GM], state[GH], state[GN], state[REF]
-    se, sx, si = state[SE], state[SX], state[SI]
+    se, sx, si = state[SE], state[SX] if x_on else x, state[SI]
     nsub = int(p[P_NSUB])
     hs, vt = p[P_DT] / nsub, p[P_VT]
     u_lo, u_hi = np.uint64(lo), np.uint64(hi)
@@ -717,7 +719,7 @@ def hh_traub_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
         for j in range(u_lo, u_hi):
             v[j] = v_new[j - u_lo]
         avg_e, avg_x, avg_i = avg_e * p[P_SUB_EX], avg_x * p[P_SUB_X], avg_i * p[P_SUB_IN]
-    _synapse_rows(state, lo, hi, p, e, i, x)
+    _synapse_rows(state, lo, hi, p, e, i, x, x_on)
     v_spike, ref_steps = p[P_VTH], p[P_REFSTEPS]
     count = 0
     for j in range(lo, hi):
@@ -731,9 +733,10 @@ def hh_traub_update(state, lo, hi, p, e, i, x, cur, fired) -> int:
 
 
 @njit(cache=True, error_model="numpy")
-def update_population(model, state, lo, hi, p, e, i, x, cur, fired, offsets) -> int:
+def update_population(model, state, lo, hi, p, e, i, x, x_on, cur, fired, offsets) -> int:
     """Step neurons lo..hi-1 of one population; returns n, with fired[:n] the neurons that spiked (and, for the
-    precise models, offsets[:n] their spike times into the step, ms).
+    precise models, offsets[:n] their spike times into the step, ms). x_on false: the external synaptic variable
+    (state[SX]) and its input x are all zero, so the vectorised updates skip it (x then stands in for state[SX]).
 
     One tight loop per model: the model test stays outside the loop, so each loop inlines its
     kernel (a per-neuron dispatch, or a store per neuron, costs several times the update itself).
@@ -745,11 +748,11 @@ def update_population(model, state, lo, hi, p, e, i, x, cur, fired, offsets) -> 
     if model == LIF_DELTA:
         n = lif_delta_update(state, lo, hi, p, e, i, x, cur, fired)
     elif model == LIF_EXP:
-        n = lif_exp_update(state, lo, hi, p, e, i, x, cur, fired)
+        n = lif_exp_update(state, lo, hi, p, e, i, x, x_on, cur, fired)
     elif model == LIF_COND_EXP:
-        n = lif_cond_exp_update(state, lo, hi, p, e, i, x, cur, fired)
+        n = lif_cond_exp_update(state, lo, hi, p, e, i, x, x_on, cur, fired)
     elif model == LIF_COND_EULER:
-        n = lif_cond_euler_update(state, lo, hi, p, e, i, x, cur, fired)
+        n = lif_cond_euler_update(state, lo, hi, p, e, i, x, x_on, cur, fired)
     elif model == EIF:
         for j in range(lo, hi):
             if eif_step(state, j, p, e[j], i[j], x[j], cur):
@@ -761,7 +764,7 @@ def update_population(model, state, lo, hi, p, e, i, x, cur, fired, offsets) -> 
                 fired[n] = j
                 n += 1
     elif model == HH_TRAUB:
-        n = hh_traub_update(state, lo, hi, p, e, i, x, cur, fired)
+        n = hh_traub_update(state, lo, hi, p, e, i, x, x_on, cur, fired)
     elif model == LIF_DELTA_PS:
         for j in range(lo, hi):
             o = lif_delta_ps_step(state, j, p, e[j], i[j], x[j], cur)

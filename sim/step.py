@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from eilab.sim.cycles import ticks
-from eilab.sim.models import LIF_DELTA_PS, P_IE, probe, update_population
+from eilab.sim.models import LIF_DELTA_PS, P_IE, SX, probe, update_population
 from eilab.sim.rng import TABLE_MAX_MU, poisson, poisson_tabled, poisson_word
 
 
@@ -152,16 +152,6 @@ def sort_keys(keys, slice_start, n_total):
 
 
 @njit(cache=True)
-def _take_arrivals(lo, hi, ring_e, ring_i, e, i) -> None:
-    """Take this step's arrivals out of the ring buffer (and clear their slot)."""
-    for j in range(lo, hi):
-        e[j] = ring_e[j]
-        i[j] = ring_i[j]
-        ring_e[j] = 0.0
-        ring_i[j] = 0.0
-
-
-@njit(cache=True)
 def _draw_drive(lo, hi, kick, mu, w, pois_keys, cdf, guide, t, x) -> None:
     """External arrivals of step t: the current-like kick plus w times a Poisson count of mean mu."""
     if mu <= 0.0:
@@ -205,8 +195,10 @@ def advance(neurons, pois, win, syn, rec, ring, t0, n_slices, m, deliver_local, 
     (slices done, spikes now in the buffer). counts[(t // bin_steps) - bin_t0, j] counts spikes
     of local neuron j; probe_buf[k - probe_k0, var, probe_slot[j]] samples neuron j after every
     step t with (t + 1) % probe_every == 0, k = (t + 1) // probe_every - 1. prof[0:4] gathers
-    cycle-counter ticks spent on drive and arrivals, neuron updates, spike bookkeeping (buffer,
-    counts, probes) and local delivery; prof[4] counts the synaptic events delivered.
+    cycle-counter ticks spent on drawing the drive, neuron updates, spike bookkeeping (buffer,
+    counts, probes, clearing the ring slot) and local delivery; prof[4] counts the synaptic events
+    delivered. The update reads the step's arrivals straight from its ring slot; a population
+    without external drive (and with its external synaptic variable at zero) skips that variable.
     """
     state, pop_model, pop_lo, pop_hi, pop_gid0, params = neurons
     pois_mu, pois_w, pois_keys, pois_cdf, pois_guide = pois
@@ -216,9 +208,11 @@ def advance(neurons, pois, win, syn, rec, ring, t0, n_slices, m, deliver_local, 
     r_len = ring.shape[1]
     n_local = state.shape[1]
     cap = spk_step.size
-    e_in = np.empty(n_local)
-    i_in = np.empty(n_local)
     x_in = np.empty(n_local)
+    no_x = np.zeros(n_local)  # the drive of a step without any: never written
+    x_idle = np.empty(pop_model.size, np.bool_)  # per population: state[SX] all zero, and zero while no drive comes
+    for pi in range(pop_model.size):
+        x_idle[pi] = not np.any(state[SX, pop_lo[pi]:pop_hi[pi]])
     fired = np.empty(n_local, np.int64)
     offsets = np.empty(n_local)
     probe_local = np.flatnonzero(probe_slot >= 0)
@@ -239,16 +233,22 @@ def advance(neurons, pois, win, syn, rec, ring, t0, n_slices, m, deliver_local, 
                 cur = p[P_IE] + cur_win[pi, t - win_t0]
                 lo, hi = pop_lo[pi], pop_hi[pi]
                 mu = pois_mu[pi] * pois_on[pi, t - win_t0]
+                kick = kick_win[pi, t - win_t0]
                 t_a = ticks()
-                _take_arrivals(lo, hi, ring_e, ring_i, e_in, i_in)
-                x = x_ahead[t - t0] if t - t0 < ahead else x_in
-                if t - t0 >= ahead:
-                    _draw_drive(lo, hi, kick_win[pi, t - win_t0], mu, pois_w[pi], pois_keys, pois_cdf[pi],
-                                pois_guide[pi], t, x)
+                no_drive = t - t0 >= ahead and mu <= 0.0 and kick == 0.0
+                x_idle[pi] = x_idle[pi] and no_drive
+                if no_drive:
+                    x = no_x
+                elif t - t0 < ahead:
+                    x = x_ahead[t - t0]
+                else:
+                    x = x_in
+                    _draw_drive(lo, hi, kick, mu, pois_w[pi], pois_keys, pois_cdf[pi], pois_guide[pi], t, x)
                 if drive.shape[0] > 0 and mu > 0.0:
-                    _count_events(lo, hi, x, kick_win[pi, t - win_t0], pois_w[pi], drive[t // bin_steps - bin_t0])
+                    _count_events(lo, hi, x, kick, pois_w[pi], drive[t // bin_steps - bin_t0])
                 t_b = ticks()
-                n_fired = update_population(model, state, lo, hi, p, e_in, i_in, x, cur, fired, offsets)
+                n_fired = update_population(model, state, lo, hi, p, ring_e, ring_i, x, not x_idle[pi], cur,
+                                            fired, offsets)
                 t_c = ticks()
                 precise = model >= LIF_DELTA_PS
                 for f in range(n_fired):
@@ -263,7 +263,9 @@ def advance(neurons, pois, win, syn, rec, ring, t0, n_slices, m, deliver_local, 
                     k = (t + 1) // probe_every - 1 - probe_k0
                     for j in probe_local:
                         if lo <= j < hi:
-                            probe(model, state, j, p, e_in[j], i_in[j], x[j], cur, probe_buf[k, :, probe_slot[j]])
+                            probe(model, state, j, p, ring_e[j], ring_i[j], x[j], cur, probe_buf[k, :, probe_slot[j]])
+                ring_e[lo:hi] = 0.0  # the step's arrivals are taken: its slot is free for step t + r_len
+                ring_i[lo:hi] = 0.0
                 t_d = ticks()
                 prof[0] += t_b - t_a
                 prof[1] += t_c - t_b

@@ -166,7 +166,7 @@ def test_lif_exp_population_update_is_the_neuron_step(tau_x: float | None) -> No
     for _ in range(300):
         e, i, x = (w * rng.poisson(0.3, 64) for w in (200.0, 150.0, 100.0))
         cur = rng.uniform(0.0, 400.0)
-        n = models.update_population(models.LIF_EXP, state, lo, hi, p, e, i, x, cur, fired, np.empty(64))
+        n = models.update_population(models.LIF_EXP, state, lo, hi, p, e, i, x, True, cur, fired, np.empty(64))
         each = [j for j in range(lo, hi) if models.lif_exp_step(one, j, p, e[j], i[j], x[j], cur)]
         np.testing.assert_array_equal(state, one)
         assert list(fired[:n]) == each
