@@ -264,7 +264,11 @@ EILAB_SCHEMES: dict[str, list[tuple[str, dict, str]]] = {
     "hh": [("rk4 sub 0.01 ms", {}, "classical RK4, 0.01 ms sub-steps (default)"),
            ("rk4 sub dt", {"params": {"dt_sub": "dt"}}, "classical RK4, one step per dt")],
     "hh_cond_exp_traub": [("exp-euler", {}, "exponential Euler (default: 1 sub-step)"),
-                          ("exp-euler x10", {"params": {"n_sub": 10}}, "exponential Euler, 10 sub-steps")],
+                          ("exp-euler x10", {"params": {"n_sub": 10}}, "exponential Euler, 10 sub-steps"),
+                          ("rk4", {"params": {"integration": "rk4"}}, "classical RK4, one step per dt"),
+                          ("rk4 x2", {"params": {"integration": "rk4", "n_sub": 2}}, "classical RK4, 2 sub-steps"),
+                          ("rk4 x3", {"params": {"integration": "rk4", "n_sub": 3}}, "classical RK4, 3 sub-steps"),
+                          ("rk4 x4", {"params": {"integration": "rk4", "n_sub": 4}}, "classical RK4, 4 sub-steps")],
 }
 
 

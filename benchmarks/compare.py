@@ -5,6 +5,8 @@ and prints one JSON line per run, then one summary line with medians and the rat
 
     simulate_vs_nest   NEST simulate_s / eilab simulate_s   (> 1: eilab is faster)
     simulate_vs_brian2 Brian2 simulate_s / eilab simulate_s
+    simulate_cpu_vs_*  the same with eilab's (and NEST's) CPU time of the simulate phase: Brian2's
+                       simulate_s is CPU time already; on a loaded machine compare these
     build_vs_nest      NEST build_s / eilab build_s
     rss_vs_nest        eilab peak RSS / NEST peak RSS       (< 1: eilab uses less)
     rate_diff_vs_nest  (eilab rate - NEST rate) / NEST rate (medians of the mean rates)
@@ -110,9 +112,12 @@ def ratios(med: dict[str, dict]) -> dict[str, float]:
                     f"build_vs_nest{tag}": n["build_s"] / e["build_s"],
                     f"rss_vs_nest{tag}": e["peak_rss_mb"] / n["peak_rss_mb"],
                     f"rate_diff_vs_nest{tag}": (e["mean_rate_hz"] - n["mean_rate_hz"]) / n["mean_rate_hz"]}
+        if "nest" in med:
+            out[f"simulate_cpu_vs_nest{tag}"] = med["nest"]["simulate_cpu_s"] / e["simulate_cpu_s"]
         if "brian2" in med:
             b = med["brian2"]
             out |= {f"simulate_vs_brian2{tag}": b["simulate_s"] / e["simulate_s"],
+                    f"simulate_cpu_vs_brian2{tag}": b["simulate_s"] / e["simulate_cpu_s"],
                     f"rate_diff_vs_brian2{tag}": (e["mean_rate_hz"] - b["mean_rate_hz"]) / b["mean_rate_hz"]}
     return out
 

@@ -173,7 +173,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(json.dumps({
         "simulator": "eilab", "network": args.network, "order": args.order if args.network == "brunel" else None,
         "n_neurons": cfg.n_total, "t_ms": cfg.run.t_ms, "n_ranks": s.n_ranks, "build_s": t["build_s"],
-        "jit_s": t["jit_s"], "simulate_s": t["simulate_s"],
+        "jit_s": t["jit_s"], "simulate_s": t["simulate_s"], "simulate_cpu_s": t["simulate_cpu_s"],
         **{k: t[k] for k in ("update_s", "drive_s", "neuron_s", "bookkeeping_s", "exchange_s", "deliver_s",
                              "record_s")}, "spikes": s.spikes,
         "synaptic_events": s.synaptic_events, "synapses": s.synapses,

@@ -169,7 +169,11 @@ class HHCondExpTraubParams(Strict):
                                     "variable, ms (default: tau_syn_ex)")
     V_spike: float = Field(-20.0, description="a spike: V above this while not refractory, mV")
     t_ref: float = Field(3.0, ge=0, description="time after a spike during which no spike counts, ms (V free)")
-    n_sub: int = Field(1, ge=1, le=1000, description="exponential-Euler sub-steps per time step")
+    integration: Literal["exponential_euler", "rk4"] = Field(
+        "exponential_euler", description="exponential_euler (first order, as Brian2's COBAHH example) or rk4 "
+        "(classical Runge-Kutta, fourth order; at dt 0.1 ms it needs n_sub >= 2, and n_sub = 4 is about as accurate "
+        "as NEST's adaptive RKF45)")
+    n_sub: int = Field(1, ge=1, le=1000, description="sub-steps per time step")
 
 
 class RateParams(Strict):

@@ -123,7 +123,7 @@ class Simulation:
         self.timers = dict.fromkeys(TIMERS, 0.0)
         self.x_ahead = np.zeros((m, net.n_local))
         self.prof = np.zeros(5, np.int64)
-        self.sim_s, self.ticks = 0.0, 0
+        self.sim_s, self.sim_cpu_s, self.ticks = 0.0, 0.0, 0
         self.stop = StopRequests()
         self.kernels = backend("cpu")
         self.neurons = Neurons(net.state, net.pop_model, net.pop_lo, net.pop_hi, net.pop_gid0, net.params)
@@ -243,13 +243,14 @@ class Simulation:
         of a run into advance_to calls gives bitwise the same store as one call."""
         unit = math.lcm(self.m, self.grid.bin or 1, self.probe_every or 1)
         target = min(self.grid.total, -(-round(t_ms / self.grid.dt_ms - 1e-9) // unit) * unit)
-        t_sim, tick0 = time.perf_counter(), cycles_now()
+        t_sim, cpu0, tick0 = time.perf_counter(), time.process_time(), cycles_now()
         while self.step < target:
             n = min(self.window, target - self.step)
             self._window(self.step, n)
             self.step += n
             self._end_of_window(self.step - n)
         self.sim_s += time.perf_counter() - t_sim
+        self.sim_cpu_s += time.process_time() - cpu0
         self.ticks += cycles_now() - tick0
         return self.t_ms
 
@@ -423,6 +424,7 @@ class Simulation:
         """This rank's spikes per population, events and timers (the kernel's cycle counts in seconds)."""
         timers = dict(self.timers)
         timers["simulate_s"] = self.sim_s
+        timers["simulate_cpu_s"] = self.sim_cpu_s  # CPU time of the process (its store writer threads too)
         per_tick = self.sim_s / max(1, self.ticks)
         for key, ticks in zip(("drive_s", "neuron_s", "bookkeeping_s", "deliver_local_s"), self.prof[:4],
                               strict=True):

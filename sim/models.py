@@ -29,7 +29,8 @@ from eilab.sim.rng import PURPOSE_INIT, uniforms_for
 V, REF, SE, SI, SX, GM, GH, GN = range(8)
 N_STATE = 8
 N_PARAM = 43
-LIF_DELTA, LIF_EXP, LIF_COND_EXP, EIF, HH, HH_TRAUB, LIF_COND_EULER, LIF_DELTA_PS, LIF_EXP_PS, EIF_PS = range(10)
+(LIF_DELTA, LIF_EXP, LIF_COND_EXP, EIF, HH, HH_TRAUB, LIF_COND_EULER, HH_TRAUB_RK4, LIF_DELTA_PS, LIF_EXP_PS,
+ EIF_PS) = range(11)
 # (the precise ones last)
 MODEL_IDS = {"lif_delta": LIF_DELTA, "lif_exp": LIF_EXP, "lif_cond_exp": LIF_COND_EXP, "eif": EIF, "hh": HH,
              "hh_cond_exp_traub": HH_TRAUB}
@@ -44,14 +45,16 @@ P_PROP_X, P_P21X, P_AVG_X, P_OWN_X = 20, 21, 22, 23              # the drive's s
 P_TAU_M, P_TAU_E, P_TAU_I, P_TAU_X, P_TREF = 24, 25, 26, 27, 28  # precise spike times: ms
 P_GNA, P_GK, P_ENA, P_EK, P_NSUB = 29, 30, 31, 32, 33            # hh_cond_exp_traub (and P_GL, P_EEX, P_EIN, P_VT)
 P_SUB_EX, P_SUB_IN, P_SUB_X = 34, 35, 36                         # its conductances' decay over one sub-step
-P_HALF_EX, P_HALF_IN, P_HALF_X = 37, 38, 39                      # hh: decays over half an RK4 sub-step
+P_HALF_EX, P_HALF_IN, P_HALF_X = 37, 38, 39                      # hh, hh_cond_exp_traub: over half an RK4 sub-step
 P_STEP_EX, P_STEP_IN, P_STEP_X = 40, 41, 42                      # hh: decays over the step
 
 
 def model_id(pop: Population) -> int:
-    """The kernel of a population: its model, in the precise-spike-time or forward-Euler variant if asked."""
+    """The kernel of a population: its model, in the precise-spike-time, forward-Euler or RK4 variant if asked."""
     if pop.model == "lif_cond_exp" and pop.params["integration"] == "euler":
         return LIF_COND_EULER
+    if pop.model == "hh_cond_exp_traub" and pop.params["integration"] == "rk4":
+        return HH_TRAUB_RK4
     return PRECISE_IDS[pop.model] if pop.spike_times == "precise" else MODEL_IDS[pop.model]
 
 
@@ -128,8 +131,8 @@ def parameter_vector(pop: Population, dt: float) -> np.ndarray:
 
 
 def _traub_vector(v: np.ndarray, p: dict, dt: float) -> np.ndarray:
-    """hh_cond_exp_traub's constants into v: per sub-step of dt / n_sub the conductances' decays and the factors
-    of their exact means over it; over the whole step their decays."""
+    """hh_cond_exp_traub's constants into v: per sub-step of dt / n_sub the conductances' decays, the factors
+    of their exact means over it and their decays over half of it (RK4); over the whole step their decays."""
     hs = dt / p["n_sub"]
     te, ti = p["tau_syn_ex"], p["tau_syn_in"]
     tx = te if p.get("tau_syn_x") is None else p["tau_syn_x"]
@@ -141,6 +144,7 @@ def _traub_vector(v: np.ndarray, p: dict, dt: float) -> np.ndarray:
     v[P_PROP_EX], v[P_PROP_IN], v[P_PROP_X] = math.exp(-dt / te), math.exp(-dt / ti), math.exp(-dt / tx)
     v[P_SUB_EX], v[P_SUB_IN], v[P_SUB_X] = math.exp(-hs / te), math.exp(-hs / ti), math.exp(-hs / tx)
     v[P_AVG_EX], v[P_AVG_IN], v[P_AVG_X] = (t / hs * -math.expm1(-hs / t) for t in (te, ti, tx))
+    v[P_HALF_EX], v[P_HALF_IN], v[P_HALF_X] = (math.exp(-0.5 * hs / t) for t in (te, ti, tx))
     return v
 
 
@@ -702,7 +706,7 @@ def hh_traub_update(state, lo, hi, p, e, i, x, x_on, cur, fired) -> int:
     decay exactly and take the step's arrivals. A spike: V > V_spike while not refractory (no reset). Per sub-step
     two vectorised loops (V into a scratch row, the gates from the old V), `_exp_vec` for every exponential.
     Returns n, fired[:n] the neurons that spiked."""
-    v, m, h, n, ref = state[V], state[GM], state[GH], state[GN], state[REF]
+    v, m, h, n = state[V], state[GM], state[GH], state[GN]
     se, sx, si = state[SE], state[SX] if x_on else x, state[SI]
     nsub = int(p[P_NSUB])
     hs, vt = p[P_DT] / nsub, p[P_VT]
@@ -720,6 +724,14 @@ def hh_traub_update(state, lo, hi, p, e, i, x, x_on, cur, fired) -> int:
             v[j] = v_new[j - u_lo]
         avg_e, avg_x, avg_i = avg_e * p[P_SUB_EX], avg_x * p[P_SUB_X], avg_i * p[P_SUB_IN]
     _synapse_rows(state, lo, hi, p, e, i, x, x_on)
+    return _traub_spikes(state, lo, hi, p, fired)
+
+
+@njit(cache=True, inline="always")
+def _traub_spikes(state, lo, hi, p, fired) -> int:
+    """hh_cond_exp_traub's spikes after a step: V > V_spike while not refractory, which then starts; returns n,
+    fired[:n] the neurons that spiked."""
+    v, ref = state[V], state[REF]
     v_spike, ref_steps = p[P_VTH], p[P_REFSTEPS]
     count = 0
     for j in range(lo, hi):
@@ -730,6 +742,63 @@ def hh_traub_update(state, lo, hi, p, e, i, x, x_on, cur, fired) -> int:
             count += 1
         ref[j] = r
     return count
+
+
+@njit(cache=True, inline="always")
+def _traub_consts(p) -> tuple:
+    """hh_cond_exp_traub's constants for `_traub_rhs`, read once per population step (loads from p inside the
+    neuron loop keep it from vectorising): g_L, E_L, E_ex, E_in, g_Na, E_Na, g_K, E_K, C_m, V_T."""
+    return (p[P_GL], p[P_EL], p[P_EEX], p[P_EIN], p[P_GNA], p[P_ENA], p[P_GK], p[P_EK], p[P_CM], p[P_VT])
+
+
+@njit(cache=True, inline="always")
+def _traub_rhs(v, m, h, n, ge, gi, c, cur) -> tuple[float, float, float, float]:
+    """hh_cond_exp_traub's dV/dt (mV/ms) and dm/dt, dh/dt, dn/dt (1/ms) at (v, m, h, n) with conductances ge, gi
+    (nS) and current cur (pA); c = `_traub_consts`."""
+    gl, el, eex, ein, gna, ena, gk, ek, cm, vt = c
+    am, bm, ah, bh, an, bn = _traub_rates(v - vt)
+    i_ion = (gl * (el - v) + ge * (eex - v) + gi * (ein - v) + gna * (m * m * m) * h * (ena - v)
+             + gk * ((n * n) * (n * n)) * (ek - v))
+    return (i_ion + cur) / cm, am * (1.0 - m) - bm * m, ah * (1.0 - h) - bh * h, an * (1.0 - n) - bn * n
+
+
+@njit(cache=True, inline="always")
+def _traub_rk4(v, m, h, n, ge, gi, c, cur, hs) -> tuple[float, float, float, float]:
+    """One classical RK4 sub-step of hs ms of (V, m, h, n); ge, gi: the conductances (nS) at the sub-step's start,
+    middle and end (they decay exactly within it)."""
+    half = 0.5 * hs
+    a_v, a_m, a_h, a_n = _traub_rhs(v, m, h, n, ge[0], gi[0], c, cur)
+    b_v, b_m, b_h, b_n = _traub_rhs(v + half * a_v, m + half * a_m, h + half * a_h, n + half * a_n, ge[1], gi[1],
+                                    c, cur)
+    c_v, c_m, c_h, c_n = _traub_rhs(v + half * b_v, m + half * b_m, h + half * b_h, n + half * b_n, ge[1], gi[1],
+                                    c, cur)
+    d_v, d_m, d_h, d_n = _traub_rhs(v + hs * c_v, m + hs * c_m, h + hs * c_h, n + hs * c_n, ge[2], gi[2], c, cur)
+    sixth = hs / 6.0
+    return (v + sixth * (a_v + 2.0 * (b_v + c_v) + d_v), m + sixth * (a_m + 2.0 * (b_m + c_m) + d_m),
+            h + sixth * (a_h + 2.0 * (b_h + c_h) + d_h), n + sixth * (a_n + 2.0 * (b_n + c_n) + d_n))
+
+
+@njit(cache=True, inline="always")
+def hh_traub_rk4_update(state, lo, hi, p, e, i, x, x_on, cur, fired) -> int:
+    """hh_cond_exp_traub with integration = "rk4" for neurons lo..hi-1 (docs/models.md, section 2.8): classical
+    RK4 on (V, m, h, n) over p[P_NSUB] sub-steps, the conductances decaying exactly within each; then they take
+    the step's arrivals, and the spikes as `hh_traub_update`. One vectorised loop per sub-step."""
+    v, m, h, n = state[V], state[GM], state[GH], state[GN]
+    se, sx, si = state[SE], state[SX] if x_on else x, state[SI]
+    nsub = int(p[P_NSUB])
+    hs, c = p[P_DT] / nsub, _traub_consts(p)
+    # the conductances' decay from the step's start to a sub-step's start, middle and end
+    de, dx, di = (1.0, p[P_HALF_EX], p[P_SUB_EX]), (1.0, p[P_HALF_X], p[P_SUB_X]), (1.0, p[P_HALF_IN], p[P_SUB_IN])
+    for _ in range(nsub):
+        for j in range(np.uint64(lo), np.uint64(hi)):
+            ge = (se[j] * de[0] + sx[j] * dx[0], se[j] * de[1] + sx[j] * dx[1], se[j] * de[2] + sx[j] * dx[2])
+            gi = (si[j] * di[0], si[j] * di[1], si[j] * di[2])
+            v[j], m[j], h[j], n[j] = _traub_rk4(v[j], m[j], h[j], n[j], ge, gi, c, cur, hs)
+        de = (de[2], de[2] * p[P_HALF_EX], de[2] * p[P_SUB_EX])
+        dx = (dx[2], dx[2] * p[P_HALF_X], dx[2] * p[P_SUB_X])
+        di = (di[2], di[2] * p[P_HALF_IN], di[2] * p[P_SUB_IN])
+    _synapse_rows(state, lo, hi, p, e, i, x, x_on)
+    return _traub_spikes(state, lo, hi, p, fired)
 
 
 @njit(cache=True, error_model="numpy")
@@ -765,6 +834,8 @@ def update_population(model, state, lo, hi, p, e, i, x, x_on, cur, fired, offset
                 n += 1
     elif model == HH_TRAUB:
         n = hh_traub_update(state, lo, hi, p, e, i, x, x_on, cur, fired)
+    elif model == HH_TRAUB_RK4:
+        n = hh_traub_rk4_update(state, lo, hi, p, e, i, x, x_on, cur, fired)
     elif model == LIF_DELTA_PS:
         for j in range(lo, hi):
             o = lif_delta_ps_step(state, j, p, e[j], i[j], x[j], cur)
@@ -794,7 +865,7 @@ def probe(model, state, j, p, e, i, x, cur, out) -> None:
     if model in (LIF_DELTA, LIF_DELTA_PS):
         dt = p[P_DT]
         out[1], out[2], out[3] = e / dt, -i / dt, x / dt + cur / cm
-    elif model in (LIF_COND_EXP, LIF_COND_EULER, HH_TRAUB):
+    elif model in (LIF_COND_EXP, LIF_COND_EULER, HH_TRAUB, HH_TRAUB_RK4):
         v = state[V, j]
         out[1] = state[SE, j] * (p[P_EEX] - v) / cm
         out[2] = state[SI, j] * (p[P_EIN] - v) / cm
