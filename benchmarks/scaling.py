@@ -3,7 +3,8 @@
 Orders 500 .. 10000 (2,500 to 50,000 neurons) with the in-degree held at C_E = 1000, C_I = 250
 (epsilon = 1000 / N_E), 1000 ms each, so the work per neuron is fixed and only the size grows
 (up to 62.5 M synapses). For each size: build s, simulate s, ns per synaptic event, peak RSS and
-bytes per synapse, medians over `--repeats` interleaved runs. Writes the JSON lines to
+bytes per synapse, medians over `--repeats` interleaved runs. `--only eilab eilab_f32` puts eilab with
+`run.ring_precision = "float32"` (the delay ring in float32) beside the default float64 ring. Writes the JSON lines to
 `--out` (default benchmarks/results/scaling.jsonl) and a plot of ns/event and bytes/synapse
 against size next to it (scaling.png).
 
@@ -31,9 +32,11 @@ from compare import last_json  # noqa: E402
 
 def runs_for(order: int, t_ms: float, peers: Path, only: list[str]) -> dict[str, list[str]]:
     eps = 1000 / (4 * order)
+    eilab = [sys.executable, "-m", "eilab.cluster.cli", "bench", "brunel", "--order", str(order), "--t-ms", str(t_ms),
+             "--set", f"vars.epsilon={eps!r}", "--profile"]
     cmds = {
-        "eilab": [sys.executable, "-m", "eilab.cluster.cli", "bench", "brunel", "--order", str(order), "--t-ms",
-                  str(t_ms), "--set", f"vars.epsilon={eps!r}", "--profile"],
+        "eilab": eilab,
+        "eilab_f32": [*eilab, "--set", "run.ring_precision='float32'"],
         "nest": [str(peers), str(HERE / "peers" / "brunel_nest.py"), "--order", str(order), "--t-ms", str(t_ms),
                  "--epsilon", repr(eps)],
     }
@@ -45,7 +48,7 @@ def main() -> None:
     ap.add_argument("--orders", type=int, nargs="+", default=[500, 1000, 2500, 5000, 10000])
     ap.add_argument("--t-ms", type=float, default=1000.0)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", nargs="+", choices=["eilab", "nest"], default=["eilab", "nest"])
+    ap.add_argument("--only", nargs="+", choices=["eilab", "eilab_f32", "nest"], default=["eilab", "nest"])
     ap.add_argument("--peers-python", type=Path, default=ROOT / ".venv-peers" / "bin" / "python")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "scaling.jsonl")
     args = ap.parse_args()
@@ -77,17 +80,20 @@ def summarise(lines: list[dict], orders: list[int], sims: list[str]) -> list[dic
             row[f"{sim}_simulate_s"] = sim_s
             row[f"{sim}_peak_rss_mb"] = statistics.median(x["peak_rss_mb"] for x in mine)
             row[f"{sim}_rate_hz"] = statistics.median(x["mean_rate_hz"] for x in mine)
-            if sim == "eilab":
+            if sim.startswith("eilab"):
                 events = mine[0]["synaptic_events"]
-                row["eilab_ns_per_event"] = 1e9 * sim_s / events
-                row["eilab_deliver_ns_per_event"] = statistics.median(
+                row[f"{sim}_ns_per_event"] = 1e9 * sim_s / events
+                row[f"{sim}_deliver_ns_per_event"] = statistics.median(
                     x["profile"]["deliver_ns_per_event"] for x in mine)
-                row["eilab_drive_ns_per_neuron_step"] = statistics.median(
+                row[f"{sim}_drive_ns_per_neuron_step"] = statistics.median(
                     x["profile"]["drive_ns_per_neuron_step"] for x in mine)
-                row["eilab_bytes_per_synapse"] = mine[0]["bytes_per_synapse"]
+                row[f"{sim}_bytes_per_synapse"] = mine[0]["bytes_per_synapse"]
         if "nest" in sims:  # NEST's events: its spikes times the mean out-degree (synapses / neurons)
             spikes = statistics.median(x["spikes"] for x in lines if x["simulator"] == "nest" and x["order"] == order)
             row["nest_ns_per_event"] = 1e9 * row["nest_simulate_s"] / (spikes * 1250)
+        if "eilab" in sims and "eilab_f32" in sims:
+            row["f32_speedup"] = row["eilab_simulate_s"] / row["eilab_f32_simulate_s"]
+            row["f32_rate_diff"] = row["eilab_f32_rate_hz"] / row["eilab_rate_hz"] - 1.0
         if "eilab" in sims and "nest" in sims:
             row["simulate_vs_nest"] = row["nest_simulate_s"] / row["eilab_simulate_s"]
             row["build_vs_nest"] = row["nest_build_s"] / row["eilab_build_s"]
@@ -100,7 +106,7 @@ def summarise(lines: list[dict], orders: list[int], sims: list[str]) -> list[dic
 def plot(rows: list[dict], path: Path) -> None:
     n = [r["n_neurons"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for sim, style in (("eilab", "o-"), ("nest", "s--")):
+    for sim, style in (("eilab", "o-"), ("eilab_f32", "^-"), ("nest", "s--")):
         if f"{sim}_ns_per_event" in rows[0]:
             a.plot(n, [r[f"{sim}_ns_per_event"] for r in rows], style, label=f"{sim} (simulate / events)")
     if "eilab_deliver_ns_per_event" in rows[0]:

@@ -94,7 +94,7 @@ def build_local(cfg: Config, lo: int, hi: int, drive: DriveTable) -> LocalNetwor
     conn = build_connectivity(cfg, lo, hi)
     delays = conn.delay_steps
     min_delay = int(delays.min()) if delays.size else max(1, cfg.steps(min(cfg.run.t_ms, 10.0)))
-    ring = np.zeros((2, cfg.max_delay_steps, n_local))  # the longest delay, drawn ones included
+    ring = np.zeros((2, cfg.max_delay_steps, n_local), cfg.run.ring_precision)  # the longest delay, drawn ones too
     pg = probe_gids(cfg)
     probe_slot = np.full(n_local, -1, np.int64)
     mine = pg[(pg >= lo) & (pg < hi)]

@@ -133,7 +133,7 @@ def create_store(run_dir: Path, cfg: Config, attrs: dict[str, Any], probe_gids: 
         for slot in CHECKPOINT_SLOTS:
             g = ck.create_group(slot)
             new_array(g, "state", shape=(n_state, n), dtype="float64", chunks=(n_state, block))
-            new_array(g, "ring", shape=(2, cfg.max_delay_steps, n), dtype="float64",
+            new_array(g, "ring", shape=(2, cfg.max_delay_steps, n), dtype=cfg.run.ring_precision,
                       chunks=(2, cfg.max_delay_steps, block))
     if probe_gids.size:
         every, n_samples = grid.probe_every, grid.n_samples

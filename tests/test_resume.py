@@ -38,3 +38,17 @@ def test_resume_refuses_complete_runs_and_runs_without_checkpoint(uninterrupted:
     assert res.returncode == 2 and "complete already" in res.stderr
     res = eilab("resume", str(tmp_path / "nothing"))
     assert res.returncode == 2 and "not an eilab run directory" in res.stderr
+
+
+def test_float32_ring_resumes_bitwise(tmp_path: Path) -> None:
+    """A float32 ring is checkpointed as float32: killed on 2 ranks and resumed on 1, the run equals an uninterrupted
+    one with the same ring bitwise."""
+    settings = [*SETTINGS, "--set", "run.ring_precision='float32'"]
+    res = eilab("run", str(CONFIGS / "ring600.toml"), "--out", str(tmp_path / "ref"), "--quiet", *settings)
+    assert res.returncode == 0, res.stderr
+    run_dir = tmp_path / "run"
+    start_and_kill(run_dir, 2, True, CONFIGS / "ring600.toml", settings, min_step=10000)
+    res = mpi_eilab(1, "resume", str(run_dir), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert_same_run(tmp_path / "ref", run_dir)
+    assert open_run(run_dir).attrs["resumed"][0]["step"] >= 10000
