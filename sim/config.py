@@ -215,8 +215,9 @@ class RunSpec(Strict):
         "allgather", description="spike exchange between ranks: every spike to every rank, or each spike "
         "only to the ranks holding its targets (pays off for local connectivity on many ranks)")
     ring_precision: Literal["float64", "float32"] = Field(
-        "float64", description="spiking networks: the delay ring buffer that sums each neuron's arriving weights: float32 halves its "
-        "memory and is faster once it leaves the cache (large networks), but rounds every summed input to float32 "
+        "float64", description="spiking networks: the delay ring buffer that sums each neuron's arriving weights: "
+        "float32 halves its memory and is faster once it leaves the cache (large networks), but rounds every summed "
+        "input to float32 "
         "(about 1e-7 relative), so spikes differ from float64 runs after a while; ranks still agree bitwise")
 
 
