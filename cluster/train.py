@@ -6,7 +6,8 @@ its baselines, and write a training directory:
   meta.json      shapes, normalisation (training split), ridge penalty, runs per split, seed, versions, commit
   model.pt       the LSTM's best weights; checkpoint.pt the last epoch's state (resume); ridge.npz the AR
   metrics.json   per split and predictor: next-bin MSE (mean, per output), accuracy beside all zeros;
-                 test: MFE onset precision/recall, rollout MSE per horizon; training history
+                 test: MFE onset precision/recall, rollout MSE per horizon (none with neuron inputs and
+                 summed outputs: predicted sums cannot be fed back as neuron counts); training history
   figures/       sums.png (one-step predictions against the true E/I sums), rollout.png, curves.png
 """
 
@@ -21,12 +22,14 @@ from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from eilab.sim.config import Config, ConfigError, load_config
-from eilab.sim.reader import Run, open_run
+
+if TYPE_CHECKING:
+    from eilab.sim.reader import Run
 
 MODEL_FORMAT = "eilab-model/1"
 CLASSIFIER_FORMAT = "eilab-classifier/1"
@@ -34,6 +37,8 @@ OURS = {"config.toml", "meta.json", "model.pt", "checkpoint.pt", "ridge.npz", "m
         "predictions"}
 """What a training directory holds (and *.tmp files of an interrupted write)."""
 FIGURE_BINS = 500
+NO_ROLLOUT = ("data.inputs = \"neurons\" with data.outputs = \"sums\": a rollout would feed predicted E/I sums "
+              "back as every neuron's counts, which they do not determine; rollouts are not defined")
 
 
 def add_parsers(sub: Any) -> None:
@@ -107,15 +112,22 @@ def check_windows_fit(tc: Any, cfg: Config) -> None:
 
 
 def stored_config_matches(run_dir: Path, cfg: Config) -> bool | None:
-    """None when run_dir holds no run; else whether its resolved config is cfg's. ConfigError when the run
-    cannot be read."""
+    """None when run_dir holds no run; else whether its resolved config is cfg's, both read through today's config
+    model (so a run stored before a field with a default existed matches when it has that default). ConfigError
+    when the run cannot be read."""
+    from eilab.sim.reader import open_run  # zarr: not for the commands that never open a run
+
     if not (run_dir / "run.zarr").exists():
         return None
     try:
         run = open_run(run_dir, allow_incomplete=True)
     except (OSError, ValueError) as e:
         raise ConfigError(f"{run_dir}: {e}") from None
-    return run.root.attrs["config"] == json.loads(json.dumps(cfg.model_dump(mode="json")))
+    try:
+        stored = run.config.model_dump(mode="json")
+    except ValueError:  # no longer a valid config
+        return False
+    return json.loads(json.dumps(stored)) == json.loads(json.dumps(cfg.model_dump(mode="json")))
 
 
 def simulate_one(path: str, overrides: list[str], run_dir: str, force: bool) -> str:
@@ -132,6 +144,8 @@ def ensure_runs(tc: Any, plan: dict, jobs: int, progress: bool) -> dict[RunKey, 
     """Open every planned run, simulating missing (or unfinished) ones with `jobs` worker processes; a run
     directory holding a run of another config is refused."""
     from tqdm import tqdm
+
+    from eilab.sim.reader import open_run
 
     todo = []
     for run_dir, overrides, cfg, _ in plan.values():
@@ -225,20 +239,21 @@ def train_and_report(tc: Any, runs: dict[int, Run], out: Path, max_epochs: int |
     import torch
 
     from eilab.ml.baselines import RidgeAR
-    from eilab.ml.data import first_bin, make_splits, open_series
+    from eilab.ml.data import BlockCache, first_bin, make_splits, open_series
     from eilab.ml.lstm import LSTMNet, LSTMPredictor, make_deterministic, resolve_device, train
 
     d, s = tc.data, tc.train
     split_seeds = {"train": d.seeds.train, "validation": d.seeds.validation, "test": d.seeds.test}
     order = [seed for seeds in split_seeds.values() for seed in seeds]
-    series = open_series([runs[seed] for seed in order], d.bin_ms, d.outputs, external=d.external)
+    series = open_series([runs[seed] for seed in order], d.bin_ms, d.outputs, BlockCache(d.cache_mib << 20),
+                         external=d.external, inputs=d.inputs)
     n_tr, n_va = len(d.seeds.train), len(d.seeds.validation)
     splits = make_splits(series[:n_tr], series[n_tr : n_tr + n_va], series[n_tr + n_va :], d.k, d.horizon,
                          first_bin(d.skip_ms, d.bin_ms), d.val_fraction)
     norm = splits.train.normaliser()
     n_in, n_out = series[0].n_channels, splits.train.n_out
     meta = {"format": MODEL_FORMAT, "n_in": n_in, "n_out": n_out, "k": d.k, "horizon": d.horizon,
-            "bin_ms": d.bin_ms, "outputs": d.outputs, "external": d.external, "skip_ms": d.skip_ms,
+            "bin_ms": d.bin_ms, "outputs": d.outputs, "inputs": d.inputs, "external": d.external, "skip_ms": d.skip_ms,
             "populations": populations_of(series[0].run), "normaliser": norm.to_json(),
             "model": tc.model.model_dump(), "device": s.device, "rollout_bins": tc.rollout_bins,
             "rollout_windows": d.rollout_windows,
@@ -256,15 +271,16 @@ def train_and_report(tc: Any, runs: dict[int, Run], out: Path, max_epochs: int |
     meta["ridge_alpha"] = ridge.alpha
     write_json(meta, out / "meta.json")
     device = resolve_device(s.device)
-    predictors = {"lstm": LSTMPredictor(net, norm, device), **baselines(norm, n_out, d.horizon), "ridge_ar": ridge}
+    predictors = {"lstm": LSTMPredictor(net, norm, device), **baselines(norm, n_out, d.horizon, series[0].summed),
+                  "ridge_ar": ridge}
     metrics = evaluate(predictors, splits.items(), tc.rollout_bins, d.rollout_windows, d.bin_ms)
     if tc.ceiling.branches:
         metrics["ceiling"] = test_ceiling(tc, [runs[seed] for seed in d.seeds.test], metrics, progress)
     windows_per_s = float(np.mean([e["windows_per_s"] for e in history])) if history else None
     metrics["training"] = {"history": history, "epochs": len(history), "windows_per_s": windows_per_s,
                            "device": str(device), "torch_threads": torch.get_num_threads()}
-    metrics["setup"] = {k: meta[k] for k in ("k", "horizon", "bin_ms", "outputs", "external", "skip_ms", "ridge_alpha",
-                                             "runs", "seed", "versions", "git_commit")}
+    metrics["setup"] = {k: meta[k] for k in ("k", "horizon", "bin_ms", "outputs", "inputs", "external", "skip_ms",
+                                             "ridge_alpha", "runs", "seed", "versions", "git_commit")}
     write_json(metrics, out / "metrics.json")
     draw_figures(predictors, splits.test, metrics, history, d.bin_ms, out / "figures")
     print(table(metrics, "test"))
@@ -278,17 +294,18 @@ def history_improving(history: list[dict], patience: int) -> bool:
     return len(history) - 1 - best < patience
 
 
-def baselines(norm: Any, n_out: int, h: int) -> dict[str, Any]:
+def baselines(norm: Any, n_out: int, h: int, summed: np.ndarray | None) -> dict[str, Any]:
+    """The constant, persistence and window-mean predictors; `summed`: the inputs' map to the outputs or None."""
     from eilab.ml.baselines import Persistence, TrainMean, WindowMean
 
-    return {"train_mean": TrainMean(norm.mean[:n_out], h), "persistence": Persistence(n_out, h),
-            "window_mean": WindowMean(n_out, h)}
+    return {"train_mean": TrainMean(norm.outputs(n_out)[0], h), "persistence": Persistence(n_out, h, summed),
+            "window_mean": WindowMean(n_out, h, summed)}
 
 
 def evaluate(predictors: dict[str, Any], splits: list[tuple[str, Any]], rollout_bins: int, rollout_windows: int,
              bin_ms: float, thresholds: dict[str, float] | None = None) -> dict[str, Any]:
     """metrics.json's scores: next bin per split (MFE onsets on the test split, at detection thresholds chosen on
-    the validation split unless given), rollouts on the test split."""
+    the validation split unless given), rollouts on the test split where defined (NO_ROLLOUT)."""
     from eilab.ml.data import WindowSet
     from eilab.ml.lstm import validation_ids
     from eilab.ml.metrics import mfe_thresholds, next_bin, rollout_mse
@@ -298,6 +315,9 @@ def evaluate(predictors: dict[str, Any], splits: list[tuple[str, Any]], rollout_
     out: dict[str, Any] = {"splits": {name: next_bin(predictors, ws, bin_ms, mfe=thresholds if name == "test" else None)
                                       for name, ws in splits}, "mfe_thresholds": thresholds}
     test = dict(splits)["test"]
+    if test.summed is not None:
+        out["rollout"] = {"bin_ms": bin_ms, "windows": 0, "mse": {}, "not_defined": NO_ROLLOUT}
+        return out
     long = WindowSet(test.series, test.segments, test.k, rollout_bins)
     ids = validation_ids(len(long), rollout_windows)
     out["rollout"] = {"bin_ms": bin_ms, "windows": len(ids), "mse": rollout_mse(predictors, long, ids)}
@@ -319,7 +339,7 @@ def test_ceiling(tc: Any, test_runs: list[Run], metrics: dict, progress: bool) -
     c["horizon_ms"] = h * d.bin_ms
     c["lstm_room_closed"] = {"next_bin": room_closed(test["lstm"]["mse"], test["ridge_ar"]["mse"], c["mse"]),
                              "rollout": room_closed(roll["lstm"][h - 1], roll["ridge_ar"][h - 1],
-                                                    c["rollout_mse"][h - 1])}
+                                                    c["rollout_mse"][h - 1]) if roll else None}
     c["seconds"] = time.perf_counter() - t0
     return c
 
@@ -364,7 +384,7 @@ def table(metrics: dict, split: str) -> str:
         rows.append(f"{'ceiling':<13}{ceil['mse']:>14.4g}{'-':>13}{ceil['rollout_mse'][-1]:>11.4g}   "
                     f"({ceil['branches']} branch points x {ceil['seeds']} drive seeds)")
         rows.append(f"LSTM closes {pct(closed['next_bin'])} of the room between ridge AR and the ceiling (next bin), "
-                    f"{pct(closed['rollout'])} {at}")
+                    f"{pct(closed['rollout']) if rollout else '- (no rollouts)'} {at}")
     return f"{split} split (counts per bin):\n" + "\n".join(rows)
 
 
@@ -404,6 +424,8 @@ def check_shape(meta: dict[str, Any], run: Run) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     model_dir, run_dir = Path(args.model_dir), Path(args.run_dir)
     meta = read_meta(model_dir)
+    from eilab.sim.reader import open_run
+
     try:
         run = open_run(run_dir)
     except (FileNotFoundError, ValueError) as e:
@@ -415,7 +437,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return predict_classifier(meta, model_dir, run, args.out)
     from eilab.ml.data import Normaliser, Segment, WindowSet, first_bin, open_series
 
-    series = open_series([run], meta["bin_ms"], meta["outputs"], external=meta.get("external", False))
+    series = open_series([run], meta["bin_ms"], meta["outputs"], external=meta.get("external", False),
+                         inputs=meta.get("inputs", "outputs"))
     ws = WindowSet(series, [Segment(0, first_bin(meta["skip_ms"], meta["bin_ms"]), series[0].n_bins)], meta["k"],
                    meta["horizon"])
     if len(ws) == 0:
@@ -431,8 +454,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                    meta["model"]["layers"], device)
     norm = Normaliser.from_json(meta["normaliser"])
     ridge = RidgeAR(np.load(model_dir / "ridge.npz")["w"], meta["horizon"], meta["n_out"], meta["ridge_alpha"])
-    predictors = {"lstm": LSTMPredictor(net, norm, device), **baselines(norm, meta["n_out"], meta["horizon"]),
-                  "ridge_ar": ridge}
+    predictors = {"lstm": LSTMPredictor(net, norm, device),
+                  **baselines(norm, meta["n_out"], meta["horizon"], series[0].summed), "ridge_ar": ridge}
     trained = model_dir / "metrics.json"  # the MFE thresholds chosen on the training's validation split
     thresholds = json.loads(trained.read_text()).get("mfe_thresholds", {}) if trained.exists() else {}
     metrics = evaluate(predictors, [("test", ws)], meta["rollout_bins"], meta["rollout_windows"], meta["bin_ms"],

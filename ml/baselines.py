@@ -4,6 +4,7 @@
 - `TrainMean`: the training split's mean of each output (the best constant);
 - `Persistence`: the next bins equal the last input bin;
 - `WindowMean`: the next bins equal the mean of the k input bins;
+  (both on the output channels: with neuron inputs and summed outputs, the E and I sums of the input bins)
 - `RidgeAR`: linear autoregression on all k x channels inputs with an intercept, ridge penalty on the
   weights only, solved in closed form, W = (Xc^T Xc + lambda I)^-1 Xc^T Yc on the centred training
   windows (Hoerl & Kennard 1970); lambda is chosen on the validation split, never the test split, from
@@ -12,12 +13,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from eilab.ml.data import WindowSet
+from eilab.ml.data import WindowSet, output_channels
 
 RIDGE_ALPHAS = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 """Ridge penalties the surrogate's ridge filter tries (eilab.ml.surrogate), relative to the mean eigenvalue of
@@ -43,20 +44,26 @@ class TrainMean:
 
 @dataclass
 class Persistence:
+    """`summed`: the input channels' map to the outputs (eilab.ml.data.output_channels); None: the first n_out."""
+
     n_out: int
     h: int
+    summed: np.ndarray | None = field(default=None, repr=False)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.repeat(x[:, -1:, : self.n_out], self.h, axis=1)
+        return np.repeat(output_channels(x[:, -1:], self.n_out, self.summed), self.h, axis=1)
 
 
 @dataclass
 class WindowMean:
+    """`summed` as Persistence's."""
+
     n_out: int
     h: int
+    summed: np.ndarray | None = field(default=None, repr=False)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.repeat(x[:, :, : self.n_out].mean(axis=1, keepdims=True), self.h, axis=1)
+        return np.repeat(output_channels(x, self.n_out, self.summed).mean(axis=1, keepdims=True), self.h, axis=1)
 
 
 @dataclass

@@ -5,7 +5,9 @@ run's series: spike counts in bins of `bin_ms` (a whole multiple of the run's co
 neuron (`outputs = "neurons"`, channels in gid order) or the sums over the cells of each population type
 (`outputs = "sums"`, channels E then I). The first `n_out` input channels are the predicted ones; with
 `external`, as many channels of the Poisson drive events (the run's drive_counts, binned and summed the same
-way) follow them: fed, never predicted (issue 22, point 1).
+way) follow them: fed, never predicted (issue 22, point 1). With `inputs = "neurons"` and summed outputs the
+input channels are every neuron's counts (and drive events) instead, and the targets their E and I sums
+(`output_channels`): the predictors see the network state the sums hide.
 
 Splits are lists of segments (run, first bin, end bin): whole runs (held-out seeds) or stretches of a run
 (`split_time`, which leaves a gap of k + h bins between them); a window lies inside one segment, so no
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,6 +29,7 @@ from eilab.sim.config import ConfigError
 from eilab.sim.reader import Run
 
 Outputs = Literal["neurons", "sums"]
+Inputs = Literal["outputs", "neurons"]
 TYPES = ("E", "I")
 
 
@@ -71,6 +74,13 @@ def channel_names(run: Run, outputs: Outputs) -> list[str]:
             for i in range(p["n"])]
 
 
+def output_channels(x: np.ndarray, n_out: int, summed: np.ndarray | None) -> np.ndarray:
+    """The predicted channels (..., n_out) of series values x (..., channels): the first n_out, or with `summed`
+    (neurons, n_out; 1 where a neuron is of an output's type) the per-type sums of the neuron channels (exact for
+    counts below 2^24 in float32)."""
+    return x[..., :n_out] if summed is None else x[..., : summed.shape[0]] @ summed
+
+
 @dataclass
 class RunSeries:
     """One run's series of counts in bins of `bin_ms` (module docstring), read a block at a time."""
@@ -81,10 +91,12 @@ class RunSeries:
     outputs: Outputs
     cache: BlockCache
     external: bool = False
+    inputs: Inputs = "outputs"
     group: int = field(init=False)
     block_bins: int = field(init=False)
     n_bins: int = field(init=False)
     type_of: np.ndarray = field(init=False, repr=False)
+    summed: np.ndarray | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.group = group_factor(self.run, self.bin_ms)
@@ -97,6 +109,8 @@ class RunSeries:
         self.type_of = np.zeros(self.run.root["counts"].shape[1], np.int64)
         for p in self.run.populations.values():
             self.type_of[p["gid0"] : p["gid0"] + p["n"]] = TYPES.index(p["type"])
+        neuron_inputs = self.inputs == "neurons" and self.outputs == "sums"
+        self.summed = (self.type_of[:, None] == np.arange(len(TYPES))).astype(np.float32) if neuron_inputs else None
 
     @property
     def n_out(self) -> int:
@@ -105,14 +119,15 @@ class RunSeries:
 
     @property
     def n_channels(self) -> int:
-        """Input channels: the counts, then the drive counts with `external`."""
-        return self.n_out * (2 if self.external else 1)
+        """Input channels: the counts (the outputs, or every neuron), then the drive counts with `external`."""
+        return (self.n_out if self.summed is None else self.type_of.size) * (2 if self.external else 1)
 
     def _binned(self, name: str, b0: int, b1: int) -> np.ndarray:
-        """Array `name` (counts or drive_counts) over bins [b0, b1), per neuron or summed per type."""
+        """Array `name` (counts or drive_counts) over bins [b0, b1), per neuron or summed per type (summed
+        outputs of summed inputs)."""
         raw = self.run.read(name, (slice(b0 * self.group, b1 * self.group), slice(None)))
         binned = raw.reshape(b1 - b0, self.group, -1).sum(axis=1, dtype=np.float32)
-        if self.outputs == "sums":
+        if self.outputs == "sums" and self.summed is None:
             binned = np.stack([binned[:, self.type_of == t].sum(axis=1) for t in range(len(TYPES))], axis=1)
         return binned
 
@@ -162,23 +177,59 @@ def split_time(lo: int, hi: int, fraction: float, gap: int) -> tuple[tuple[int, 
 
 @dataclass
 class Normaliser:
-    """Per-channel mean and standard deviation (counts per bin), from the training split only."""
+    """Per-channel mean and standard deviation (counts per bin) of the inputs, from the training split only;
+    `out_mean` and `out_std` those of the outputs where they are not the first input channels (neuron inputs,
+    summed outputs), else None."""
 
     mean: np.ndarray
     std: np.ndarray
+    out_mean: np.ndarray | None = None
+    out_std: np.ndarray | None = None
 
     def apply(self, x: np.ndarray) -> np.ndarray:
+        """Normalised inputs (..., channels)."""
         return (x - self.mean[: x.shape[-1]]) / self.std[: x.shape[-1]]
 
+    def outputs(self, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sd of the n_out outputs."""
+        if self.out_mean is None or self.out_std is None:
+            return self.mean[:n_out], self.std[:n_out]
+        return self.out_mean, self.out_std
+
+    def apply_outputs(self, y: np.ndarray) -> np.ndarray:
+        """Normalised outputs (..., n_out)."""
+        mean, std = self.outputs(y.shape[-1])
+        return (y - mean) / std
+
     def invert(self, z: np.ndarray) -> np.ndarray:
-        return z * self.std[: z.shape[-1]] + self.mean[: z.shape[-1]]
+        """Outputs (..., n_out) in counts per bin of normalised ones."""
+        mean, std = self.outputs(z.shape[-1])
+        return z * std + mean
 
     def to_json(self) -> dict[str, list[float]]:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+        out = {"mean": self.mean.tolist(), "std": self.std.tolist()}
+        if self.out_mean is not None and self.out_std is not None:
+            out.update(out_mean=self.out_mean.tolist(), out_std=self.out_std.tolist())
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, list[float]]) -> Normaliser:
-        return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
+        arrays = {k: np.asarray(v, np.float32) for k, v in d.items()}
+        return cls(arrays["mean"], arrays["std"], arrays.get("out_mean"), arrays.get("out_std"))
+
+
+def channel_stats(parts: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd (float32; sd 1 for a constant channel) per channel over the rows of every part; ConfigError
+    when there are none."""
+    n, s1, s2 = 0, 0.0, 0.0
+    for part in parts:
+        x = part.astype(np.float64)
+        n, s1, s2 = n + x.shape[0], s1 + x.sum(axis=0), s2 + (x * x).sum(axis=0)
+    if n == 0:
+        raise ConfigError("the training split holds no bins: lengthen the runs (run.t_ms) or lower data.skip_ms")
+    mean = s1 / n
+    std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
 
 class WindowSet:
@@ -196,6 +247,11 @@ class WindowSet:
     @property
     def n_out(self) -> int:
         return self.series[0].n_out
+
+    @property
+    def summed(self) -> np.ndarray | None:
+        """The series' map from neuron input channels to summed outputs, or None (`output_channels`)."""
+        return self.series[0].summed
 
     def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(segment index, first input bin) of each window id."""
@@ -222,7 +278,7 @@ class WindowSet:
     def batch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inputs (B, k, channels) and targets (B, h, n_out) of windows `ids`, counts per bin (float32)."""
         w = self.full(ids)
-        return w[:, : self.k], w[:, self.k :, : self.n_out]
+        return w[:, : self.k], output_channels(w[:, self.k :], self.n_out, self.summed)
 
     def batches(self, size: int, ids: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """batch() of consecutive groups of `size` ids (default all windows in order)."""
@@ -231,16 +287,15 @@ class WindowSet:
             yield self.batch(ids[a : a + size])
 
     def normaliser(self) -> Normaliser:
-        """Mean and sd per channel over every bin of the segments (the training split's statistics)."""
-        n, s1, s2 = 0, 0.0, 0.0
-        for seg in self.segments:
-            x = self.series[seg.series].bins(seg.lo, seg.hi).astype(np.float64)
-            n, s1, s2 = n + x.shape[0], s1 + x.sum(axis=0), s2 + (x * x).sum(axis=0)
-        if n == 0:
-            raise ConfigError("the training split holds no bins: lengthen the runs (run.t_ms) or lower data.skip_ms")
-        mean = s1 / n
-        std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
-        return Normaliser(mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32))
+        """Mean and sd per input channel over every bin of the segments (the training split's statistics), and
+        per output where the outputs are not the first input channels."""
+        def parts() -> Iterator[np.ndarray]:
+            return (self.series[seg.series].bins(seg.lo, seg.hi) for seg in self.segments)
+
+        mean, std = channel_stats(parts())
+        if self.summed is None:
+            return Normaliser(mean, std)
+        return Normaliser(mean, std, *channel_stats(output_channels(x, self.n_out, self.summed) for x in parts()))
 
 
 @dataclass
@@ -275,11 +330,12 @@ def make_splits(train: list[RunSeries], validation: list[RunSeries], test: list[
 
 
 def open_series(runs: list[Run], bin_ms: float, outputs: Outputs, cache: BlockCache | None = None,
-                external: bool = False) -> list[RunSeries]:
-    """Series of the runs sharing one cache (with `external`, the drive channels too); ConfigError when their
-    shapes differ or, with `external`, a run recorded no drive counts."""
+                external: bool = False, inputs: Inputs = "outputs") -> list[RunSeries]:
+    """Series of the runs sharing one cache (with `external`, the drive channels too; with `inputs = "neurons"`,
+    every neuron's counts as inputs); ConfigError when their shapes differ or, with `external`, a run recorded no
+    drive counts."""
     cache = cache or BlockCache()
-    series = [RunSeries(r, i, bin_ms, outputs, cache, external) for i, r in enumerate(runs)]
+    series = [RunSeries(r, i, bin_ms, outputs, cache, external, inputs) for i, r in enumerate(runs)]
     shapes = {(s.run.root["counts"].shape[1], s.group) for s in series}
     if len(shapes) > 1:
         raise ConfigError(f"the runs differ in neurons or counts bin ({sorted(shapes)}): use runs of one network")

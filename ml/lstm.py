@@ -76,7 +76,7 @@ def tensors(windows: WindowSet, ids: np.ndarray, norm: Normaliser,
             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = windows.batch(ids)
     return (torch.from_numpy(norm.apply(x).astype(np.float32)).to(device),
-            torch.from_numpy(norm.apply(y).astype(np.float32)).to(device))
+            torch.from_numpy(norm.apply_outputs(y).astype(np.float32)).to(device))
 
 
 def validation_ids(n: int, cap: int) -> np.ndarray:

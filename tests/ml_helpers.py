@@ -15,6 +15,7 @@ class Series:
     """An in-memory series (bins, channels) with RunSeries' bins() contract; its channels are sums."""
 
     outputs = "sums"
+    summed = None  # the predicted channels are the first n_out (eilab.ml.data.output_channels)
 
     def __init__(self, values: np.ndarray, key: int = 0, n_out: int | None = None) -> None:
         self.values, self.key, self.n_bins = values.astype(np.float32), key, len(values)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tomli_w
+import zarr
 from ml_helpers import Series
 
 from conftest import eilab, small_network
@@ -113,3 +115,18 @@ def test_train_with_external_input(tmp_path: Path, runs: dict[str, Path]) -> Non
     res = eilab("predict", str(tmp_path / "out"), str(runs["plain"]))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "data.external = true" in res.stderr and "recorded no drive counts" in res.stderr
+
+
+def test_a_run_stored_before_a_new_config_field_is_still_reused(tmp_path: Path, runs: dict[str, Path]) -> None:
+    """A run whose stored config lacks a field added since (with its default) matches today's resolved config, so
+    `eilab train` reuses it; another value of any field still does not match."""
+    shutil.copytree(runs["plain"], tmp_path / "old")
+    root = zarr.open_group(str(tmp_path / "old" / "run.zarr"), mode="r+")
+    stored = dict(root.attrs["config"])
+    stored["run"] = {k: v for k, v in stored["run"].items() if k != "ring_precision"}
+    root.attrs["config"] = stored
+    overrides = [*ACTIVE, "record.counts_bin_ms=0.5", "record.drive_counts=false"]
+    cfg, _ = load_config(raw=small_network(t_ms=200.0), overrides=overrides)
+    assert stored_config_matches(tmp_path / "old", cfg)
+    other, _ = load_config(raw=small_network(t_ms=200.0), overrides=[*overrides, "run.seed=2"])
+    assert not stored_config_matches(tmp_path / "old", other)

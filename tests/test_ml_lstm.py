@@ -1,13 +1,18 @@
 """eilab.ml.lstm: shapes, the loss falls, early stopping, and a stopped training resumed from its
-checkpoint ends with the weights of an uninterrupted one (CPU)."""
+checkpoint ends with the weights of an uninterrupted one (CPU); every neuron's counts as inputs of the E and I
+sums (data.inputs = "neurons"), alone and through `eilab train` and `eilab predict`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomli_w
 from ml_helpers import Series, ar1
+
+from conftest import eilab, small_network
 
 torch = pytest.importorskip("torch")
 
@@ -70,3 +75,49 @@ def test_early_stopping_waits_patience_epochs(tmp_path: Path) -> None:
     history = train(fresh(), tr, va, tr.normaliser(), s, tmp_path, progress=False)
     # lr 1e-12 leaves float32 weights as they are: the first epoch is the best, two more without improvement stop it
     assert len(history) == 3
+
+
+def test_neuron_inputs_train_on_the_sums(tmp_path: Path) -> None:
+    """Three AR(1) channels (coefficient 0.8), two of type E summed into one output, one of type I: each sum
+    leaves 1 - 0.8^2 = 36 % of its variance unpredictable one step ahead; predictions come back in counts of
+    the sums (their means 2 x 5 and 0), not of the first input channels."""
+    s = Series(np.hstack([ar1(4000, 0.8, 1.0, seed=4), ar1(4000, 0.8, 1.0, seed=5), ar1(4000, 0.8, 0.0, seed=6)]),
+               n_out=2)
+    s.summed = np.array([[1, 0], [1, 0], [0, 1]], np.float32)
+    tr, va = WindowSet([s], [Segment(0, 0, 3000)], 8, 1), WindowSet([s], [Segment(0, 3020, 4000)], 8, 1)
+    norm = tr.normaliser()
+    torch.manual_seed(0)
+    net = LSTMNet(3, 2, 1, hidden=8, layers=1)
+    history = train(net, tr, va, norm, SETTINGS, tmp_path, progress=False)
+    assert 0.3 < history[-1]["val_loss"] < 0.5
+    x, y = va.batch(np.arange(len(va)))
+    pred = LSTMPredictor(net, norm, torch.device("cpu")).predict(x)
+    assert pred.shape == y.shape == (len(va), 1, 2)
+    assert pred.mean(axis=(0, 1)) == pytest.approx([10.0, 0.0], abs=0.5)
+
+
+def test_eilab_train_and_predict_with_neuron_inputs(tmp_path: Path) -> None:
+    """The whole command on a small network: 100 neuron input channels, E and I sums out; rollouts reported as
+    not defined; `eilab predict` applies the model to a run."""
+    net = tmp_path / "net.toml"
+    net.write_text(tomli_w.dumps(small_network(t_ms=300.0)))
+    cfg = {"data": {"config": str(net), "set": ["drive.0.rate_hz=50", "drive.1.rate_hz=50"], "runs_dir": "runs",
+                    "seeds": {"train": [1], "test": [2]}, "k": 4, "outputs": "sums", "inputs": "neurons",
+                    "rollout_windows": 8, "cache_mib": 1},  # blocks read again and again: the same windows
+           "model": {"hidden": 4},
+           "train": {"epochs": 1, "batch": 64, "windows_per_epoch": 128, "seed": 1, "device": "cpu"}}
+    (tmp_path / "train.toml").write_text(tomli_w.dumps(cfg))
+    done = eilab("train", "train.toml", "--out", "T", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "T"
+    meta, m = json.loads((out / "meta.json").read_text()), json.loads((out / "metrics.json").read_text())
+    assert (meta["n_in"], meta["n_out"], meta["inputs"]) == (100, 2, "neurons")
+    assert len(meta["normaliser"]["mean"]) == 100 and len(meta["normaliser"]["out_mean"]) == 2
+    assert np.load(out / "ridge.npz")["w"].shape == (4 * 100 + 1, 2)
+    assert m["rollout"]["mse"] == {} and "not defined" in m["rollout"]["not_defined"]
+    for name in ("lstm", "ridge_ar", "persistence", "window_mean", "train_mean"):
+        assert len(m["splits"]["test"][name]["mse_per_output"]) == 2
+    applied = eilab("predict", "T", "runs/net-seed2", "--out", "p.json", cwd=tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    again = json.loads((tmp_path / "p.json").read_text())["splits"]["test"]
+    assert again["lstm"]["mse"] == pytest.approx(m["splits"]["test"]["lstm"]["mse"], rel=1e-5)
