@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ import numpy as np
 import zarr
 
 from eilab.ml.surrogate_data import DATA_FORMAT, CellInput
-from eilab.sim.config import load_config
+from eilab.sim.config import ConfigError, load_config
 from eilab.sim.reader import open_run
 
 RELAY = {"tau_m": 10.0, "E_L": 0.0, "V_th": 1.0, "V_reset": 0.0, "t_ref": 0.0}
@@ -119,9 +119,21 @@ def write_trials(trials: dict[str, Any], path: Path) -> None:
     tmp.rename(path)
 
 
+def differences(store: Path, cells: list[CellInput], k_e: int, k_i: int, t_ms: float, dt_ms: float,
+                seed: int) -> list[str]:
+    """The protocol fields (t_ms, dt_ms, k_e, k_i, seed, cells) in which the stored chunk differs from these."""
+    p = zarr.open_group(store, mode="r").attrs["protocol"]
+    want = {"t_ms": t_ms, "dt_ms": dt_ms, "k_e": k_e, "k_i": k_i, "seed": seed}
+    diff = [k for k, v in want.items() if p.get(k) != v]
+    names = [f.name for f in fields(CellInput)]
+    have = [CellInput(**{k: tuple(c[k]) if k == "e_times_ms" else c[k] for k in names}) for c in p["cells"]]
+    return diff + (["cells"] if have != list(cells) else [])
+
+
 def generate_chunk(folder: str, cells: list[CellInput], k_e: int, k_i: int, t_ms: float, dt_ms: float,
                    seed: int, cell: str = "hh", keep_run: bool = False) -> str:
-    """Simulate one chunk (skipped when its trials.zarr is there) and store its trials; returns the store path.
+    """Simulate one chunk (reused when its trials.zarr is there with the same protocol; ConfigError naming the
+    fields when it holds another) and store its trials; returns the store path.
     `cell` "hh": eilab's engine, whose run (`run/`) is removed afterwards unless `keep_run`; an hnn-core cell
     (eilab.ml.surrogate_hnn, weights in nS): NEURON, with `seed` drawing the trains."""
     from eilab.sim.engine import run
@@ -129,6 +141,10 @@ def generate_chunk(folder: str, cells: list[CellInput], k_e: int, k_i: int, t_ms
     out = Path(folder)
     store = out / "trials.zarr"
     if (store / "zarr.json").exists():
+        stale = differences(store, cells, k_e, k_i, t_ms, dt_ms, seed)
+        if stale:
+            raise ConfigError(f"{store}: an existing chunk with another {', '.join(stale)} than the config asks for; "
+                              "delete it or set data.runs_dir to a fresh folder")
         return str(store)
     if cell != "hh":
         from eilab.ml.surrogate_hnn import chunk_trials

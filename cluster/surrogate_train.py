@@ -31,6 +31,8 @@ TOL_MS = 2.0
 PSP_TIMES_MS = (100.0, 200.0, 300.0, 400.0, 500.0)
 PSP_WINDOW_MS = 5.0
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
+FI_BLOCKS = 10
+"""Blocks of the f-I trial whose rates give the standard error of the detailed cell's rate."""
 
 
 def plan(tc: SurrogateConfig, runs: Path) -> dict[str, list[tuple]]:
@@ -181,15 +183,21 @@ def scores(out: tuple[np.ndarray, np.ndarray], threshold: float, tr: Trials, b: 
 
 
 def fi_curve(outputs: dict, thresholds: dict, tr: Trials, d: Any, first: int) -> dict[str, Any]:
-    """Output rate (Hz) against the E rate per synapse: the detailed cell and every predictor; the error."""
-    from eilab.ml.surrogate_metrics import fi_error
+    """Output rate (Hz) against the E rate per synapse: the detailed cell (with the standard error of its rate
+    from FI_BLOCKS blocks of the trial, a check that the protocol is long enough) and every predictor (its
+    relative error per point, null where the detailed cell is silent; the summary of fi_error)."""
+    from eilab.ml.surrogate_metrics import block_rate_sem, fi_error, relative_errors
 
-    seconds = (tr.t_ms - first * d.bin_ms) / 1000.0
-    true = np.array([len(t) for t in true_spikes(tr, d.bin_ms, first)]) / seconds
-    out: dict[str, Any] = {"rate_e_hz": d.fi_rates_hz, "detailed_hz": true.tolist()}
+    t0 = first * d.bin_ms
+    seconds = (tr.t_ms - t0) / 1000.0
+    truth = true_spikes(tr, d.bin_ms, first)
+    true = np.array([len(t) for t in truth]) / seconds
+    out: dict[str, Any] = {"rate_e_hz": d.fi_rates_hz, "detailed_hz": true.tolist(),
+                           "detailed_sem_hz": [block_rate_sem(t, t0, tr.t_ms, FI_BLOCKS) for t in truth]}
     for name, o in outputs.items():
         rate = np.array([len(t) for t in predicted_spikes(o["fi"][1], thresholds[name], d.bin_ms, first)]) / seconds
-        out[name] = {"rate_hz": rate.tolist(), **fi_error(rate, true)}
+        rel = [None if np.isnan(e) else float(e) for e in relative_errors(rate, true)]
+        out[name] = {"rate_hz": rate.tolist(), "rel_error": rel, **fi_error(rate, true)}
     return out
 
 
@@ -256,4 +264,9 @@ def table(metrics: dict) -> str:
         rows.append(f"{name:<11}{sc['precision']:>7.3f}{sc['recall']:>7.3f}{gamma if gamma is not None else 0:>8.3f}"
                     f"{sc['v_rmse_subthreshold_mv']:>9.3f}{metrics['fi'][name]['max_rel']:>13.3f}"
                     f"{metrics['psp'][name]['max_rel']:>13.3f}")
+    fi, names = metrics["fi"], list(metrics["splits"]["test"])
+    rows.append(f"f-I, Hz: {'E rate':>8}{'detailed':>10}{'+-sem':>7}" + "".join(f"{n:>11}" for n in names))
+    for k, rate in enumerate(fi["rate_e_hz"]):
+        rows.append(f"{'':<9}{rate:>8.1f}{fi['detailed_hz'][k]:>10.2f}{fi['detailed_sem_hz'][k]:>7.2f}"
+                    + "".join(f"{fi[n]['rate_hz'][k]:>11.2f}" for n in names))
     return f"test split (spikes within {TOL_MS:g} ms, V RMSE in mV below the clip):\n" + "\n".join(rows)

@@ -106,7 +106,8 @@ def train(net: SurrogateNet, train_set: Sequences, train_seg: np.ndarray, val_se
           length: int, warm: int, m: SurrogateModel, s: TrainSettings, folder: Path, max_epochs: int | None = None,
           progress: bool = True) -> list[dict]:
     """Train (on CPU) on segments of `length` bins (the first `warm` bins out of the loss) with `lstm.fit`
-    (checkpoints, resume, early stopping); the history adds the voltage MSE and spike cross-entropy."""
+    (checkpoints, resume, early stopping), gradients clipped to `m.clip_grad_norm` when set; the history adds
+    the voltage MSE and spike cross-entropy."""
 
     def run_epoch(order: np.ndarray, opt: torch.optim.Optimizer) -> dict[str, float]:
         total = mse_sum = bce_sum = 0.0
@@ -115,6 +116,8 @@ def train(net: SurrogateNet, train_set: Sequences, train_seg: np.ndarray, val_se
             opt.zero_grad()
             loss, mse, bce = loss_terms(net(x)[:, warm:], v[:, warm:], sp[:, warm:], m)
             loss.backward()
+            if m.clip_grad_norm > 0:
+                nn.utils.clip_grad_norm_(net.parameters(), m.clip_grad_norm)
             opt.step()
             total += loss.item() * len(x)
             mse_sum += mse.item() * len(x)

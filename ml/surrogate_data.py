@@ -207,6 +207,8 @@ class SurrogateModel(Strict):
     layers: int = Field(1, ge=1, le=16, description="stacked LSTM layers")
     spike_weight: float = Field(1.0, ge=0, description="weight of the spike cross-entropy beside the V MSE")
     spike_pos_weight: float = Field(10.0, gt=0, description="weight of spike bins within the cross-entropy")
+    clip_grad_norm: float = Field(0.0, ge=0, description="gradients rescaled to at most this norm each step "
+                                                           "(Pascanu et al. 2013); 0: off")
 
 
 class SurrogateConfig(Strict):

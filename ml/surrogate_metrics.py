@@ -63,15 +63,30 @@ def spike_times(prob: np.ndarray, threshold: float, bin_ms: float) -> np.ndarray
     return (np.asarray(peaks, float) + 0.5) * bin_ms
 
 
+def relative_errors(rate_pred: np.ndarray, rate_true: np.ndarray) -> np.ndarray:
+    """Per point |f_pred - f_true| / f_true; nan where the detailed cell is silent (f_true = 0)."""
+    rate_pred, rate_true = np.asarray(rate_pred, float), np.asarray(rate_true, float)
+    on = rate_true > 0
+    return np.where(on, np.abs(rate_pred - rate_true) / np.where(on, rate_true, 1.0), np.nan)
+
+
 def fi_error(rate_pred: np.ndarray, rate_true: np.ndarray) -> dict[str, float]:
     """f-I curve error: max and mean of |f_pred - f_true| / f_true over the points where the detailed cell fires,
     and the largest absolute difference (Hz) over all points."""
     rate_pred, rate_true = np.asarray(rate_pred, float), np.asarray(rate_true, float)
     on = rate_true > 0
-    rel = np.abs(rate_pred[on] - rate_true[on]) / rate_true[on]
+    rel = relative_errors(rate_pred, rate_true)[on]
     return {"max_rel": float(rel.max()) if on.any() else float("nan"),
             "mean_rel": float(rel.mean()) if on.any() else float("nan"),
             "max_abs_hz": float(np.max(np.abs(rate_pred - rate_true)))}
+
+
+def block_rate_sem(times_ms: np.ndarray, t0_ms: float, t1_ms: float, blocks: int) -> float:
+    """Standard error (Hz) of the mean rate over [t0, t1) from the rates in `blocks` equal blocks of it:
+    their sample standard deviation / sqrt(blocks); small when the rate is stationary and well sampled."""
+    counts = np.histogram(np.asarray(times_ms, float), bins=np.linspace(t0_ms, t1_ms, blocks + 1))[0]
+    rates = counts / ((t1_ms - t0_ms) / blocks / 1000.0)
+    return float(rates.std(ddof=1) / np.sqrt(blocks))
 
 
 def peak_depolarisation(v: np.ndarray, onsets: np.ndarray, delay: int, length: int) -> np.ndarray:

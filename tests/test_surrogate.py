@@ -8,21 +8,25 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from eilab.cluster.surrogate_gen import CellInput, generate_chunk
+from eilab.cluster.surrogate_train import fi_curve
 from eilab.ml.config import TrainSettings, load_train_config
 from eilab.ml.surrogate import RidgeFilter, Sequences, SurrogateNet, train
-from eilab.ml.surrogate_data import Scaling, SurrogateModel, binned, open_trials, segments
+from eilab.ml.surrogate_data import Scaling, SurrogateModel, Trials, binned, open_trials, segments
 from eilab.ml.surrogate_metrics import (
+    block_rate_sem,
     coincidence_factor,
     fi_error,
     matches,
     peak_depolarisation,
     precision_recall,
+    relative_errors,
     spike_times,
     subthreshold_rmse,
 )
@@ -78,6 +82,13 @@ def test_chunks_are_resumed_not_redone(chunk: Path) -> None:
     before = (chunk / "trials.zarr" / "zarr.json").stat().st_mtime_ns
     generate_chunk(str(chunk), CELLS, K_E, K_I, T_MS, DT, 7)
     assert (chunk / "trials.zarr" / "zarr.json").stat().st_mtime_ns == before
+
+
+def test_a_chunk_of_another_protocol_is_refused_not_reused(chunk: Path) -> None:
+    for changed, field in (((CELLS, K_E, K_I, 2 * T_MS, DT, 7), "t_ms"), ((CELLS, K_E, K_I, T_MS, DT, 8), "seed"),
+                           ((CELLS[:2], K_E, K_I, T_MS, DT, 7), "cells")):
+        with pytest.raises(ConfigError, match=f"another {field} than the config asks for.*runs_dir"):
+            generate_chunk(str(chunk), *changed)
 
 
 def test_binning_sums_input_and_keeps_spikes(chunk: Path) -> None:
@@ -138,6 +149,21 @@ def test_loss_falls_and_resume_matches(chunk: Path, tmp_path: Path) -> None:
         assert torch.equal(a, b)
 
 
+def test_clipped_gradients_bound_the_steps(chunk: Path, tmp_path: Path) -> None:
+    q, seg = sequences(chunk)
+    settings = TrainSettings(epochs=1, lr=1e-2, batch=4, patience=10, seed=0, device="cpu", threads=1)
+    moved = {}
+    for clip in (0.0, 1e-12):
+        m = tiny_model().model_copy(update={"clip_grad_norm": clip})
+        torch.manual_seed(0)
+        net = SurrogateNet(2, m)
+        before = [w.detach().clone() for w in net.parameters()]
+        train(net, q, seg, q, seg, 100, 20, m, settings, tmp_path / str(clip), progress=False)
+        moved[clip] = max(float((w.detach() - b).abs().max()) for w, b in zip(net.parameters(), before, strict=True))
+    # Adam moves a weight by about lr per step; with gradients far below its eps (1e-8), by lr * |g| / eps at most
+    assert moved[0.0] > 1e-3 and moved[1e-12] < 6 * 1e-2 * 1e-12 / 1e-8
+
+
 def test_ridge_filter_recovers_a_linear_filter() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4, 600, 2)).astype(np.float32)
@@ -182,6 +208,24 @@ def test_voltage_fi_and_psp_metrics() -> None:
     v = np.array([-65.0, -65.0, -63.0, -64.0, -62.0, -65.0])
     np.testing.assert_allclose(peak_depolarisation(v, np.array([2]), 0, 2), [2.0])
     np.testing.assert_allclose(peak_depolarisation(v, np.array([2]), 2, 2), [3.0])
+
+
+def test_fi_curve_rates_errors_and_the_detailed_rates_spread() -> None:
+    steps, bin_ms = 10_000, 0.5  # 1 s at 0.1 ms; 2000 bins
+    truth = [np.arange(50.0, 1000.0, 100.0), np.array([])]  # 10 Hz, one spike in each 100 ms block; silent
+    tr = Trials(np.zeros((2, steps, 2), np.float32), np.zeros((2, steps), np.float32), truth, 0.1, [])
+    prob = np.zeros((2, 2000))
+    prob[0, 20:2000:180] = 1.0  # 11 spikes: 11 Hz
+    prob[1, [100, 900]] = 1.0  # 2 Hz where the detailed cell is silent
+    fi = fi_curve({"net": {"fi": (np.zeros((2, 2000)), prob)}}, {"net": 0.5}, tr,
+                  SimpleNamespace(fi_rates_hz=[30.0, 5.0], bin_ms=bin_ms), 0)
+    assert fi["detailed_hz"] == [10.0, 0.0] and fi["detailed_sem_hz"] == [0.0, 0.0]
+    assert fi["net"]["rate_hz"] == [11.0, 2.0] and fi["net"]["rel_error"] == [pytest.approx(0.1), None]
+    assert fi["net"]["max_rel"] == pytest.approx(0.1) and fi["net"]["max_abs_hz"] == pytest.approx(2.0)
+    # rates 3 and 1 Hz in two 1 s blocks: sample sd sqrt(2), standard error sqrt(2) / sqrt(2) = 1 Hz
+    assert block_rate_sem(np.array([100.0, 200.0, 300.0, 1500.0]), 0.0, 2000.0, 2) == pytest.approx(1.0)
+    np.testing.assert_allclose(relative_errors(np.array([1.0, 11.0, 18.0]), np.array([0.0, 10.0, 20.0])),
+                               [np.nan, 0.1, 0.1])
 
 
 # ---------------------------------------------------------------- eilab train
