@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING
 from eilab.cluster.comm import world
 from eilab.sim.config import Config, ConfigError, load_config
 from eilab.sim.interrupt import Interrupted
-from eilab.sim.reader import RunDamagedError, RunNotCompleteError
 from eilab.sim.rundir import RunDirError
-from eilab.sim.store import StorageError
 
 if TYPE_CHECKING:
     from eilab.sim.engine import RunSummary
@@ -276,11 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def raised_by(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """The exception classes `names` of `module` if it is imported (only its code raises them), else none: the
+    run store's modules load zarr, which commands that stop at bad input or never open a store need not import."""
+    found = sys.modules.get(module)
+    return tuple(getattr(found, name) for name in names) if found else ()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, RunDirError, RunNotCompleteError, RunDamagedError) as e:
+    except (ConfigError, RunDirError, *raised_by("eilab.sim.reader", "RunNotCompleteError", "RunDamagedError")) as e:
         if world().rank == 0:  # raised alike on every rank (eilab.sim.engine.run): said once
             print(f"eilab: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -291,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # outside a run, or a second Ctrl-C while a run winds down
         print("eilab: stopped at once by Ctrl-C (a run being written is marked failed)", file=sys.stderr)
         return 130
-    except StorageError as e:  # the disk filled up, the file system went away
+    except raised_by("eilab.sim.store", "StorageError") as e:  # the disk filled up, the file system went away
         print(f"eilab: error: {e}", file=sys.stderr)
         if world().size > 1:  # the other ranks would wait in a collective for ever
             world().abort(1)

@@ -89,3 +89,16 @@ def test_kernels_are_cached_in_a_folder_keyed_by_every_simulation_source() -> No
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, res.stderr
         assert Path(res.stdout.strip()).name == source_digest()
+
+
+def test_commands_that_open_no_run_load_neither_zarr_nor_the_engine(tmp_path: Path) -> None:
+    """`eilab configs` and a config refused with exit 2 open no run: they import neither zarr (a third of a
+    start-up) nor the engine and numba, so that such commands answer at once."""
+    code = ("import sys, json; from eilab.cluster.cli import main; "
+            "codes = [main(['configs']), main(['run', 'ring600', '--out', 'r', '--set', 'run.t_ms=-1'])]; "
+            "print(json.dumps({'codes': codes, 'modules': sorted(sys.modules)}))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert res.returncode == 0, res.stderr
+    seen = json.loads(res.stdout.splitlines()[-1])
+    assert seen["codes"] == [0, 2] and "run.t_ms" in res.stderr and not (tmp_path / "r").exists()
+    assert not set(seen["modules"]) & {"zarr", "numba", "eilab.sim.reader", "eilab.sim.store", "eilab.sim.engine"}

@@ -83,8 +83,9 @@ def test_wheel_in_a_fresh_venv_runs_bundled_configs(tmp_path: Path) -> None:
     compiles the numba kernels into an empty NUMBA_CACHE_DIR, as on a cluster with a shared file system."""
     wheel = build_wheel(tmp_path)
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-compile", str(wheel)], check=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "-q", "--no-compile",
+                    str(wheel)], check=True, timeout=600)  # this pip into the new venv: no pip of its own to set up
     cache, work = tmp_path / "numba-cache", tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "NUMBA_CACHE_DIR")}

@@ -106,7 +106,7 @@ def precise_network(**run_: object) -> dict:
 
 def test_precise_runs_are_rank_invariant_and_resume_bitwise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "p.toml"
-    path.write_text(tomli_w.dumps(precise_network(t_ms=300.0, checkpoint_every_ms=50.0)))
+    path.write_text(tomli_w.dumps(precise_network(t_ms=200.0, checkpoint_every_ms=50.0)))
     one, two, killed = tmp_path / "one", tmp_path / "two", tmp_path / "killed"
     assert eilab("run", str(path), "--out", str(one), "--quiet").returncode == 0
     times = open_run(one).spikes()[0]

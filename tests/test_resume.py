@@ -10,7 +10,9 @@ import pytest
 from conftest import CONFIGS, assert_same_run, eilab, mpi_eilab, start_and_kill
 from eilab.sim.reader import open_run
 
-SETTINGS = ["--set", "run.t_ms=2500", "--set", "run.checkpoint_every_ms=100"]
+# 7 checkpoints; a kill once the first (500 ms, step 10000) is written leaves 3.5 s of network and 6 checkpoints,
+# seconds for it to land mid-run. Each checkpoint costs far more than 500 ms of ring600, hence few of them.
+SETTINGS = ["--set", "run.t_ms=4000", "--set", "run.checkpoint_every_ms=500"]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ import zarr
 from conftest import CONFIGS, ROOT, assert_same_run, eilab, mpi_eilab, mpiexec, run_config, small_network
 from eilab.sim.reader import RunDamagedError, open_run
 
-CHECKPOINTED = ["--set", "run.t_ms=3000", "--set", "run.checkpoint_every_ms=100"]
+T_MS = 4000  # 7 checkpoints; a signal once the first (500 ms) is written leaves 3.5 s of network and 6 checkpoints
+CHECKPOINTED = ["--set", f"run.t_ms={T_MS}", "--set", "run.checkpoint_every_ms=500"]
 
 
 def write(tmp_path: Path, raw: dict) -> Path:
@@ -141,7 +142,7 @@ def test_a_signal_checkpoints_and_the_run_resumes_bitwise(reference: Path, tmp_p
     assert "Traceback" not in err and signal.Signals(sig).name in err and "eilab resume" in err, err
     run = open_run(d, allow_incomplete=True)
     assert run.status == "interrupted" and run.attrs["interrupted"]["checkpointed"]
-    assert run.attrs["checkpoint"]["step"] * run.dt_ms == run.attrs["interrupted"]["time_ms"] < 3000
+    assert run.attrs["checkpoint"]["step"] * run.dt_ms == run.attrs["interrupted"]["time_ms"] < T_MS
     res = eilab("resume", str(d), "--quiet")
     assert res.returncode == 0, res.stderr
     assert_same_run(reference, d)

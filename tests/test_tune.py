@@ -74,7 +74,8 @@ def test_a_killed_tune_worker_resumes_from_its_checkpoint(tmp_path: Path) -> Non
     """SIGKILL the Ray worker of a trial after its engine checkpoint: Tune restores the trial from its last Tune
     checkpoint, the run resumes from the engine checkpoint in the store, and ends bitwise equal to the same run
     without the kill; the Optuna study has the one trial, complete."""
-    config = write_study(tmp_path, objective={"set": ["run.t_ms=3000"]}, budget={"trials": 1})
+    # a report (Tune and engine checkpoint) each 500 ms: the kill after the second leaves six, seconds of run
+    config = write_study(tmp_path, objective={"set": ["run.t_ms=4000"], "report_every_ms": 500.0}, budget={"trials": 1})
     tuner = subprocess.Popen([sys.executable, "-m", "eilab.cluster.cli", "tune", str(config), "--num-cpus", "2"],
                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
@@ -106,10 +107,22 @@ def test_a_killed_tune_worker_resumes_from_its_checkpoint(tmp_path: Path) -> Non
     assert_same_run(reference, Path(trial.user_attrs["run_dir"]))
 
 
+def saved_trials(experiment: Path) -> int:
+    """Trials in Tune's last saved experiment state (0 while none is readable)."""
+    for state in sorted(experiment.glob("experiment_state-*.json"), reverse=True):
+        try:
+            return len(json.loads(state.read_text())["trial_data"])
+        except (OSError, ValueError, KeyError):
+            return 0
+    return 0
+
+
 def test_a_killed_tune_driver_resumes_its_experiment(tmp_path: Path) -> None:
-    """SIGKILL the whole `eilab tune` session (the driver and its local Ray) once Tune has saved the experiment and a
-    trial has a checkpoint: `eilab tune --resume` restores the experiment, the study ends with the asked trials in
-    its Optuna storage, and every run is complete or pruned, none left running."""
+    """SIGKILL the whole `eilab tune` session (the driver and its local Ray) once Tune has saved the experiment with
+    both trials and a trial has a checkpoint: `eilab tune --resume` restores the experiment, the study ends with
+    the asked trials in its Optuna storage, and every run is complete or pruned, none left running. (A kill
+    between Optuna's ask and Tune's save of a trial leaves an orphan RUNNING trial in the storage: a known gap,
+    docs/architecture.md.)"""
     config = write_study(tmp_path, objective={"set": ["run.t_ms=6000"]}, budget={"trials": 2})
     experiment = tmp_path / "tiny" / "tune" / "tiny-tune"
     assert eilab("tune", str(config), "--num-cpus", "2", "--resume", cwd=tmp_path).returncode == 2  # nothing yet
@@ -120,7 +133,7 @@ def test_a_killed_tune_driver_resumes_its_experiment(tmp_path: Path) -> None:
     try:
         while time.monotonic() < deadline and tuner.poll() is None:
             time.sleep(0.05)
-            if any(experiment.glob("experiment_state-*.json")) and any(experiment.rglob("checkpoint_*/trial.json")):
+            if saved_trials(experiment) == 2 and any(experiment.rglob("checkpoint_*/trial.json")):
                 break
         assert tuner.poll() is None, "the experiment ended (or failed) before it could be killed"
     finally:
