@@ -587,29 +587,6 @@ def eif_ps_step(state, j, p, e, i, x, cur) -> float:
     return _ps_step(_eif_free, state, j, p, e, i, x, cur)
 
 
-@njit(cache=True, inline="always")
-def _xexp(x: float) -> float:
-    """x / (1 - exp(-x)), continuous at 0."""
-    if abs(x) < 1e-7:
-        return 1.0 + 0.5 * x
-    return x / -math.expm1(-x)
-
-
-@njit(cache=True, inline="always")
-def _hh_deriv(v, m, h, n, p, isyn):
-    am = _xexp((v + 40.0) / 10.0)
-    bm = 4.0 * math.exp(-(v + 65.0) / 18.0)
-    ah = 0.07 * math.exp(-(v + 65.0) / 20.0)
-    bh = 1.0 / (1.0 + math.exp(-(v + 35.0) / 10.0))
-    an = 0.1 * _xexp((v + 55.0) / 10.0)
-    bn = 0.125 * math.exp(-(v + 65.0) / 80.0)
-    i_na = p[9] * m * m * m * h * (v - p[12])
-    i_k = p[10] * n * n * n * n * (v - p[13])
-    i_l = p[11] * (v - p[14])
-    dv = (isyn - i_na - i_k - i_l) / p[P_CM]
-    return dv, am * (1.0 - m) - bm * m, ah * (1.0 - h) - bh * h, an * (1.0 - n) - bn * n
-
-
 def _hh_rates_np(v: np.ndarray):
     xm, xn = (v + 40.0) / 10.0, (v + 55.0) / 10.0
     am = np.where(np.abs(xm) < 1e-7, 1.0 + 0.5 * xm, xm / -np.expm1(-xm))
@@ -619,39 +596,76 @@ def _hh_rates_np(v: np.ndarray):
 
 
 @njit(cache=True, inline="always")
-def hh_step(state, j, p, e, i, x, cur) -> bool:
-    """Classical RK4 on (V, m, h, n) with `p[19]` sub-steps; synaptic currents decay exactly (the drive's with
-    its own tau_syn_x when set, else together with the excitatory one)."""
+def _hh_consts(p) -> tuple:
+    """hh's constants for `_hh_rhs`, read once per population step (loads from p inside the neuron loop keep it
+    from vectorising): g_Na, g_K, g_L, E_Na, E_K, E_L, C_m."""
+    return p[9], p[10], p[11], p[12], p[13], p[14], p[P_CM]
+
+
+@njit(cache=True, inline="always")
+def _hh_rhs(v, m, h, n, c, isyn) -> tuple[float, float, float, float]:
+    """hh's dV/dt (mV/ms) and gate derivatives (1/ms) at (v, m, h, n) under the synaptic and external current
+    isyn (pA); c = `_hh_consts`."""
+    gna, gk, gl, ena, ek, el, cm = c
+    am = _xexp_vec((v + 40.0) / 10.0)
+    bm = 4.0 * _exp_vec(-(v + 65.0) / 18.0)
+    ah = 0.07 * _exp_vec(-(v + 65.0) / 20.0)
+    bh = 1.0 / (1.0 + _exp_vec(-(v + 35.0) / 10.0))
+    an = 0.1 * _xexp_vec((v + 55.0) / 10.0)
+    bn = 0.125 * _exp_vec(-(v + 65.0) / 80.0)
+    i_ion = gna * (m * m * m) * h * (v - ena) + gk * ((n * n) * (n * n)) * (v - ek) + gl * (v - el)
+    return (isyn - i_ion) / cm, am * (1.0 - m) - bm * m, ah * (1.0 - h) - bh * h, an * (1.0 - n) - bn * n
+
+
+@njit(cache=True, inline="always")
+def _hh_rk4(v, m, h, n, s, c, hs) -> tuple[float, float, float, float]:
+    """One classical RK4 sub-step of hs ms of (V, m, h, n) under the currents s (pA) at its start, middle, end."""
+    half = 0.5 * hs
+    a_v, a_m, a_h, a_n = _hh_rhs(v, m, h, n, c, s[0])
+    b_v, b_m, b_h, b_n = _hh_rhs(v + half * a_v, m + half * a_m, h + half * a_h, n + half * a_n, c, s[1])
+    c_v, c_m, c_h, c_n = _hh_rhs(v + half * b_v, m + half * b_m, h + half * b_h, n + half * b_n, c, s[1])
+    d_v, d_m, d_h, d_n = _hh_rhs(v + hs * c_v, m + hs * c_m, h + hs * c_h, n + hs * c_n, c, s[2])
+    w = hs / 6.0
+    return (v + w * (a_v + 2.0 * b_v + 2.0 * c_v + d_v), m + w * (a_m + 2.0 * b_m + 2.0 * c_m + d_m),
+            h + w * (a_h + 2.0 * b_h + 2.0 * c_h + d_h), n + w * (a_n + 2.0 * b_n + 2.0 * c_n + d_n))
+
+
+@njit(cache=True, inline="always")
+def hh_update(state, lo, hi, p, e, i, x, x_on, cur, fired) -> int:
+    """hh for neurons lo..hi-1 (docs/models.md, section 2.5): classical RK4 on (V, m, h, n) over p[19] sub-steps,
+    the synaptic currents decaying exactly (the drive's with its own tau_syn_x when set, else with the excitatory
+    one), one vectorised loop per sub-step; then the currents take the step's arrivals. A spike: an upward crossing
+    of V_spike within the step. Returns n, fired[:n] the neurons that spiked."""
+    v, m, h, n, se, si = state[V], state[GM], state[GH], state[GN], state[SE], state[SI]
+    sx = state[SX] if x_on else x
     nsub = int(p[19])
-    hs = p[P_DT] / nsub
-    v, m, h, n = state[V, j], state[GM, j], state[GH, j], state[GN, j]
-    v_start = v
-    own_x = p[P_OWN_X] > 0.0
-    ie = state[SE, j] if own_x else state[SE, j] + state[SX, j]
-    ix = state[SX, j] if own_x else 0.0
-    ii = state[SI, j]
-    de_half, di_half, dx_half = p[P_HALF_EX], p[P_HALF_IN], p[P_HALF_X]
+    hs, c, own_x = p[P_DT] / nsub, _hh_consts(p), p[P_OWN_X] > 0.0
+    u_lo, u_hi = np.uint64(lo), np.uint64(hi)
+    v_start = v[lo:hi].copy()
+    half_e, half_i, half_x = p[P_HALF_EX], p[P_HALF_IN], p[P_HALF_X]
+    # the currents' decay from the step's start to a sub-step's start, middle and end
+    de, di, dx = (1.0, half_e, half_e * half_e), (1.0, half_i, half_i * half_i), (1.0, half_x, half_x * half_x)
     for _ in range(nsub):
-        s0 = ie + ix - ii + cur
-        ie_h, ii_h, ix_h = ie * de_half, ii * di_half, ix * dx_half
-        s1 = ie_h + ix_h - ii_h + cur
-        ie_1, ii_1, ix_1 = ie_h * de_half, ii_h * di_half, ix_h * dx_half
-        s2 = ie_1 + ix_1 - ii_1 + cur
-        k1 = _hh_deriv(v, m, h, n, p, s0)
-        k2 = _hh_deriv(v + 0.5 * hs * k1[0], m + 0.5 * hs * k1[1], h + 0.5 * hs * k1[2], n + 0.5 * hs * k1[3], p, s1)
-        k3 = _hh_deriv(v + 0.5 * hs * k2[0], m + 0.5 * hs * k2[1], h + 0.5 * hs * k2[2], n + 0.5 * hs * k2[3], p, s1)
-        k4 = _hh_deriv(v + hs * k3[0], m + hs * k3[1], h + hs * k3[2], n + hs * k3[3], p, s2)
-        w = hs / 6.0
-        v += w * (k1[0] + 2.0 * k2[0] + 2.0 * k3[0] + k4[0])
-        m += w * (k1[1] + 2.0 * k2[1] + 2.0 * k3[1] + k4[1])
-        h += w * (k1[2] + 2.0 * k2[2] + 2.0 * k3[2] + k4[2])
-        n += w * (k1[3] + 2.0 * k2[3] + 2.0 * k3[3] + k4[3])
-        ie, ii, ix = ie_1, ii_1, ix_1
-    state[V, j], state[GM, j], state[GH, j], state[GN, j] = v, m, h, n
-    state[SE, j] = state[SE, j] * p[P_STEP_EX] + e
-    state[SX, j] = state[SX, j] * p[P_STEP_X] + x
-    state[SI, j] = state[SI, j] * p[P_STEP_IN] + i
-    return v_start < p[17] <= v
+        for j in range(u_lo, u_hi):
+            ie = se[j] if own_x else se[j] + sx[j]
+            ix = sx[j] if own_x else 0.0
+            s = (ie * de[0] + ix * dx[0] - si[j] * di[0] + cur, ie * de[1] + ix * dx[1] - si[j] * di[1] + cur,
+                 ie * de[2] + ix * dx[2] - si[j] * di[2] + cur)
+            v[j], m[j], h[j], n[j] = _hh_rk4(v[j], m[j], h[j], n[j], s, c, hs)
+        de = (de[2], de[2] * half_e, de[2] * half_e * half_e)
+        di = (di[2], di[2] * half_i, di[2] * half_i * half_i)
+        dx = (dx[2], dx[2] * half_x, dx[2] * half_x * half_x)
+    _decay_row(se, lo, hi, p[P_STEP_EX], e)
+    _decay_row(si, lo, hi, p[P_STEP_IN], i)
+    if x_on:
+        _decay_row(sx, lo, hi, p[P_STEP_X], x)
+    count = 0
+    v_spike = p[17]
+    for j in range(lo, hi):
+        if v_start[j - lo] < v_spike <= v[j]:
+            fired[count] = j
+            count += 1
+    return count
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -809,7 +823,7 @@ def update_population(model, state, lo, hi, p, e, i, x, x_on, cur, fired, offset
 
     One tight loop per model: the model test stays outside the loop, so each loop inlines its
     kernel (a per-neuron dispatch, or a store per neuron, costs several times the update itself).
-    lif_delta, lif_exp, lif_cond_exp and hh_cond_exp_traub update in loops numba vectorises (`*_update`).
+    lif_delta, lif_exp, lif_cond_exp, hh and hh_cond_exp_traub update in loops numba vectorises (`*_update`).
     Divisions follow IEEE (numpy's error model: no zero test per division, which would keep loops scalar);
     no divisor here can be zero for a valid config.
     """
@@ -828,10 +842,7 @@ def update_population(model, state, lo, hi, p, e, i, x, x_on, cur, fired, offset
                 fired[n] = j
                 n += 1
     elif model == HH:
-        for j in range(lo, hi):
-            if hh_step(state, j, p, e[j], i[j], x[j], cur):
-                fired[n] = j
-                n += 1
+        n = hh_update(state, lo, hi, p, e, i, x, x_on, cur, fired)
     elif model == HH_TRAUB:
         n = hh_traub_update(state, lo, hi, p, e, i, x, x_on, cur, fired)
     elif model == HH_TRAUB_RK4:
