@@ -618,13 +618,14 @@ def _hh_rhs(v, m, h, n, c, isyn) -> tuple[float, float, float, float]:
 
 
 @njit(cache=True, inline="always")
-def _hh_rk4(v, m, h, n, s, c, hs) -> tuple[float, float, float, float]:
-    """One classical RK4 sub-step of hs ms of (V, m, h, n) under the currents s (pA) at its start, middle, end."""
+def _rk4_hh(rhs, v, m, h, n, c, inputs, hs) -> tuple[float, float, float, float]:
+    """One classical RK4 sub-step of hs ms of an HH point neuron's (V, m, h, n): derivatives rhs(v, m, h, n, c,
+    input) with constants c and the synaptic input at the sub-step's start, middle and end (inputs[0:3])."""
     half = 0.5 * hs
-    a_v, a_m, a_h, a_n = _hh_rhs(v, m, h, n, c, s[0])
-    b_v, b_m, b_h, b_n = _hh_rhs(v + half * a_v, m + half * a_m, h + half * a_h, n + half * a_n, c, s[1])
-    c_v, c_m, c_h, c_n = _hh_rhs(v + half * b_v, m + half * b_m, h + half * b_h, n + half * b_n, c, s[1])
-    d_v, d_m, d_h, d_n = _hh_rhs(v + hs * c_v, m + hs * c_m, h + hs * c_h, n + hs * c_n, c, s[2])
+    a_v, a_m, a_h, a_n = rhs(v, m, h, n, c, inputs[0])
+    b_v, b_m, b_h, b_n = rhs(v + half * a_v, m + half * a_m, h + half * a_h, n + half * a_n, c, inputs[1])
+    c_v, c_m, c_h, c_n = rhs(v + half * b_v, m + half * b_m, h + half * b_h, n + half * b_n, c, inputs[1])
+    d_v, d_m, d_h, d_n = rhs(v + hs * c_v, m + hs * c_m, h + hs * c_h, n + hs * c_n, c, inputs[2])
     w = hs / 6.0
     return (v + w * (a_v + 2.0 * b_v + 2.0 * c_v + d_v), m + w * (a_m + 2.0 * b_m + 2.0 * c_m + d_m),
             h + w * (a_h + 2.0 * b_h + 2.0 * c_h + d_h), n + w * (a_n + 2.0 * b_n + 2.0 * c_n + d_n))
@@ -651,7 +652,7 @@ def hh_update(state, lo, hi, p, e, i, x, x_on, cur, fired) -> int:
             ix = sx[j] if own_x else 0.0
             s = (ie * de[0] + ix * dx[0] - si[j] * di[0] + cur, ie * de[1] + ix * dx[1] - si[j] * di[1] + cur,
                  ie * de[2] + ix * dx[2] - si[j] * di[2] + cur)
-            v[j], m[j], h[j], n[j] = _hh_rk4(v[j], m[j], h[j], n[j], s, c, hs)
+            v[j], m[j], h[j], n[j] = _rk4_hh(_hh_rhs, v[j], m[j], h[j], n[j], c, s, hs)
         de = (de[2], de[2] * half_e, de[2] * half_e * half_e)
         di = (di[2], di[2] * half_i, di[2] * half_i * half_i)
         dx = (dx[2], dx[2] * half_x, dx[2] * half_x * half_x)
@@ -759,37 +760,23 @@ def _traub_spikes(state, lo, hi, p, fired) -> int:
 
 
 @njit(cache=True, inline="always")
-def _traub_consts(p) -> tuple:
+def _traub_consts(p, cur) -> tuple:
     """hh_cond_exp_traub's constants for `_traub_rhs`, read once per population step (loads from p inside the
-    neuron loop keep it from vectorising): g_L, E_L, E_ex, E_in, g_Na, E_Na, g_K, E_K, C_m, V_T."""
-    return (p[P_GL], p[P_EL], p[P_EEX], p[P_EIN], p[P_GNA], p[P_ENA], p[P_GK], p[P_EK], p[P_CM], p[P_VT])
+    neuron loop keep it from vectorising): g_L, E_L, E_ex, E_in, g_Na, E_Na, g_K, E_K, C_m, V_T and the current
+    cur (pA)."""
+    return (p[P_GL], p[P_EL], p[P_EEX], p[P_EIN], p[P_GNA], p[P_ENA], p[P_GK], p[P_EK], p[P_CM], p[P_VT], cur)
 
 
 @njit(cache=True, inline="always")
-def _traub_rhs(v, m, h, n, ge, gi, c, cur) -> tuple[float, float, float, float]:
-    """hh_cond_exp_traub's dV/dt (mV/ms) and dm/dt, dh/dt, dn/dt (1/ms) at (v, m, h, n) with conductances ge, gi
-    (nS) and current cur (pA); c = `_traub_consts`."""
-    gl, el, eex, ein, gna, ena, gk, ek, cm, vt = c
+def _traub_rhs(v, m, h, n, c, g) -> tuple[float, float, float, float]:
+    """hh_cond_exp_traub's dV/dt (mV/ms) and dm/dt, dh/dt, dn/dt (1/ms) at (v, m, h, n) with conductances
+    g = (g_E, g_I) (nS); c = `_traub_consts`."""
+    gl, el, eex, ein, gna, ena, gk, ek, cm, vt, cur = c
+    ge, gi = g
     am, bm, ah, bh, an, bn = _traub_rates(v - vt)
     i_ion = (gl * (el - v) + ge * (eex - v) + gi * (ein - v) + gna * (m * m * m) * h * (ena - v)
              + gk * ((n * n) * (n * n)) * (ek - v))
     return (i_ion + cur) / cm, am * (1.0 - m) - bm * m, ah * (1.0 - h) - bh * h, an * (1.0 - n) - bn * n
-
-
-@njit(cache=True, inline="always")
-def _traub_rk4(v, m, h, n, ge, gi, c, cur, hs) -> tuple[float, float, float, float]:
-    """One classical RK4 sub-step of hs ms of (V, m, h, n); ge, gi: the conductances (nS) at the sub-step's start,
-    middle and end (they decay exactly within it)."""
-    half = 0.5 * hs
-    a_v, a_m, a_h, a_n = _traub_rhs(v, m, h, n, ge[0], gi[0], c, cur)
-    b_v, b_m, b_h, b_n = _traub_rhs(v + half * a_v, m + half * a_m, h + half * a_h, n + half * a_n, ge[1], gi[1],
-                                    c, cur)
-    c_v, c_m, c_h, c_n = _traub_rhs(v + half * b_v, m + half * b_m, h + half * b_h, n + half * b_n, ge[1], gi[1],
-                                    c, cur)
-    d_v, d_m, d_h, d_n = _traub_rhs(v + hs * c_v, m + hs * c_m, h + hs * c_h, n + hs * c_n, ge[2], gi[2], c, cur)
-    sixth = hs / 6.0
-    return (v + sixth * (a_v + 2.0 * (b_v + c_v) + d_v), m + sixth * (a_m + 2.0 * (b_m + c_m) + d_m),
-            h + sixth * (a_h + 2.0 * (b_h + c_h) + d_h), n + sixth * (a_n + 2.0 * (b_n + c_n) + d_n))
 
 
 @njit(cache=True, inline="always")
@@ -800,14 +787,14 @@ def hh_traub_rk4_update(state, lo, hi, p, e, i, x, x_on, cur, fired) -> int:
     v, m, h, n = state[V], state[GM], state[GH], state[GN]
     se, sx, si = state[SE], state[SX] if x_on else x, state[SI]
     nsub = int(p[P_NSUB])
-    hs, c = p[P_DT] / nsub, _traub_consts(p)
+    hs, c = p[P_DT] / nsub, _traub_consts(p, cur)
     # the conductances' decay from the step's start to a sub-step's start, middle and end
     de, dx, di = (1.0, p[P_HALF_EX], p[P_SUB_EX]), (1.0, p[P_HALF_X], p[P_SUB_X]), (1.0, p[P_HALF_IN], p[P_SUB_IN])
     for _ in range(nsub):
         for j in range(np.uint64(lo), np.uint64(hi)):
-            ge = (se[j] * de[0] + sx[j] * dx[0], se[j] * de[1] + sx[j] * dx[1], se[j] * de[2] + sx[j] * dx[2])
-            gi = (si[j] * di[0], si[j] * di[1], si[j] * di[2])
-            v[j], m[j], h[j], n[j] = _traub_rk4(v[j], m[j], h[j], n[j], ge, gi, c, cur, hs)
+            g = ((se[j] * de[0] + sx[j] * dx[0], si[j] * di[0]), (se[j] * de[1] + sx[j] * dx[1], si[j] * di[1]),
+                 (se[j] * de[2] + sx[j] * dx[2], si[j] * di[2]))
+            v[j], m[j], h[j], n[j] = _rk4_hh(_traub_rhs, v[j], m[j], h[j], n[j], c, g, hs)
         de = (de[2], de[2] * p[P_HALF_EX], de[2] * p[P_SUB_EX])
         dx = (dx[2], dx[2] * p[P_HALF_X], dx[2] * p[P_SUB_X])
         di = (di[2], di[2] * p[P_HALF_IN], di[2] * p[P_SUB_IN])
