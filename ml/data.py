@@ -96,6 +96,7 @@ class RunSeries:
     block_bins: int = field(init=False)
     n_bins: int = field(init=False)
     type_of: np.ndarray = field(init=False, repr=False)
+    by_type: np.ndarray = field(init=False, repr=False)
     summed: np.ndarray | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -109,8 +110,8 @@ class RunSeries:
         self.type_of = np.zeros(self.run.root["counts"].shape[1], np.int64)
         for p in self.run.populations.values():
             self.type_of[p["gid0"] : p["gid0"] + p["n"]] = TYPES.index(p["type"])
-        neuron_inputs = self.inputs == "neurons" and self.outputs == "sums"
-        self.summed = (self.type_of[:, None] == np.arange(len(TYPES))).astype(np.float32) if neuron_inputs else None
+        self.by_type = (self.type_of[:, None] == np.arange(len(TYPES))).astype(np.float32)  # (neurons, types)
+        self.summed = self.by_type if self.inputs == "neurons" and self.outputs == "sums" else None
 
     @property
     def n_out(self) -> int:
@@ -128,7 +129,7 @@ class RunSeries:
         raw = self.run.read(name, (slice(b0 * self.group, b1 * self.group), slice(None)))
         binned = raw.reshape(b1 - b0, self.group, -1).sum(axis=1, dtype=np.float32)
         if self.outputs == "sums" and self.summed is None:
-            binned = np.stack([binned[:, self.type_of == t].sum(axis=1) for t in range(len(TYPES))], axis=1)
+            binned = output_channels(binned, len(TYPES), self.by_type)
         return binned
 
     def _block(self, j: int) -> np.ndarray:
