@@ -23,9 +23,10 @@ A chunk is written to a temporary store and renamed when whole, so generation re
 
 from __future__ import annotations
 
+import json
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -123,11 +124,9 @@ def differences(store: Path, cells: list[CellInput], k_e: int, k_i: int, t_ms: f
                 seed: int) -> list[str]:
     """The protocol fields (t_ms, dt_ms, k_e, k_i, seed, cells) in which the stored chunk differs from these."""
     p = zarr.open_group(store, mode="r").attrs["protocol"]
-    want = {"t_ms": t_ms, "dt_ms": dt_ms, "k_e": k_e, "k_i": k_i, "seed": seed}
-    diff = [k for k, v in want.items() if p.get(k) != v]
-    names = [f.name for f in fields(CellInput)]
-    have = [CellInput(**{k: tuple(c[k]) if k == "e_times_ms" else c[k] for k in names}) for c in p["cells"]]
-    return diff + (["cells"] if have != list(cells) else [])
+    want = {"t_ms": t_ms, "dt_ms": dt_ms, "k_e": k_e, "k_i": k_i, "seed": seed,
+            "cells": json.loads(json.dumps([asdict(c) for c in cells]))}  # as the attrs hold them (JSON)
+    return [k for k, v in want.items() if p.get(k) != v]
 
 
 def generate_chunk(folder: str, cells: list[CellInput], k_e: int, k_i: int, t_ms: float, dt_ms: float,
