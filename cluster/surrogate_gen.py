@@ -123,9 +123,13 @@ def write_trials(trials: dict[str, Any], path: Path) -> None:
 def differences(store: Path, cells: list[CellInput], k_e: int, k_i: int, t_ms: float, dt_ms: float,
                 seed: int) -> list[str]:
     """The protocol fields (t_ms, dt_ms, k_e, k_i, seed, cells) in which the stored chunk differs from these."""
-    p = zarr.open_group(store, mode="r").attrs["protocol"]
-    want = {"t_ms": t_ms, "dt_ms": dt_ms, "k_e": k_e, "k_i": k_i, "seed": seed,
-            "cells": json.loads(json.dumps([asdict(c) for c in cells]))}  # as the attrs hold them (JSON)
+    p = dict(zarr.open_group(store, mode="r").attrs["protocol"])
+    asked = json.loads(json.dumps([asdict(c) for c in cells]))  # as the attrs hold them (JSON)
+    # a stored cell may carry more than the asked fields (hnn-core chunks add its train_groups)
+    stored = p.get("cells", [])
+    p["cells"] = ([{k: c.get(k) for k in a} for c, a in zip(stored, asked, strict=True)]
+                  if len(stored) == len(asked) else None)
+    want = {"t_ms": t_ms, "dt_ms": dt_ms, "k_e": k_e, "k_i": k_i, "seed": seed, "cells": asked}
     return [k for k, v in want.items() if p.get(k) != v]
 
 
