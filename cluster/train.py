@@ -6,8 +6,8 @@ its baselines, and write a training directory:
   meta.json      shapes, normalisation (training split), ridge penalty, runs per split, seed, versions, commit
   model.pt       the LSTM's best weights; checkpoint.pt the last epoch's state (resume); ridge.npz the AR
   metrics.json   per split and predictor: next-bin MSE (mean, per output), accuracy beside all zeros;
-                 test: MFE onset precision/recall, rollout MSE per horizon (none with neuron inputs and
-                 summed outputs: predicted sums cannot be fed back as neuron counts); training history
+                 test: MFE onset precision/recall, rollout MSE per horizon (none with neuron or sector
+                 inputs and summed outputs: predicted sums cannot be fed back as those counts); training history
   figures/       sums.png (one-step predictions against the true E/I sums), rollout.png, curves.png
 """
 
@@ -37,8 +37,9 @@ OURS = {"config.toml", "meta.json", "model.pt", "checkpoint.pt", "ridge.npz", "m
         "predictions"}
 """What a training directory holds (and *.tmp files of an interrupted write)."""
 FIGURE_BINS = 500
-NO_ROLLOUT = ("data.inputs = \"neurons\" with data.outputs = \"sums\": a rollout would feed predicted E/I sums "
-              "back as every neuron's counts, which they do not determine; rollouts are not defined")
+NO_ROLLOUT = ("data.inputs = \"neurons\" or \"sectors\" with data.outputs = \"sums\": a rollout would feed "
+              "predicted E/I sums back as the counts of every neuron or sector, which they do not determine; "
+              "rollouts are not defined")
 
 
 def add_parsers(sub: Any) -> None:
@@ -246,14 +247,15 @@ def train_and_report(tc: Any, runs: dict[int, Run], out: Path, max_epochs: int |
     split_seeds = {"train": d.seeds.train, "validation": d.seeds.validation, "test": d.seeds.test}
     order = [seed for seeds in split_seeds.values() for seed in seeds]
     series = open_series([runs[seed] for seed in order], d.bin_ms, d.outputs, BlockCache(d.cache_mib << 20),
-                         external=d.external, inputs=d.inputs)
+                         external=d.external, inputs=d.inputs, sectors=d.sectors)
     n_tr, n_va = len(d.seeds.train), len(d.seeds.validation)
     splits = make_splits(series[:n_tr], series[n_tr : n_tr + n_va], series[n_tr + n_va :], d.k, d.horizon,
                          first_bin(d.skip_ms, d.bin_ms), d.val_fraction)
     norm = splits.train.normaliser()
     n_in, n_out = series[0].n_channels, splits.train.n_out
     meta = {"format": MODEL_FORMAT, "n_in": n_in, "n_out": n_out, "k": d.k, "horizon": d.horizon,
-            "bin_ms": d.bin_ms, "outputs": d.outputs, "inputs": d.inputs, "external": d.external, "skip_ms": d.skip_ms,
+            "bin_ms": d.bin_ms, "outputs": d.outputs, "inputs": d.inputs, "sectors": d.sectors, "external": d.external,
+            "skip_ms": d.skip_ms,
             "populations": populations_of(series[0].run), "normaliser": norm.to_json(),
             "model": tc.model.model_dump(), "device": s.device, "rollout_bins": tc.rollout_bins,
             "rollout_windows": d.rollout_windows,
@@ -279,8 +281,8 @@ def train_and_report(tc: Any, runs: dict[int, Run], out: Path, max_epochs: int |
     windows_per_s = float(np.mean([e["windows_per_s"] for e in history])) if history else None
     metrics["training"] = {"history": history, "epochs": len(history), "windows_per_s": windows_per_s,
                            "device": str(device), "torch_threads": torch.get_num_threads()}
-    metrics["setup"] = {k: meta[k] for k in ("k", "horizon", "bin_ms", "outputs", "inputs", "external", "skip_ms",
-                                             "ridge_alpha", "runs", "seed", "versions", "git_commit")}
+    metrics["setup"] = {k: meta[k] for k in ("k", "horizon", "bin_ms", "outputs", "inputs", "sectors", "external",
+                                             "skip_ms", "ridge_alpha", "runs", "seed", "versions", "git_commit")}
     write_json(metrics, out / "metrics.json")
     draw_figures(predictors, splits.test, metrics, history, d.bin_ms, out / "figures")
     print(table(metrics, "test"))
@@ -438,7 +440,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from eilab.ml.data import Normaliser, Segment, WindowSet, first_bin, open_series
 
     series = open_series([run], meta["bin_ms"], meta["outputs"], external=meta.get("external", False),
-                         inputs=meta.get("inputs", "outputs"))
+                         inputs=meta.get("inputs", "outputs"), sectors=meta.get("sectors", 10))
     ws = WindowSet(series, [Segment(0, first_bin(meta["skip_ms"], meta["bin_ms"]), series[0].n_bins)], meta["k"],
                    meta["horizon"])
     if len(ws) == 0:

@@ -47,9 +47,11 @@ class Data(Strict):
     k: int = Field(10, ge=1, le=10_000, description="input bins per window")
     horizon: int = Field(1, ge=1, le=10_000, description="target bins per window")
     outputs: Literal["neurons", "sums"] = Field("sums", description="every neuron, or the E and I sums")
-    inputs: Literal["outputs", "neurons"] = Field("outputs", description="input channels: the outputs, or every "
-                                                  "neuron's counts (gid order) whatever the outputs; with "
-                                                  "outputs = \"neurons\" both are the same")
+    inputs: Literal["outputs", "neurons", "sectors"] = Field(
+        "outputs", description="input channels: the outputs, every neuron's counts (gid order) whatever the "
+        "outputs (with outputs = \"neurons\" both are the same), or with outputs = \"sums\" the sums over "
+        "`sectors` contiguous blocks of each type's cells (on a ring, arcs of it)")
+    sectors: int = Field(10, ge=1, le=100_000, description="with inputs = \"sectors\": blocks per population type")
     external: bool = Field(False, description="also feed the Poisson drive events (per neuron or summed as the "
                            "outputs) as input channels, not predicted; the runs record record.drive_counts")
     skip_ms: float = Field(100.0, ge=0, description="initial transient left out of every run, ms")
@@ -60,6 +62,13 @@ class Data(Strict):
                                 "every training run used for validation")
     rollout_ms: float = Field(50.0, gt=0, description="longest rollout horizon, ms")
     rollout_windows: int = Field(256, ge=1, description="test windows rolled out (evenly spaced)")
+
+    @model_validator(mode="after")
+    def _sectors_of_sums(self) -> Data:
+        if self.inputs == "sectors" and self.outputs != "sums":
+            raise ValueError("data.inputs = \"sectors\" predicts the E and I sums: set data.outputs = \"sums\" "
+                             "(or data.inputs = \"outputs\" for every neuron)")
+        return self
 
 
 class Model(Strict):

@@ -7,7 +7,9 @@ neuron (`outputs = "neurons"`, channels in gid order) or the sums over the cells
 `external`, as many channels of the Poisson drive events (the run's drive_counts, binned and summed the same
 way) follow them: fed, never predicted (issue 22, point 1). With `inputs = "neurons"` and summed outputs the
 input channels are every neuron's counts (and drive events) instead, and the targets their E and I sums
-(`output_channels`): the predictors see the network state the sums hide.
+(`output_channels`): the predictors see the network state the sums hide. With `inputs = "sectors"` they are the
+sums over `sectors` contiguous blocks of each type's cells in gid order (E blocks, then I; on a ring network,
+arcs of the ring: where in the ring the activity is), a state between the two sums and every neuron.
 
 Splits are lists of segments (run, first bin, end bin): whole runs (held-out seeds) or stretches of a run
 (`split_time`, which leaves a gap of k + h bins between them); a window lies inside one segment, so no
@@ -29,7 +31,7 @@ from eilab.sim.config import ConfigError
 from eilab.sim.reader import Run
 
 Outputs = Literal["neurons", "sums"]
-Inputs = Literal["outputs", "neurons"]
+Inputs = Literal["outputs", "neurons", "sectors"]
 TYPES = ("E", "I")
 
 
@@ -81,6 +83,20 @@ def output_channels(x: np.ndarray, n_out: int, summed: np.ndarray | None) -> np.
     return x[..., :n_out] if summed is None else x[..., : summed.shape[0]] @ summed
 
 
+def sector_map(type_of: np.ndarray, sectors: int) -> np.ndarray:
+    """(neurons, types x sectors): 1 where a neuron lies in a sector, the cells of each type (gid order) cut into
+    `sectors` contiguous blocks of near-equal size; ConfigError when a type has fewer cells than sectors."""
+    pool = np.zeros((type_of.size, len(TYPES) * sectors), np.float32)
+    for t, name in enumerate(TYPES):
+        cells = np.flatnonzero(type_of == t)
+        if 0 < cells.size < sectors:
+            raise ConfigError(f"data.sectors = {sectors}: the {name} cells ({cells.size}) are fewer than the "
+                              "sectors; set data.sectors to at most that")
+        if cells.size:
+            pool[cells, t * sectors + np.arange(cells.size) * sectors // cells.size] = 1
+    return pool
+
+
 @dataclass
 class RunSeries:
     """One run's series of counts in bins of `bin_ms` (module docstring), read a block at a time."""
@@ -92,11 +108,13 @@ class RunSeries:
     cache: BlockCache
     external: bool = False
     inputs: Inputs = "outputs"
+    sectors: int = 10
     group: int = field(init=False)
     block_bins: int = field(init=False)
     n_bins: int = field(init=False)
     type_of: np.ndarray = field(init=False, repr=False)
     by_type: np.ndarray = field(init=False, repr=False)
+    pool: np.ndarray | None = field(init=False, repr=False)
     summed: np.ndarray | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -111,7 +129,14 @@ class RunSeries:
         for p in self.run.populations.values():
             self.type_of[p["gid0"] : p["gid0"] + p["n"]] = TYPES.index(p["type"])
         self.by_type = (self.type_of[:, None] == np.arange(len(TYPES))).astype(np.float32)  # (neurons, types)
-        self.summed = self.by_type if self.inputs == "neurons" and self.outputs == "sums" else None
+        # pool: the map of every neuron's counts to the input channels (None: each neuron); summed: the input
+        # channels' map to the summed outputs where they are not the first input channels
+        self.pool, self.summed = (self.by_type, None) if self.outputs == "sums" else (None, None)
+        if self.outputs == "sums" and self.inputs == "neurons":
+            self.pool, self.summed = None, self.by_type
+        elif self.outputs == "sums" and self.inputs == "sectors":
+            self.pool = sector_map(self.type_of, self.sectors)
+            self.summed = np.repeat(np.eye(len(TYPES), dtype=np.float32), self.sectors, axis=0)
 
     @property
     def n_out(self) -> int:
@@ -121,16 +146,13 @@ class RunSeries:
     @property
     def n_channels(self) -> int:
         """Input channels: the counts (the outputs, or every neuron), then the drive counts with `external`."""
-        return (self.n_out if self.summed is None else self.type_of.size) * (2 if self.external else 1)
+        return (self.type_of.size if self.pool is None else self.pool.shape[1]) * (2 if self.external else 1)
 
     def _binned(self, name: str, b0: int, b1: int) -> np.ndarray:
-        """Array `name` (counts or drive_counts) over bins [b0, b1), per neuron or summed per type (summed
-        outputs of summed inputs)."""
+        """Array `name` (counts or drive_counts) over bins [b0, b1), per input channel (`pool`)."""
         raw = self.run.read(name, (slice(b0 * self.group, b1 * self.group), slice(None)))
         binned = raw.reshape(b1 - b0, self.group, -1).sum(axis=1, dtype=np.float32)
-        if self.outputs == "sums" and self.summed is None:
-            binned = output_channels(binned, len(TYPES), self.by_type)
-        return binned
+        return binned if self.pool is None else binned @ self.pool
 
     def _block(self, j: int) -> np.ndarray:
         block = self.cache.get((self.key, j))
@@ -331,12 +353,12 @@ def make_splits(train: list[RunSeries], validation: list[RunSeries], test: list[
 
 
 def open_series(runs: list[Run], bin_ms: float, outputs: Outputs, cache: BlockCache | None = None,
-                external: bool = False, inputs: Inputs = "outputs") -> list[RunSeries]:
-    """Series of the runs sharing one cache (with `external`, the drive channels too; with `inputs = "neurons"`,
-    every neuron's counts as inputs); ConfigError when their shapes differ or, with `external`, a run recorded no
-    drive counts."""
+                external: bool = False, inputs: Inputs = "outputs", sectors: int = 10) -> list[RunSeries]:
+    """Series of the runs sharing one cache (with `external`, the drive channels too; `inputs` and `sectors` as in
+    the module docstring); ConfigError when their shapes differ or, with `external`, a run recorded no drive
+    counts."""
     cache = cache or BlockCache()
-    series = [RunSeries(r, i, bin_ms, outputs, cache, external, inputs) for i, r in enumerate(runs)]
+    series = [RunSeries(r, i, bin_ms, outputs, cache, external, inputs, sectors) for i, r in enumerate(runs)]
     shapes = {(s.run.root["counts"].shape[1], s.group) for s in series}
     if len(shapes) > 1:
         raise ConfigError(f"the runs differ in neurons or counts bin ({sorted(shapes)}): use runs of one network")

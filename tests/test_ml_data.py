@@ -1,6 +1,6 @@
 """eilab.ml.data and eilab.ml.baselines: windows, splits without leakage, normalisation, lazy reads; the
 baselines against closed forms (a constant series, an AR(1) process); every neuron's counts as inputs of the
-E and I sums (data.inputs = "neurons")."""
+E and I sums (data.inputs = "neurons") and sector sums as their inputs (data.inputs = "sectors")."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_the_cache_holds_at_most_its_bytes(runs: list[Path]) -> None:
     assert len(cache.blocks) == 1 and cache.blocks.popitem()[0][0] == series[-1].key
 
 
-@pytest.mark.parametrize("inputs", ["outputs", "neurons"])
+@pytest.mark.parametrize("inputs", ["outputs", "neurons", "sectors"])
 def test_splits_share_no_bin_and_keep_the_gap(runs: list[Path], inputs: str) -> None:
     series = open_series([open_run(p) for p in runs], 1.0, "sums", inputs=inputs)
     k, h = 10, 3
@@ -225,7 +225,7 @@ def test_ridge_on_neuron_inputs_recovers_the_coefficients_of_the_sums() -> None:
 
 @pytest.mark.parametrize(("inputs", "outputs", "error"), [
     ("neuron", "sums", "data.inputs"), ("sums", "sums", "data.inputs"), ("neurons", "neurons", None),
-    ("neurons", "sums", None)])
+    ("neurons", "sums", None), ("sectors", "sums", None), ("sectors", "neurons", "set data.outputs = \"sums\"")])
 def test_the_inputs_option_is_checked(tmp_path: Path, inputs: str, outputs: str, error: str | None) -> None:
     path = tmp_path / "train.toml"
     path.write_text(f'[data]\nconfig = "ring600"\nseeds = {{ train = [1], test = [2] }}\noutputs = "{outputs}"\n'
@@ -235,3 +235,24 @@ def test_the_inputs_option_is_checked(tmp_path: Path, inputs: str, outputs: str,
             load_train_config(path)
     else:
         assert load_train_config(path)[0].data.inputs == inputs
+
+
+def test_sector_inputs_are_block_sums_of_each_type_and_the_targets_their_totals(active: list[Path]) -> None:
+    """inputs = "sectors": the E cells (80) and I cells (20) each cut into 4 contiguous gid blocks; windows
+    (B, k, 8 block sums) -> (B, h, E and I sums), from the stored counts."""
+    r = open_run(active[0])
+    series = open_series([r], 1.0, "sums", inputs="sectors", sectors=4)
+    assert series[0].n_channels == 8 and series[0].n_out == 2
+    c = r.counts().astype(np.int64)
+    neurons = c[:600].reshape(300, 2, -1).sum(axis=1)
+    e, i = np.arange(100)[r.gids_of("E")], np.arange(100)[r.gids_of("I")]
+    blocks = [neurons[:, b].sum(1) for cells in (e, i) for b in np.array_split(cells, 4)]
+    want = np.stack(blocks, 1)
+    ws = WindowSet(series, [Segment(0, 100, 300)], k=5, h=2)
+    x, y = ws.batch(np.arange(len(ws)))
+    for j, (xi, yi) in enumerate(zip(x, y, strict=True)):
+        np.testing.assert_array_equal(xi, want[100 + j : 105 + j])
+        np.testing.assert_array_equal(yi, sums_of(neurons[105 + j : 107 + j], r))
+    assert x.sum() > 0
+    with pytest.raises(ConfigError, match=r"data.sectors = 21: the I cells \(20\) are fewer than the sectors"):
+        open_series([r], 1.0, "sums", inputs="sectors", sectors=21)

@@ -96,14 +96,16 @@ def test_neuron_inputs_train_on_the_sums(tmp_path: Path) -> None:
     assert pred.mean(axis=(0, 1)) == pytest.approx([10.0, 0.0], abs=0.5)
 
 
-def test_eilab_train_and_predict_with_neuron_inputs(tmp_path: Path) -> None:
-    """The whole command on a small network: 100 neuron input channels, E and I sums out; rollouts reported as
-    not defined; `eilab predict` applies the model to a run."""
+@pytest.mark.parametrize(("inputs", "channels"), [("neurons", 100), ("sectors", 10)])
+def test_eilab_train_and_predict_with_neuron_or_sector_inputs(tmp_path: Path, inputs: str, channels: int) -> None:
+    """The whole command on a small network: 100 neuron (or 2 x 5 sector) input channels, E and I sums out;
+    rollouts reported as not defined; `eilab predict` applies the model to a run."""
     net = tmp_path / "net.toml"
     net.write_text(tomli_w.dumps(small_network(t_ms=300.0)))
     cfg = {"data": {"config": str(net), "set": ["drive.0.rate_hz=50", "drive.1.rate_hz=50"], "runs_dir": "runs",
-                    "seeds": {"train": [1], "test": [2]}, "k": 4, "outputs": "sums", "inputs": "neurons",
-                    "rollout_windows": 8, "cache_mib": 1},  # blocks read again and again: the same windows
+                    "seeds": {"train": [1], "test": [2]}, "k": 4, "outputs": "sums", "inputs": inputs,
+                    "sectors": 5, "rollout_windows": 8,
+                    "cache_mib": 1},  # blocks read again and again: the same windows
            "model": {"hidden": 4},
            "train": {"epochs": 1, "batch": 64, "windows_per_epoch": 128, "seed": 1, "device": "cpu"}}
     (tmp_path / "train.toml").write_text(tomli_w.dumps(cfg))
@@ -111,9 +113,9 @@ def test_eilab_train_and_predict_with_neuron_inputs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     out = tmp_path / "T"
     meta, m = json.loads((out / "meta.json").read_text()), json.loads((out / "metrics.json").read_text())
-    assert (meta["n_in"], meta["n_out"], meta["inputs"]) == (100, 2, "neurons")
-    assert len(meta["normaliser"]["mean"]) == 100 and len(meta["normaliser"]["out_mean"]) == 2
-    assert np.load(out / "ridge.npz")["w"].shape == (4 * 100 + 1, 2)
+    assert (meta["n_in"], meta["n_out"], meta["inputs"]) == (channels, 2, inputs)
+    assert len(meta["normaliser"]["mean"]) == channels and len(meta["normaliser"]["out_mean"]) == 2
+    assert np.load(out / "ridge.npz")["w"].shape == (4 * channels + 1, 2)
     assert m["rollout"]["mse"] == {} and "not defined" in m["rollout"]["not_defined"]
     for name in ("lstm", "ridge_ar", "persistence", "window_mean", "train_mean"):
         assert len(m["splits"]["test"][name]["mse_per_output"]) == 2
