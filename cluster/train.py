@@ -40,6 +40,8 @@ FIGURE_BINS = 500
 NO_ROLLOUT = ("data.inputs = \"neurons\" or \"sectors\" with data.outputs = \"sums\": a rollout would feed "
               "predicted E/I sums back as the counts of every neuron or sector, which they do not determine; "
               "rollouts are not defined")
+NO_ROLLOUT_NEURON = ("model.kind = \"neuron\": the LSTM reads every neuron's spikes and synaptic input, which "
+                     "predicted outputs do not determine; rollouts are not defined")
 
 
 def add_parsers(sub: Any) -> None:
@@ -262,8 +264,14 @@ def train_and_report(tc: Any, runs: dict[int, Run], out: Path, max_epochs: int |
             "runs": {name: [str(runs[x].path) for x in seeds] for name, seeds in split_seeds.items()},
             **provenance(s.seed)}
     make_deterministic(s.seed, s.threads)
-    net = LSTMNet(n_in, n_out, d.horizon, tc.model.hidden, tc.model.layers)
-    history = train(net, splits.train, splits.validation, norm, s, out, max_epochs, progress)
+    device = resolve_device(s.device)
+    if tc.model.kind == "neuron":
+        lstm, meta["neuron_normaliser"], history = train_neuron_model(tc, series, splits, norm, out, max_epochs,
+                                                                      progress)
+    else:
+        net = LSTMNet(n_in, n_out, d.horizon, tc.model.hidden, tc.model.layers)
+        history = train(net, splits.train, splits.validation, norm, s, out, max_epochs, progress)
+        lstm = LSTMPredictor(net, norm, device)
     if len(history) < s.epochs and history_improving(history, s.patience):  # stopped by max_epochs
         print(f"stopped after epoch {len(history)} (--max-epochs); run the same command without it to resume",
               file=sys.stderr)
@@ -272,10 +280,9 @@ def train_and_report(tc: Any, runs: dict[int, Run], out: Path, max_epochs: int |
     np.savez(out / "ridge.npz", w=ridge.w)
     meta["ridge_alpha"] = ridge.alpha
     write_json(meta, out / "meta.json")
-    device = resolve_device(s.device)
-    predictors = {"lstm": LSTMPredictor(net, norm, device), **baselines(norm, n_out, d.horizon, series[0].summed),
-                  "ridge_ar": ridge}
-    metrics = evaluate(predictors, splits.items(), tc.rollout_bins, d.rollout_windows, d.bin_ms)
+    predictors = {"lstm": lstm, **baselines(norm, n_out, d.horizon, series[0].summed), "ridge_ar": ridge}
+    metrics = evaluate(predictors, splits.items(), tc.rollout_bins, d.rollout_windows, d.bin_ms,
+                       no_rollout=NO_ROLLOUT_NEURON if tc.model.kind == "neuron" else None)
     if tc.ceiling.branches:
         metrics["ceiling"] = test_ceiling(tc, [runs[seed] for seed in d.seeds.test], metrics, progress)
     windows_per_s = float(np.mean([e["windows_per_s"] for e in history])) if history else None
@@ -288,6 +295,22 @@ def train_and_report(tc: Any, runs: dict[int, Run], out: Path, max_epochs: int |
     print(table(metrics, "test"))
     print(f"training directory: {out}")
     return 0
+
+
+def train_neuron_model(tc: Any, series: list, splits: Any, norm: Any, out: Path, max_epochs: int | None,
+                       progress: bool) -> tuple[Any, dict[str, list[float]], list[dict]]:
+    """model.kind = "neuron" (eilab.ml.neuronwise): the predictor, its input normalisation (meta.json's
+    neuron_normaliser) and the training history."""
+    from eilab.ml import neuronwise as nw
+    from eilab.ml.lstm import resolve_device
+
+    d, s = tc.data, tc.train
+    per_neuron = nw.per_neuron(series)
+    mean, sd = nw.input_stats(nw.NeuronInputs(d.external), per_neuron, splits.train.segments)
+    streamer = nw.make_streamer(tc.model.model_dump(), series[0], d.external, mean, sd, resolve_device(s.device))
+    history = nw.train(streamer, per_neuron, splits.train, splits.validation, norm.outputs(splits.train.n_out)[1],
+                       tc.model.streams, s, out, max_epochs, progress)
+    return nw.NeuronPredictor(streamer), {"mean": mean.tolist(), "sd": sd.tolist()}, history
 
 
 def history_improving(history: list[dict], patience: int) -> bool:
@@ -305,9 +328,11 @@ def baselines(norm: Any, n_out: int, h: int, summed: np.ndarray | None) -> dict[
 
 
 def evaluate(predictors: dict[str, Any], splits: list[tuple[str, Any]], rollout_bins: int, rollout_windows: int,
-             bin_ms: float, thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+             bin_ms: float, thresholds: dict[str, float] | None = None,
+             no_rollout: str | None = None) -> dict[str, Any]:
     """metrics.json's scores: next bin per split (MFE onsets on the test split, at detection thresholds chosen on
-    the validation split unless given), rollouts on the test split where defined (NO_ROLLOUT)."""
+    the validation split unless given), rollouts on the test split where defined (not: NO_ROLLOUT, or the
+    reason `no_rollout`)."""
     from eilab.ml.data import WindowSet
     from eilab.ml.lstm import validation_ids
     from eilab.ml.metrics import mfe_thresholds, next_bin, rollout_mse
@@ -317,8 +342,9 @@ def evaluate(predictors: dict[str, Any], splits: list[tuple[str, Any]], rollout_
     out: dict[str, Any] = {"splits": {name: next_bin(predictors, ws, bin_ms, mfe=thresholds if name == "test" else None)
                                       for name, ws in splits}, "mfe_thresholds": thresholds}
     test = dict(splits)["test"]
-    if test.summed is not None:
-        out["rollout"] = {"bin_ms": bin_ms, "windows": 0, "mse": {}, "not_defined": NO_ROLLOUT}
+    no_rollout = no_rollout or (NO_ROLLOUT if test.summed is not None else None)
+    if no_rollout:
+        out["rollout"] = {"bin_ms": bin_ms, "windows": 0, "mse": {}, "not_defined": no_rollout}
         return out
     long = WindowSet(test.series, test.segments, test.k, rollout_bins)
     ids = validation_ids(len(long), rollout_windows)
@@ -349,12 +375,12 @@ def test_ceiling(tc: Any, test_runs: list[Run], metrics: dict, progress: bool) -
 def draw_figures(predictors: dict[str, Any], test: Any, metrics: dict, history: list[dict], bin_ms: float,
                  folder: Path) -> None:
     from eilab.ml.figures import curves_figure, rollout_figure, sums_figure
-    from eilab.ml.metrics import type_sums
+    from eilab.ml.metrics import predictions, type_sums
 
     folder.mkdir(exist_ok=True)
     ids = np.arange(min(FIGURE_BINS, int(test.offsets[1])))
     x, y = test.batch(ids)
-    shown = {name: type_sums(predictors[name].predict(x)[:, 0], test) for name in ("lstm", "ridge_ar")}
+    shown = {name: type_sums(predictions(predictors[name], test, ids, x)[:, 0], test) for name in ("lstm", "ridge_ar")}
     sums_figure(type_sums(y[:, 0], test), shown, bin_ms, folder / "sums.png")
     if metrics["rollout"]["mse"]:
         rollout_figure(metrics["rollout"]["mse"], bin_ms, folder / "rollout.png")
@@ -449,19 +475,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch  # after the checks: a refused run is told at once
 
     from eilab.ml.baselines import RidgeAR
-    from eilab.ml.lstm import LSTMPredictor, load_net, resolve_device
+    from eilab.ml.lstm import WEIGHTS, LSTMPredictor, load_net, resolve_device
+    from eilab.ml.neuronwise import NeuronPredictor, make_streamer
+
     device = resolve_device(meta["device"])
     torch.set_num_threads(1)
-    net = load_net(model_dir, meta["n_in"], meta["n_out"], meta["horizon"], meta["model"]["hidden"],
-                   meta["model"]["layers"], device)
     norm = Normaliser.from_json(meta["normaliser"])
+    neuron = meta["model"].get("kind") == "neuron"
+    if neuron:
+        stats = meta["neuron_normaliser"]
+        streamer = make_streamer(meta["model"], series[0], meta.get("external", False), np.asarray(stats["mean"]),
+                                 np.asarray(stats["sd"]), device)
+        streamer.net.load_state_dict(torch.load(model_dir / WEIGHTS, map_location=device, weights_only=True))
+        lstm = NeuronPredictor(streamer)
+    else:
+        net = load_net(model_dir, meta["n_in"], meta["n_out"], meta["horizon"], meta["model"]["hidden"],
+                       meta["model"]["layers"], device)
+        lstm = LSTMPredictor(net, norm, device)
     ridge = RidgeAR(np.load(model_dir / "ridge.npz")["w"], meta["horizon"], meta["n_out"], meta["ridge_alpha"])
-    predictors = {"lstm": LSTMPredictor(net, norm, device),
-                  **baselines(norm, meta["n_out"], meta["horizon"], series[0].summed), "ridge_ar": ridge}
+    predictors = {"lstm": lstm, **baselines(norm, meta["n_out"], meta["horizon"], series[0].summed),
+                  "ridge_ar": ridge}
     trained = model_dir / "metrics.json"  # the MFE thresholds chosen on the training's validation split
     thresholds = json.loads(trained.read_text()).get("mfe_thresholds", {}) if trained.exists() else {}
     metrics = evaluate(predictors, [("test", ws)], meta["rollout_bins"], meta["rollout_windows"], meta["bin_ms"],
-                       thresholds)
+                       thresholds, no_rollout=NO_ROLLOUT_NEURON if neuron else None)
     metrics["run"] = str(run.path)
     out = Path(args.out) if args.out else model_dir / "predictions" / f"{run.path.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -72,8 +72,14 @@ class Data(Strict):
 
 
 class Model(Strict):
+    kind: Literal["window", "neuron"] = Field(
+        "window", description="window: an LSTM over the k input bins of the input channels; neuron: one LSTM "
+        "shared by every neuron, streamed along whole runs, fed each neuron's own counts, synaptic input and "
+        "drive (eilab.ml.neuronwise; data.horizon = 1)")
     hidden: int = Field(64, ge=1, le=65_536, description="LSTM hidden units")
     layers: int = Field(1, ge=1, le=16, description="stacked LSTM layers")
+    tbptt: int = Field(50, ge=1, le=1_000_000, description="kind = neuron: bins per truncated-backpropagation step")
+    streams: int = Field(5, ge=1, le=10_000, description="kind = neuron: run segments streamed side by side")
 
 
 class TrainSettings(Strict):
@@ -105,6 +111,13 @@ class TrainConfig(Strict):
     model: Model = Field(default_factory=Model)
     train: TrainSettings = Field(default_factory=TrainSettings)
     ceiling: CeilingSettings = Field(default_factory=CeilingSettings)
+
+    @model_validator(mode="after")
+    def _neuron_kind_next_bin(self) -> TrainConfig:
+        if self.model.kind == "neuron" and self.data.horizon != 1:
+            raise ValueError(f"model.kind = \"neuron\" predicts the next bin: set data.horizon = 1 (it is "
+                             f"{self.data.horizon})")
+        return self
 
     @model_validator(mode="after")
     def _rollout_fits(self) -> TrainConfig:

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
@@ -92,14 +93,27 @@ def onset_scores(pred: np.ndarray, true: np.ndarray, bin_ms: float, tol_ms: floa
             "recalled": matched(t, p, -tol_ms, late)}
 
 
+def predictions(p: Predictor, windows: WindowSet, ids: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """p's predictions (B, h, n_out) of windows `ids` with inputs x; a streaming predictor (one with
+    `predict_windows`, eilab.ml.neuronwise) reads the windows' runs itself."""
+    return p.predict_windows(windows, ids) if hasattr(p, "predict_windows") else p.predict(x)
+
+
+def id_batches(windows: WindowSet, size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(ids, inputs, targets) of consecutive groups of `size` windows, in order."""
+    for a in range(0, len(windows), size):
+        ids = np.arange(a, min(len(windows), a + size))
+        yield ids, *windows.batch(ids)
+
+
 def one_step_sums(predictors: dict[str, Predictor], windows: WindowSet,
                   batch: int = 1024) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Each predictor's one-step predicted E/I sums (windows, 2) of every window in order, and the true ones."""
     pred: dict[str, list[np.ndarray]] = {name: [] for name in predictors}
     true = []
-    for x, y in windows.batches(batch):
+    for ids, x, y in id_batches(windows, batch):
         for name, p in predictors.items():
-            pred[name].append(type_sums(p.predict(x)[:, 0], windows))
+            pred[name].append(type_sums(predictions(p, windows, ids, x)[:, 0], windows))
         true.append(type_sums(y[:, 0], windows))
     return {name: np.concatenate(v) for name, v in pred.items()}, np.concatenate(true)
 
@@ -133,10 +147,10 @@ def next_bin(predictors: dict[str, Predictor], windows: WindowSet, bin_ms: float
     sq = {name: np.zeros(n_out) for name in predictors}
     hits = dict.fromkeys(predictors, 0)
     zeros, n = 0, 0
-    for x, y in windows.batches(batch):
+    for ids, x, y in id_batches(windows, batch):
         y0 = y[:, 0]
         for name, p in predictors.items():
-            pr = p.predict(x)[:, 0]
+            pr = predictions(p, windows, ids, x)[:, 0]
             sq[name] += ((pr - y0) ** 2).sum(axis=0)
             hits[name] += int((np.rint(pr) == y0).sum())
         zeros += int((y0 == 0).sum())

@@ -123,3 +123,32 @@ def test_eilab_train_and_predict_with_neuron_or_sector_inputs(tmp_path: Path, in
     assert applied.returncode == 0, applied.stderr
     again = json.loads((tmp_path / "p.json").read_text())["splits"]["test"]
     assert again["lstm"]["mse"] == pytest.approx(m["splits"]["test"]["lstm"]["mse"], rel=1e-5)
+
+
+def test_eilab_train_and_predict_with_the_neuron_wise_lstm(tmp_path: Path) -> None:
+    """model.kind = "neuron" with external input on a small network: one LSTM shared by the 100 neurons,
+    streamed along the runs; the loss falls, the baselines stand beside it, rollouts are reported as not
+    defined, and `eilab predict` gives the same test MSE from the saved model."""
+    net = tmp_path / "net.toml"
+    net.write_text(tomli_w.dumps(small_network(t_ms=300.0)))
+    cfg = {"data": {"config": str(net), "set": ["drive.0.rate_hz=50", "drive.1.rate_hz=50"], "runs_dir": "runs",
+                    "seeds": {"train": [1, 3], "validation": [4], "test": [2]}, "k": 4, "outputs": "sums",
+                    "external": True, "rollout_windows": 8},
+           "model": {"kind": "neuron", "hidden": 4, "tbptt": 40, "streams": 2},
+           "train": {"epochs": 3, "lr": 0.01, "seed": 1, "device": "cpu", "patience": 3}}
+    (tmp_path / "train.toml").write_text(tomli_w.dumps(cfg))
+    done = eilab("train", "train.toml", "--out", "T", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "T"
+    meta, m = json.loads((out / "meta.json").read_text()), json.loads((out / "metrics.json").read_text())
+    assert len(meta["neuron_normaliser"]["mean"]) == 6  # count, E and I synaptic input, 2 types, drive
+    history = m["training"]["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert m["rollout"]["mse"] == {} and "model.kind" in m["rollout"]["not_defined"]
+    for name in ("lstm", "ridge_ar", "persistence", "window_mean", "train_mean"):
+        assert len(m["splits"]["test"][name]["mse_per_output"]) == 2
+    assert np.isfinite(m["splits"]["test"]["lstm"]["mse"])
+    applied = eilab("predict", "T", "runs/net-seed2", "--out", "p.json", cwd=tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    again = json.loads((tmp_path / "p.json").read_text())["splits"]["test"]
+    assert again["lstm"]["mse"] == pytest.approx(m["splits"]["test"]["lstm"]["mse"], rel=1e-5)

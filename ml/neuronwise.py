@@ -1,0 +1,244 @@
+"""The neuron-wise LSTM (`model.kind = "neuron"`, issue 22): one LSTM shared by every neuron, run along whole
+segments of a run (truncated backpropagation through time, Williams & Peng 1990), that reads per bin what a
+neuron's membrane integrates and predicts its count in the next bin; the outputs are these expected counts,
+summed per population type for summed outputs.
+
+Per neuron and bin the inputs are its own spike count, the excitatory and inhibitory synaptic input it
+received (the counts of its presynaptic cells weighted by the connectivity the run was built with,
+`eilab.analysis.spectra.weight_matrix`, in the weights' units), its type (one-hot) and, with `data.external`,
+its own drive events. The subthreshold state that decides the next bin is hidden from the E and I sums
+(benchmarks/ml_hidden_state.py: a ridge on the replayed membrane-potential histograms reaches the
+predictability ceiling, one on the counts stays far above it); a neuron's own history of spikes and inputs
+is what determines it, and one small LSTM learns that integration for all neurons at once. A linear filter
+shared by all neurons and summed over them is a linear filter of the summed inputs, which `ridge_ar` on the
+E and I sums (and drive sums) is: the baselines stand on the same information.
+
+A segment (run, bins [lo, hi)) is streamed from its first bin with a fresh state; the prediction of bin j
+uses the segment's bins lo .. j - 1, and scores start at lo + k, the first target of the segment's windows,
+so no bin of another split is read. Expected counts pass through softplus; the loss is the MSE of the
+outputs over the training split's output sd (the windowed LSTM's loss). Inputs are built per `tbptt` bins
+and dropped; the synaptic maps are kept per run (one sparse matrix of the network's synapses each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from eilab.ml.config import TrainSettings
+from eilab.ml.data import TYPES, BlockCache, RunSeries, Segment, WindowSet, channel_stats
+from eilab.sim.reader import Run
+
+
+def synaptic_maps(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse (pre, post) excitatory and inhibitory weight magnitudes of a run's network."""
+    from eilab.analysis.spectra import weight_matrix
+
+    w = weight_matrix(run.config).T.tocoo()  # [pre, post], signed
+    maps = []
+    for sign in (1.0, -1.0):
+        keep = sign * w.data > 0
+        idx = torch.from_numpy(np.stack([w.row[keep], w.col[keep]]).astype(np.int64))
+        maps.append(torch.sparse_coo_tensor(idx, torch.from_numpy(sign * w.data[keep]).float(), w.shape,
+                                            check_invariants=True).coalesce())
+    return maps[0], maps[1]
+
+
+@dataclass
+class NeuronInputs:
+    """The per-neuron input channels (module docstring) of bins of per-neuron series (`per_neuron`)."""
+
+    external: bool
+    maps: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int:
+        return 3 + len(TYPES) + (1 if self.external else 0)
+
+    def of(self, series: RunSeries, lo: int, hi: int) -> torch.Tensor:
+        """(hi - lo, neurons, channels) float32, not normalised."""
+        key = id(series.run)
+        if key not in self.maps:
+            self.maps[key] = synaptic_maps(series.run)
+        n = series.type_of.size
+        b = torch.from_numpy(series.bins(lo, hi))
+        counts = b[:, :n]
+        exc, inh = (torch.sparse.mm(m.t(), counts.t()).t() for m in self.maps[key])
+        parts = [counts[..., None], exc[..., None], inh[..., None],
+                 torch.from_numpy(series.by_type)[None].expand(hi - lo, n, len(TYPES))]
+        if self.external:
+            parts.append(b[:, n:, None])
+        return torch.cat(parts, dim=2)
+
+
+def per_neuron(series: list[RunSeries]) -> list[RunSeries]:
+    """The same runs as series of every neuron's counts (and drive events with `external`), same keys."""
+    cache = BlockCache(series[0].cache.max_bytes)
+    return [RunSeries(s.run, s.key, s.bin_ms, "neurons", cache, s.external) for s in series]
+
+
+class NeuronLSTM(nn.Module):
+    """The shared LSTM and its softplus head; `by_type` (neurons, types) sums the expected counts per type,
+    None keeps every neuron."""
+
+    def __init__(self, channels: int, hidden: int, layers: int, by_type: np.ndarray | None,
+                 mean_count: float = 0.01) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(channels, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.head.weight)  # start at the mean count per neuron and bin
+        nn.init.constant_(self.head.bias, float(np.log(np.expm1(max(mean_count, 1e-4)))))
+        self.register_buffer("by_type", None if by_type is None else torch.from_numpy(by_type))
+
+    def forward(self, x: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
+        """x (S, L, neurons, channels) normalised -> expected counts of the next bins (S, L, outputs), state."""
+        s, length, n, c = x.shape
+        h, state = self.lstm(x.permute(0, 2, 1, 3).reshape(s * n, length, c), state)
+        rate = nn.functional.softplus(self.head(h)).view(s, n, length).transpose(1, 2)
+        return (rate if self.by_type is None else rate @ self.by_type), state
+
+
+@dataclass
+class Streamer:
+    """Streams segments of per-neuron series through a NeuronLSTM, `tbptt` bins at a time."""
+
+    net: NeuronLSTM
+    inputs: NeuronInputs
+    mean: torch.Tensor  # (channels,) input normalisation (training split)
+    sd: torch.Tensor
+    tbptt: int
+    device: torch.device
+
+    def chunks(self, series: list[RunSeries], segs: list[Segment]) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """(a, b, expected outputs (S, b - a, outputs) of bins lo + a + 1 .. lo + b) per chunk of equally long
+        segments; the state is carried (detached) from chunk to chunk."""
+        length = segs[0].hi - segs[0].lo
+        state = None
+        for a in range(0, length - 1, self.tbptt):
+            b = min(length - 1, a + self.tbptt)
+            x = torch.stack([self.inputs.of(series[g.series], g.lo + a, g.lo + b) for g in segs])
+            pred, state = self.net(((x - self.mean) / self.sd).to(self.device), state)
+            yield a, b, pred
+            state = tuple(t.detach() for t in state)
+
+    def targets(self, series: list[RunSeries], segs: list[Segment], a: int, b: int) -> torch.Tensor:
+        """The true outputs (S, b - a, outputs) of bins lo + a .. lo + b - 1."""
+        n = series[0].type_of.size
+        y = torch.stack([torch.from_numpy(series[g.series].bins(g.lo + a, g.lo + b)[:, :n]) for g in segs])
+        y = y.to(self.device)
+        return y if self.net.by_type is None else y @ self.net.by_type
+
+    @torch.no_grad()
+    def predict(self, series: list[RunSeries], seg: Segment) -> np.ndarray:
+        """Expected outputs (hi - lo, outputs) of every bin of one segment; row 0 (no history) is NaN."""
+        self.net.eval()
+        body = [pred[0].cpu().numpy() for _, _, pred in self.chunks(series, [seg])]
+        n_out = self.net.by_type.shape[1] if self.net.by_type is not None else series[0].type_of.size
+        return np.concatenate([np.full((1, n_out), np.nan, np.float32), *body]).astype(np.float32)
+
+    def loss(self, series: list[RunSeries], segs: list[Segment], k: int, out_sd: torch.Tensor,
+             opt: torch.optim.Optimizer | None = None) -> tuple[float, int]:
+        """Summed squared error over output sd of the bins from lo + k on (a step of `opt` per chunk when
+        given), and the number of terms."""
+        total, terms = 0.0, 0
+        for a, b, pred in self.chunks(series, segs):
+            keep = slice(max(0, k - a - 1), None)  # bins lo + a + 1 + j >= lo + k
+            err = ((pred - self.targets(series, segs, a + 1, b + 1)) / out_sd)[:, keep]
+            if err.numel() == 0:
+                continue
+            if opt is not None:
+                opt.zero_grad()
+                err.pow(2).mean().backward()
+                opt.step()
+            total += float(err.detach().pow(2).sum())
+            terms += err.numel()
+        return total, terms
+
+
+def groups(order: np.ndarray, segs: list[Segment], size: int) -> list[list[Segment]]:
+    """The segments in `order`, `size` at a time among those of equal length."""
+    by_len: dict[int, list[Segment]] = {}
+    for i in order:
+        by_len.setdefault(segs[i].hi - segs[i].lo, []).append(segs[i])
+    return [v[a : a + size] for v in by_len.values() for a in range(0, len(v), size)]
+
+
+def input_stats(inputs: NeuronInputs, series: list[RunSeries],
+                segs: list[Segment]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and sd over every neuron and bin of the segments (the training split)."""
+    def parts() -> Iterator[np.ndarray]:
+        for g in segs:
+            x = inputs.of(series[g.series], g.lo, g.hi)
+            yield x.reshape(-1, x.shape[-1]).numpy()
+    return channel_stats(parts())
+
+
+def train(streamer: Streamer, series: list[RunSeries], train_set: WindowSet, val_set: WindowSet,
+          out_sd: np.ndarray, streams: int, s: TrainSettings, folder: Path, max_epochs: int | None,
+          progress: bool) -> list[dict]:
+    """Adam on the streamed loss through `eilab.ml.lstm.fit` (checkpoints, resume, early stopping): each epoch
+    every training segment once, `streams` side by side; the validation loss over every validation segment.
+    `windows_per_s` in the history counts target bins."""
+    from eilab.ml.lstm import fit
+
+    sd = torch.from_numpy(out_sd).to(streamer.device)
+    k = train_set.k
+
+    def run_epoch(order: np.ndarray, opt: torch.optim.Optimizer) -> dict[str, float]:
+        total, terms = 0.0, 0
+        for group in groups(order, train_set.segments, streams):
+            t, n = streamer.loss(series, group, k, sd, opt)
+            total, terms = total + t, terms + n
+        return {"train_loss": total / max(1, terms), "target_bins": terms / sd.numel()}
+
+    @torch.no_grad()
+    def validate() -> float:
+        streamer.net.eval()
+        parts = [streamer.loss(series, g, k, sd) for g in groups(np.arange(len(val_set.segments)),
+                                                                 val_set.segments, streams)]
+        return sum(t for t, _ in parts) / max(1, sum(n for _, n in parts))
+
+    history = fit(streamer.net, s, folder, len(train_set.segments), run_epoch, validate, max_epochs, progress)
+    for e in history:  # fit counts segments per second
+        e["windows_per_s"] = e["windows_per_s"] * e["target_bins"] / max(1, len(train_set.segments))
+    return history
+
+
+@dataclass
+class NeuronPredictor:
+    """Predictions of a trained NeuronLSTM for windows: each window's segment streamed once (cached), the
+    expected outputs of its target bin read off."""
+
+    streamer: Streamer
+    segments: dict[tuple, np.ndarray] = field(default_factory=dict)
+    series: dict[int, list[RunSeries]] = field(default_factory=dict)
+
+    def predict_windows(self, windows: WindowSet, ids: np.ndarray) -> np.ndarray:
+        """(B, 1, outputs) for windows `ids` (horizon 1)."""
+        if id(windows.series) not in self.series:
+            self.series[id(windows.series)] = per_neuron(windows.series)
+        series = self.series[id(windows.series)]
+        seg_of, start = windows.locate(ids)
+        out = []
+        for s, b in zip(seg_of, start, strict=True):
+            seg = windows.segments[s]
+            key = (id(windows.series), seg)
+            if key not in self.segments:
+                self.segments[key] = self.streamer.predict(series, seg)
+            out.append(self.segments[key][b + windows.k - seg.lo])
+        return np.stack(out)[:, None] if out else np.zeros((0, 1, windows.n_out), np.float32)
+
+
+def make_streamer(model: dict, like: RunSeries, external: bool, mean: np.ndarray, sd: np.ndarray,
+                  device: torch.device) -> Streamer:
+    """A Streamer with a new NeuronLSTM (`model`: the config's [model]) for the outputs of series `like`."""
+    inputs = NeuronInputs(external)
+    by_type = like.by_type if like.outputs == "sums" else None
+    net = NeuronLSTM(inputs.channels, model["hidden"], model["layers"], by_type, mean_count=float(mean[0]))
+    return Streamer(net.to(device), inputs, torch.from_numpy(np.asarray(mean, np.float32)),
+                    torch.from_numpy(np.asarray(sd, np.float32)), model["tbptt"], device)
