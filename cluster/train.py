@@ -58,6 +58,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("model_dir", help="a training directory written by eilab train")
     p.add_argument("run_dir", help="a run of the network the model was trained on")
     p.add_argument("--out", help="metrics file (default MODEL_DIR/predictions/<run>.json)")
+    p.add_argument("--ceiling", type=int, default=0, metavar="BRANCHES",
+                   help="also the predictability ceiling of the run at BRANCHES branch points (the training config's "
+                   "[ceiling] seeds and horizon_ms) and the fraction of the room the LSTM closes")
     p.set_defaults(func=cmd_predict)
 
 
@@ -459,6 +462,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from None
     check_shape(meta, run)
+    if args.ceiling < 0 or (args.ceiling and meta["format"] == CLASSIFIER_FORMAT):
+        raise ConfigError(f"--ceiling {args.ceiling}: give a positive number of branch points, for a predictor "
+                          "of counts (not the E/I-ratio classifier)")
     if meta["format"] == CLASSIFIER_FORMAT:
         from eilab.cluster.classify_cli import predict_classifier
 
@@ -499,6 +505,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     thresholds = json.loads(trained.read_text()).get("mfe_thresholds", {}) if trained.exists() else {}
     metrics = evaluate(predictors, [("test", ws)], meta["rollout_bins"], meta["rollout_windows"], meta["bin_ms"],
                        thresholds, no_rollout=NO_ROLLOUT_NEURON if neuron else None)
+    if args.ceiling:
+        from eilab.ml.config import load_train_config
+
+        tc, _ = load_train_config(model_dir / "config.toml")
+        tc.ceiling.branches = args.ceiling
+        metrics["ceiling"] = test_ceiling(tc, [run], metrics, progress=False)
     metrics["run"] = str(run.path)
     out = Path(args.out) if args.out else model_dir / "predictions" / f"{run.path.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -101,6 +101,13 @@ def test_predict_applies_the_model_to_another_run(trained: tuple[Path, Path]) ->
     m = json.loads((folder / "A" / "predictions" / "net-seed3.json").read_text())
     trained_test = json.loads((folder / "A" / "metrics.json").read_text())["splits"]["test"]
     assert m["splits"]["test"]["ridge_ar"]["mse"] == pytest.approx(trained_test["ridge_ar"]["mse"], rel=1e-6)
+    res = eilab("predict", str(folder / "A"), str(folder / "runs" / "net-seed3"), "--ceiling", "6", "--out",
+                str(folder / "c.json"))
+    assert res.returncode == 0, res.stderr
+    c = json.loads((folder / "c.json").read_text())["ceiling"]
+    assert c["branches"] == 6 and c["mse"] > 0 and len(c["rollout_mse"]) == 5  # rollout_ms 5 ms of 1 ms bins
+    assert c["lstm_room_closed"]["next_bin"] is None or np.isfinite(c["lstm_room_closed"]["next_bin"])
+    assert "ceiling" in res.stdout
 
 
 def test_a_model_of_another_network_is_refused(trained: tuple[Path, Path], tmp_path: Path) -> None:
