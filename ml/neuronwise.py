@@ -54,7 +54,7 @@ class NeuronInputs:
     """The per-neuron input channels (module docstring) of bins of per-neuron series (`per_neuron`)."""
 
     external: bool
-    maps: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    maps: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # by run directory
 
     @property
     def channels(self) -> int:
@@ -62,7 +62,7 @@ class NeuronInputs:
 
     def of(self, series: RunSeries, lo: int, hi: int) -> torch.Tensor:
         """(hi - lo, neurons, channels) float32, not normalised."""
-        key = id(series.run)
+        key = str(series.run.path)
         if key not in self.maps:
             self.maps[key] = synaptic_maps(series.run)
         n = series.type_of.size
@@ -216,13 +216,13 @@ class NeuronPredictor:
 
     streamer: Streamer
     segments: dict[tuple, np.ndarray] = field(default_factory=dict)
-    series: dict[int, list[RunSeries]] = field(default_factory=dict)
+    series: dict[int, tuple[list[RunSeries], list[RunSeries]]] = field(default_factory=dict)  # (given, per neuron)
 
     def predict_windows(self, windows: WindowSet, ids: np.ndarray) -> np.ndarray:
         """(B, 1, outputs) for windows `ids` (horizon 1)."""
-        if id(windows.series) not in self.series:
-            self.series[id(windows.series)] = per_neuron(windows.series)
-        series = self.series[id(windows.series)]
+        if id(windows.series) not in self.series:  # the given list is kept: its id stays its own
+            self.series[id(windows.series)] = (windows.series, per_neuron(windows.series))
+        series = self.series[id(windows.series)][1]
         seg_of, start = windows.locate(ids)
         out = []
         for s, b in zip(seg_of, start, strict=True):
