@@ -125,6 +125,20 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert int(rb.counts().sum()) == rb.spikes()[0].size
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """pytest-xdist (`--dist loadgroup`) hands out ungrouped tests one by one, so a module-scoped fixture (a
+    simulation, a training) would be set up again on every worker: the tests that use a module fixture of their own
+    module go to one worker together (a group named after the module), unless they name a group already."""
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        defs = getattr(item, "_fixtureinfo", None)
+        if defs is None or item.get_closest_marker("xdist_group"):
+            continue
+        if any(d.scope == "module" and d.baseid == module for ds in defs.name2fixturedefs.values() for d in ds):
+            item.add_marker(pytest.mark.xdist_group(module))
+
+
 @pytest.fixture
 def configs() -> Path:
     return CONFIGS

@@ -16,7 +16,7 @@ import zarr
 from conftest import CONFIGS, ROOT, assert_same_run, eilab, mpi_eilab, mpiexec, run_config
 from eilab.sim.reader import open_run
 
-SETTINGS = ["--set", "run.t_ms=800", "--set", "run.checkpoint_every_ms=100"]  # 7 checkpoints: slots a, b, a, ...
+SETTINGS = ["--set", "run.t_ms=400", "--set", "run.checkpoint_every_ms=50"]  # 7 checkpoints: slots a, b, a, ...
 
 
 @pytest.fixture(scope="module")

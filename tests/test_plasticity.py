@@ -158,13 +158,13 @@ def test_weights_and_spikes_are_rank_invariant(single: tuple[Path, Path], tmp_pa
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 def test_kill_and_resume_keeps_weights_bitwise(tmp_path: Path, precision: str) -> None:
-    """Killed on 2 ranks after its first checkpoint (500 ms, learning on since 100 ms), resumed on 3: bitwise the
-    run of one rank (float64 weights included). Four checkpoints and 2.5 s of network remain after the first:
-    seconds for the kill to land mid-run."""
-    cfg = plastic_network(tmp_path, t_ms=3000.0, precision=precision)
-    settings = ["--set", "run.checkpoint_every_ms=500"]
+    """Killed on 2 ranks after its first checkpoint (200 ms, learning on since 100 ms), resumed on 3: bitwise the
+    run of one rank (float64 weights included). Three checkpoints and 800 ms of network remain after the first: on
+    2 ranks (a spike exchange every 0.1 ms step) seconds for the kill to land mid-run."""
+    cfg = plastic_network(tmp_path, t_ms=1000.0, precision=precision)
+    settings = ["--set", "run.checkpoint_every_ms=200"]
     assert eilab("run", str(cfg), "--out", str(tmp_path / "ref"), "--quiet", *settings).returncode == 0
-    start_and_kill(tmp_path / "run", 2, False, cfg, settings, min_step=5000)
+    start_and_kill(tmp_path / "run", 2, False, cfg, settings, min_step=2000)
     res = mpi_eilab(3, "resume", str(tmp_path / "run"), "--quiet")
     assert res.returncode == 0, res.stderr
     assert_same(tmp_path / "ref", tmp_path / "run")

@@ -10,9 +10,11 @@ import pytest
 from conftest import CONFIGS, assert_same_run, eilab, mpi_eilab, start_and_kill
 from eilab.sim.reader import open_run
 
-# 7 checkpoints; a kill once the first (500 ms, step 10000) is written leaves 3.5 s of network and 6 checkpoints,
-# seconds for it to land mid-run. Each checkpoint costs far more than 500 ms of ring600, hence few of them.
-SETTINGS = ["--set", "run.t_ms=4000", "--set", "run.checkpoint_every_ms=500"]
+# 7 checkpoints; a kill once the first (125 ms, step 2500) is written leaves 875 ms of network and 6 checkpoints:
+# on 2-3 ranks (a spike exchange every 0.05 ms step) seconds for it to land mid-run. Each checkpoint costs more than
+# 125 ms of ring600 on one rank, hence few of them.
+SETTINGS = ["--set", "run.t_ms=1000", "--set", "run.checkpoint_every_ms=125"]
+FIRST_CHECKPOINT = 2500  # step
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +29,12 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_kill_and_resume_is_bitwise_identical(uninterrupted: Path, tmp_path: Path, ranks: int,
                                               whole_job: bool, resume_ranks: int) -> None:
     run_dir = tmp_path / "run"
-    start_and_kill(run_dir, ranks, whole_job, CONFIGS / "ring600.toml", SETTINGS, min_step=10000)
+    start_and_kill(run_dir, ranks, whole_job, CONFIGS / "ring600.toml", SETTINGS, min_step=FIRST_CHECKPOINT)
     res = mpi_eilab(resume_ranks, "resume", str(run_dir), "--quiet")
     assert res.returncode == 0, res.stderr
     assert_same_run(uninterrupted, run_dir)
     resumed = open_run(run_dir).attrs["resumed"]
-    assert resumed[0]["n_ranks"] == resume_ranks and resumed[0]["step"] >= 10000
+    assert resumed[0]["n_ranks"] == resume_ranks and resumed[0]["step"] >= FIRST_CHECKPOINT
 
 
 def test_resume_refuses_complete_runs_and_runs_without_checkpoint(uninterrupted: Path, tmp_path: Path) -> None:
@@ -49,8 +51,8 @@ def test_float32_ring_resumes_bitwise(tmp_path: Path) -> None:
     res = eilab("run", str(CONFIGS / "ring600.toml"), "--out", str(tmp_path / "ref"), "--quiet", *settings)
     assert res.returncode == 0, res.stderr
     run_dir = tmp_path / "run"
-    start_and_kill(run_dir, 2, True, CONFIGS / "ring600.toml", settings, min_step=10000)
+    start_and_kill(run_dir, 2, True, CONFIGS / "ring600.toml", settings, min_step=FIRST_CHECKPOINT)
     res = mpi_eilab(1, "resume", str(run_dir), "--quiet")
     assert res.returncode == 0, res.stderr
     assert_same_run(tmp_path / "ref", run_dir)
-    assert open_run(run_dir).attrs["resumed"][0]["step"] >= 10000
+    assert open_run(run_dir).attrs["resumed"][0]["step"] >= FIRST_CHECKPOINT
