@@ -40,8 +40,6 @@ FIGURE_BINS = 500
 NO_ROLLOUT = ("data.inputs = \"neurons\" or \"sectors\" with data.outputs = \"sums\": a rollout would feed "
               "predicted E/I sums back as the counts of every neuron or sector, which they do not determine; "
               "rollouts are not defined")
-NO_ROLLOUT_NEURON = ("model.kind = \"neuron\": the LSTM reads every neuron's spikes and synaptic input, which "
-                     "predicted outputs do not determine; rollouts are not defined")
 
 
 def add_parsers(sub: Any) -> None:
@@ -284,8 +282,7 @@ def train_and_report(tc: Any, runs: dict[int, Run], out: Path, max_epochs: int |
     meta["ridge_alpha"] = ridge.alpha
     write_json(meta, out / "meta.json")
     predictors = {"lstm": lstm, **baselines(norm, n_out, d.horizon, series[0].summed), "ridge_ar": ridge}
-    metrics = evaluate(predictors, splits.items(), tc.rollout_bins, d.rollout_windows, d.bin_ms,
-                       no_rollout=NO_ROLLOUT_NEURON if tc.model.kind == "neuron" else None)
+    metrics = evaluate(predictors, splits.items(), tc.rollout_bins, d.rollout_windows, d.bin_ms)
     if tc.ceiling.branches:
         metrics["ceiling"] = test_ceiling(tc, [runs[seed] for seed in d.seeds.test], metrics, progress)
     windows_per_s = float(np.mean([e["windows_per_s"] for e in history])) if history else None
@@ -331,11 +328,9 @@ def baselines(norm: Any, n_out: int, h: int, summed: np.ndarray | None) -> dict[
 
 
 def evaluate(predictors: dict[str, Any], splits: list[tuple[str, Any]], rollout_bins: int, rollout_windows: int,
-             bin_ms: float, thresholds: dict[str, float] | None = None,
-             no_rollout: str | None = None) -> dict[str, Any]:
+             bin_ms: float, thresholds: dict[str, float] | None = None) -> dict[str, Any]:
     """metrics.json's scores: next bin per split (MFE onsets on the test split, at detection thresholds chosen on
-    the validation split unless given), rollouts on the test split where defined (not: NO_ROLLOUT, or the
-    reason `no_rollout`)."""
+    the validation split unless given), rollouts on the test split where defined (not: NO_ROLLOUT)."""
     from eilab.ml.data import WindowSet
     from eilab.ml.lstm import validation_ids
     from eilab.ml.metrics import mfe_thresholds, next_bin, rollout_mse
@@ -345,9 +340,8 @@ def evaluate(predictors: dict[str, Any], splits: list[tuple[str, Any]], rollout_
     out: dict[str, Any] = {"splits": {name: next_bin(predictors, ws, bin_ms, mfe=thresholds if name == "test" else None)
                                       for name, ws in splits}, "mfe_thresholds": thresholds}
     test = dict(splits)["test"]
-    no_rollout = no_rollout or (NO_ROLLOUT if test.summed is not None else None)
-    if no_rollout:
-        out["rollout"] = {"bin_ms": bin_ms, "windows": 0, "mse": {}, "not_defined": no_rollout}
+    if test.summed is not None:
+        out["rollout"] = {"bin_ms": bin_ms, "windows": 0, "mse": {}, "not_defined": NO_ROLLOUT}
         return out
     long = WindowSet(test.series, test.segments, test.k, rollout_bins)
     ids = validation_ids(len(long), rollout_windows)
@@ -504,7 +498,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     trained = model_dir / "metrics.json"  # the MFE thresholds chosen on the training's validation split
     thresholds = json.loads(trained.read_text()).get("mfe_thresholds", {}) if trained.exists() else {}
     metrics = evaluate(predictors, [("test", ws)], meta["rollout_bins"], meta["rollout_windows"], meta["bin_ms"],
-                       thresholds, no_rollout=NO_ROLLOUT_NEURON if neuron else None)
+                       thresholds)
     if args.ceiling:
         from eilab.ml.config import load_train_config
 

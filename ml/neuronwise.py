@@ -34,6 +34,10 @@ from eilab.ml.config import TrainSettings
 from eilab.ml.data import TYPES, BlockCache, RunSeries, Segment, WindowSet, channel_stats
 from eilab.sim.reader import Run
 
+ROLLOUT_SAMPLES = 16
+"""Futures a rollout averages (Streamer.rollout): expected counts fed back as if they were spikes would give the
+LSTM inputs it never saw (every neuron a fraction of a spike in every bin)."""
+
 
 def synaptic_maps(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
     """Sparse (pre, post) excitatory and inhibitory weight magnitudes of a run's network."""
@@ -61,18 +65,23 @@ class NeuronInputs:
         return 3 + len(TYPES) + (1 if self.external else 0)
 
     def of(self, series: RunSeries, lo: int, hi: int) -> torch.Tensor:
-        """(hi - lo, neurons, channels) float32, not normalised."""
+        """(hi - lo, neurons, channels) float32 of the stored bins [lo, hi), not normalised."""
+        n = series.type_of.size
+        b = torch.from_numpy(series.bins(lo, hi))
+        return self.assemble(series, b[:, :n], b[:, n:] if self.external else None)
+
+    def assemble(self, series: RunSeries, counts: torch.Tensor, drive: torch.Tensor | None) -> torch.Tensor:
+        """(rows, neurons, channels) float32 from counts (rows, neurons), stored or expected, and the drive
+        events (rows, neurons) with `external`."""
         key = str(series.run.path)
         if key not in self.maps:
             self.maps[key] = synaptic_maps(series.run)
-        n = series.type_of.size
-        b = torch.from_numpy(series.bins(lo, hi))
-        counts = b[:, :n]
+        rows, n = counts.shape
         exc, inh = (torch.sparse.mm(m.t(), counts.t()).t() for m in self.maps[key])
         parts = [counts[..., None], exc[..., None], inh[..., None],
-                 torch.from_numpy(series.by_type)[None].expand(hi - lo, n, len(TYPES))]
-        if self.external:
-            parts.append(b[:, n:, None])
+                 torch.from_numpy(series.by_type)[None].expand(rows, n, len(TYPES))]
+        if drive is not None:
+            parts.append(drive[..., None])
         return torch.cat(parts, dim=2)
 
 
@@ -95,11 +104,16 @@ class NeuronLSTM(nn.Module):
         nn.init.constant_(self.head.bias, float(np.log(np.expm1(max(mean_count, 1e-4)))))
         self.register_buffer("by_type", None if by_type is None else torch.from_numpy(by_type))
 
-    def forward(self, x: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
-        """x (S, L, neurons, channels) normalised -> expected counts of the next bins (S, L, outputs), state."""
+    def rates(self, x: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
+        """x (S, L, neurons, channels) normalised -> every neuron's expected count of the next bins (S, L,
+        neurons), state ((layers, S x neurons, hidden) twice, sequence-major)."""
         s, length, n, c = x.shape
         h, state = self.lstm(x.permute(0, 2, 1, 3).reshape(s * n, length, c), state)
-        rate = nn.functional.softplus(self.head(h)).view(s, n, length).transpose(1, 2)
+        return nn.functional.softplus(self.head(h)).view(s, n, length).transpose(1, 2), state
+
+    def forward(self, x: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
+        """x (S, L, neurons, channels) normalised -> expected outputs of the next bins (S, L, outputs), state."""
+        rate, state = self.rates(x, state)
         return (rate if self.by_type is None else rate @ self.by_type), state
 
 
@@ -114,6 +128,10 @@ class Streamer:
     tbptt: int
     device: torch.device
 
+    def normed(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs normalised with the training split's statistics, on the model's device."""
+        return ((x - self.mean) / self.sd).to(self.device)
+
     def chunks(self, series: list[RunSeries], segs: list[Segment]) -> Iterator[tuple[int, int, torch.Tensor]]:
         """(a, b, expected outputs (S, b - a, outputs) of bins lo + a + 1 .. lo + b) per chunk of equally long
         segments; the state is carried (detached) from chunk to chunk."""
@@ -122,7 +140,7 @@ class Streamer:
         for a in range(0, length - 1, self.tbptt):
             b = min(length - 1, a + self.tbptt)
             x = torch.stack([self.inputs.of(series[g.series], g.lo + a, g.lo + b) for g in segs])
-            pred, state = self.net(((x - self.mean) / self.sd).to(self.device), state)
+            pred, state = self.net(self.normed(x), state)
             yield a, b, pred
             state = tuple(t.detach() for t in state)
 
@@ -140,6 +158,43 @@ class Streamer:
         body = [pred[0].cpu().numpy() for _, _, pred in self.chunks(series, [seg])]
         n_out = self.net.by_type.shape[1] if self.net.by_type is not None else series[0].type_of.size
         return np.concatenate([np.full((1, n_out), np.nan, np.float32), *body]).astype(np.float32)
+
+    @torch.no_grad()
+    def rollout(self, series: list[RunSeries], seg: Segment, firsts: np.ndarray, steps: int,
+                samples: int = ROLLOUT_SAMPLES, seed: int = 0) -> np.ndarray:
+        """Expected outputs (len(firsts), steps, outputs) of bins f .. f + steps - 1 for each first bin f
+        (ascending, seg.lo < f, f + steps <= seg.hi): the segment streamed from seg.lo to f - 1, the history of
+        the next-bin prediction; then `samples` futures, in each of which every neuron's count is drawn (Poisson
+        with its expected count, a stream keyed by `seed` and f) and fed back as its own count and, through the
+        connectivity, as the synaptic input of its targets, the drive coming from the true future (`external`);
+        each step's expected counts are averaged over the futures."""
+        self.net.eval()
+        run, n = series[seg.series], series[seg.series].type_of.size
+        states, first_rates, state, at, rate = [], [], None, seg.lo, None
+        for f in firsts:
+            for a in range(at, f, self.tbptt):
+                r, state = self.net.rates(self.normed(self.inputs.of(run, a, min(f, a + self.tbptt)))[None], state)
+                rate = r[0, -1]
+            at = f
+            states.append(tuple(t.repeat(1, samples, 1) for t in state))  # future m of window b: row b x samples + m
+            first_rates.append(rate)
+        state = tuple(torch.cat([st[i] for st in states], dim=1) for i in range(2))
+        rate = torch.stack(first_rates)  # (B, neurons)
+        drive = torch.stack([torch.from_numpy(run.bins(f, f + steps)[:, n:]) for f in firsts]).repeat_interleave(
+            samples, dim=0) if self.inputs.external else None  # (B x samples, steps, neurons)
+        gens = [torch.Generator().manual_seed(int(np.random.SeedSequence([seed, int(f)]).generate_state(1)[0]))
+                for f in firsts]  # one stream per first bin: a window's futures do not depend on the batch
+        futures = rate.cpu().repeat_interleave(samples, dim=0)
+        out = [rate.cpu()]
+        for i in range(steps - 1):
+            drawn = torch.cat([torch.poisson(futures[b * samples : (b + 1) * samples], generator=g)
+                               for b, g in enumerate(gens)])
+            x = self.inputs.assemble(run, drawn, None if drive is None else drive[:, i])
+            r, state = self.net.rates(self.normed(x)[:, None], state)
+            futures = r[:, 0].cpu()
+            out.append(futures.view(len(firsts), samples, n).mean(dim=1))
+        rates = torch.stack(out, dim=1)
+        return (rates if self.net.by_type is None else rates @ self.net.by_type.cpu()).numpy()
 
     def loss(self, series: list[RunSeries], segs: list[Segment], k: int, out_sd: torch.Tensor,
              opt: torch.optim.Optimizer | None = None) -> tuple[float, int]:
@@ -218,11 +273,26 @@ class NeuronPredictor:
     segments: dict[tuple, np.ndarray] = field(default_factory=dict)
     series: dict[int, tuple[list[RunSeries], list[RunSeries]]] = field(default_factory=dict)  # (given, per neuron)
 
-    def predict_windows(self, windows: WindowSet, ids: np.ndarray) -> np.ndarray:
-        """(B, 1, outputs) for windows `ids` (horizon 1)."""
+    def neurons(self, windows: WindowSet) -> list[RunSeries]:
+        """The per-neuron series of the windows' runs."""
         if id(windows.series) not in self.series:  # the given list is kept: its id stays its own
             self.series[id(windows.series)] = (windows.series, per_neuron(windows.series))
-        series = self.series[id(windows.series)][1]
+        return self.series[id(windows.series)][1]
+
+    def rollout_windows(self, windows: WindowSet, ids: np.ndarray) -> np.ndarray:
+        """Rollouts (B, windows.h, outputs) from the first target bin of windows `ids` (Streamer.rollout)."""
+        series = self.neurons(windows)
+        seg_of, start = windows.locate(ids)
+        out = np.zeros((len(ids), windows.h, windows.n_out), np.float32)
+        for s in np.unique(seg_of):
+            mine = np.flatnonzero(seg_of == s)
+            mine = mine[np.argsort(start[mine], kind="stable")]
+            out[mine] = self.streamer.rollout(series, windows.segments[s], start[mine] + windows.k, windows.h)
+        return out
+
+    def predict_windows(self, windows: WindowSet, ids: np.ndarray) -> np.ndarray:
+        """(B, 1, outputs) for windows `ids` (horizon 1)."""
+        series = self.neurons(windows)
         seg_of, start = windows.locate(ids)
         out = []
         for s, b in zip(seg_of, start, strict=True):

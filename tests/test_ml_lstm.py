@@ -127,8 +127,8 @@ def test_eilab_train_and_predict_with_neuron_or_sector_inputs(tmp_path: Path, in
 
 def test_eilab_train_and_predict_with_the_neuron_wise_lstm(tmp_path: Path) -> None:
     """model.kind = "neuron" with external input on a small network: one LSTM shared by the 100 neurons,
-    streamed along the runs; the loss falls, the baselines stand beside it, rollouts are reported as not
-    defined, and `eilab predict` gives the same test MSE from the saved model."""
+    streamed along the runs; the loss falls, the baselines stand beside it, rollouts are scored for it as for
+    them, and `eilab predict` gives the same test MSE and rollouts from the saved model."""
     net = tmp_path / "net.toml"
     net.write_text(tomli_w.dumps(small_network(t_ms=300.0)))
     cfg = {"data": {"config": str(net), "set": ["drive.0.rate_hz=50", "drive.1.rate_hz=50"], "runs_dir": "runs",
@@ -144,11 +144,14 @@ def test_eilab_train_and_predict_with_the_neuron_wise_lstm(tmp_path: Path) -> No
     assert len(meta["neuron_normaliser"]["mean"]) == 6  # count, E and I synaptic input, 2 types, drive
     history = m["training"]["history"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    assert m["rollout"]["mse"] == {} and "model.kind" in m["rollout"]["not_defined"]
+    assert m["rollout"]["windows"] == 8 and "not_defined" not in m["rollout"]
     for name in ("lstm", "ridge_ar", "persistence", "window_mean", "train_mean"):
         assert len(m["splits"]["test"][name]["mse_per_output"]) == 2
+        assert len(m["rollout"]["mse"][name]) == 50 and np.isfinite(m["rollout"]["mse"][name]).all()
     assert np.isfinite(m["splits"]["test"]["lstm"]["mse"])
     applied = eilab("predict", "T", "runs/net-seed2", "--out", "p.json", cwd=tmp_path)
     assert applied.returncode == 0, applied.stderr
     again = json.loads((tmp_path / "p.json").read_text())["splits"]["test"]
     assert again["lstm"]["mse"] == pytest.approx(m["splits"]["test"]["lstm"]["mse"], rel=1e-5)
+    rolled = json.loads((tmp_path / "p.json").read_text())["rollout"]["mse"]["lstm"]
+    np.testing.assert_allclose(rolled, m["rollout"]["mse"]["lstm"], rtol=1e-5)

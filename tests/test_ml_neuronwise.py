@@ -59,3 +59,24 @@ def test_streaming_never_reads_ahead(active: Path) -> None:
     assert np.std(whole[1:, 0]) > 0
     later = streamer.predict(neurons, Segment(0, 130, 300))  # a fresh state at its own first bin
     assert not np.allclose(later[1:30], whole[31:60])
+
+
+def test_a_rollout_starts_at_the_next_bin_prediction_and_keeps_each_window_apart(active: Path) -> None:
+    """Step 1 of a rollout from bin f is the streamed prediction of bin f; a window's rollout is the same alone
+    and beside others (states and fed-back counts stay with their window); it feeds predictions back, so from
+    step 2 on it leaves the teacher-forced predictions."""
+    torch.manual_seed(0)
+    series = open_series([open_run(active)], 1.0, "sums", external=True)
+    streamer = make_streamer({"hidden": 3, "layers": 1, "tbptt": 7}, series[0], True, np.zeros(6), np.ones(6),
+                             torch.device("cpu"))
+    torch.nn.init.normal_(streamer.net.head.weight)
+    neurons = per_neuron(series)
+    seg = Segment(0, 100, 300)
+    forced = streamer.predict(neurons, seg)
+    firsts = np.array([130, 130, 161, 200])
+    rolled = streamer.rollout(neurons, seg, firsts, 20)
+    assert rolled.shape == (4, 20, 2)
+    np.testing.assert_allclose(rolled[:, 0], forced[firsts - seg.lo], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(rolled[0], rolled[1])
+    np.testing.assert_allclose(streamer.rollout(neurons, seg, firsts[2:3], 20)[0], rolled[2], rtol=1e-5, atol=1e-7)
+    assert not np.allclose(rolled[3, 1:], forced[firsts[3] - seg.lo + 1 : firsts[3] - seg.lo + 20])
