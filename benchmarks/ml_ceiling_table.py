@@ -1,13 +1,13 @@
-"""The issue 22 table: LSTM, persistence, window mean, ridge AR and the predictability ceiling on held-out
-ring600 runs, E/I sums in bins of 1, 5 and 10 ms, with and without external input
-(configs/train/lstm_ring600_sums_{1,5,10}ms{,_ext}.toml). Trains every setup with `eilab train` in
-WORK_DIR (its runs are shared: WORK_DIR/runs/ring600-2s{,-drive}; a finished setup is read again, not
-retrained), then prints one JSON line per setup and a last line naming the setup whose LSTM MSE lies
-closest to REPORTED (the 2.11 the research reported for the E/I sums "on 100 predictions"), in counts
-per bin, in units of the training variance (z-scored outputs, as the LSTM is trained) and as root MSE;
-each row also gives the spread of the LSTM's MSE over blocks of 100 consecutive held-out predictions.
-The rollout ceiling is a floor only without external input: rollouts fed the true drive of the bins
-before may go below it.
+"""The issue 22 table: LSTM, persistence, window mean, ridge AR and the predictability ceiling on held-out ring600
+runs, E/I sums in bins of 1, 5 and 10 ms, with and without external input
+(configs/train/lstm_ring600_sums_{1,5,10}ms{,_ext}.toml; `--setups 1ms_neuron_ext ...`: the neuron-wise LSTM of
+lstm_ring600_sums_{1,5,10}ms_neuron{,_ext}.toml on 10 s runs, WORK_DIR/runs/ring600-10s-ext). Trains every setup
+with `eilab train` in WORK_DIR (its runs are shared: WORK_DIR/runs/ring600-2s{,-drive}; a finished setup is read
+again, not retrained), then prints one JSON line per setup and a last line naming the setup whose LSTM MSE lies
+closest to REPORTED (the 2.11 the research reported for the E/I sums "on 100 predictions"), in counts per bin,
+in units of the training variance (z-scored outputs, as the LSTM is trained) and as root MSE; each row also
+gives the spread of the LSTM's MSE over blocks of 100 consecutive held-out predictions. The rollout ceiling is a
+floor only without external input: rollouts fed the true drive of the bins before may go below it.
 
     python benchmarks/ml_ceiling_table.py WORK_DIR [--setups 1ms 5ms_ext ...] [--jobs 2]
 """
@@ -24,6 +24,7 @@ import numpy as np
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "train"
 SETUPS = ["1ms", "1ms_ext", "5ms", "5ms_ext", "10ms", "10ms_ext"]
+NEURON_SETUPS = [f"{s}_neuron" for s in SETUPS[::2]] + [f"{s}_neuron" + "_ext" for s in SETUPS[::2]]  # model.kind
 PREDICTORS = ["lstm", "persistence", "window_mean", "ridge_ar", "train_mean"]
 ROLLOUT_MS = 10.0
 REPORTED = 2.11
@@ -71,25 +72,22 @@ def row(setup: str, folder: Path, work: Path) -> dict:
 def blocks(folder: Path, work: Path, size: int = BLOCK) -> dict:
     """The LSTM's next-bin MSE (counts per bin) over blocks of `size` consecutive held-out predictions, as a
     figure "on 100 predictions" measures it: median, 5th and 95th percentile, fraction at or below REPORTED."""
-    import torch
-
-    from eilab.ml.data import Normaliser, Segment, WindowSet, first_bin, open_series
-    from eilab.ml.lstm import LSTMPredictor, load_net
+    from eilab.cluster.train import load_predictor
+    from eilab.ml.data import Segment, WindowSet, first_bin, open_series
+    from eilab.ml.metrics import predictions
     from eilab.sim.reader import open_run
 
     meta = json.loads((folder / "meta.json").read_text())
-    cpu = torch.device("cpu")
-    net = load_net(folder, meta["n_in"], meta["n_out"], meta["horizon"], meta["model"]["hidden"],
-                   meta["model"]["layers"], cpu)
-    lstm = LSTMPredictor(net, Normaliser.from_json(meta["normaliser"]), cpu)
     series = open_series([open_run(work / p) for p in meta["runs"]["test"]], meta["bin_ms"], meta["outputs"],
                          external=meta["external"])
+    lstm = load_predictor(folder, {**meta, "device": "cpu"}, series[0])
     skip = first_bin(meta["skip_ms"], meta["bin_ms"])
     means = []
     for i, s in enumerate(series):
         ws = WindowSet(series, [Segment(i, skip, s.n_bins)], meta["k"], 1)
-        x, y = ws.batch(np.arange(len(ws)))
-        err = ((lstm.predict(x)[:, 0] - y[:, 0]) ** 2).mean(axis=1)
+        ids = np.arange(len(ws))
+        x, y = ws.batch(ids)
+        err = ((predictions(lstm, ws, ids, x)[:, 0] - y[:, 0]) ** 2).mean(axis=1)
         means += [float(b.mean()) for b in np.split(err[: len(err) // size * size], len(err) // size)]
     q = [float(v) for v in np.percentile(means, [5, 50, 95])]
     return {"size": size, "blocks": len(means), "p05": q[0], "median": q[1], "p95": q[2],
@@ -108,7 +106,7 @@ def closest(rows: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("work_dir", type=Path)
-    ap.add_argument("--setups", nargs="+", choices=SETUPS, default=SETUPS)
+    ap.add_argument("--setups", nargs="+", choices=SETUPS + NEURON_SETUPS, default=SETUPS)
     ap.add_argument("--jobs", type=int, default=1, help="worker processes simulating missing runs")
     a = ap.parse_args()
     a.work_dir.mkdir(parents=True, exist_ok=True)

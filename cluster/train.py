@@ -349,6 +349,28 @@ def evaluate(predictors: dict[str, Any], splits: list[tuple[str, Any]], rollout_
     return out
 
 
+def load_predictor(model_dir: Path, meta: dict, like: Any) -> Any:
+    """The trained LSTM of a training directory (either kind) as a predictor of series like `like`, on the
+    training's device setting, one thread."""
+    import torch
+
+    from eilab.ml.data import Normaliser
+    from eilab.ml.lstm import WEIGHTS, LSTMPredictor, load_net, resolve_device
+    from eilab.ml.neuronwise import NeuronPredictor, make_streamer
+
+    device = resolve_device(meta["device"])
+    torch.set_num_threads(1)
+    if meta["model"].get("kind") == "neuron":
+        stats = meta["neuron_normaliser"]
+        streamer = make_streamer(meta["model"], like, meta.get("external", False), np.asarray(stats["mean"]),
+                                 np.asarray(stats["sd"]), device)
+        streamer.net.load_state_dict(torch.load(model_dir / WEIGHTS, map_location=device, weights_only=True))
+        return NeuronPredictor(streamer)
+    net = load_net(model_dir, meta["n_in"], meta["n_out"], meta["horizon"], meta["model"]["hidden"],
+                   meta["model"]["layers"], device)
+    return LSTMPredictor(net, Normaliser.from_json(meta["normaliser"]), device)
+
+
 def test_ceiling(tc: Any, test_runs: list[Run], metrics: dict, progress: bool) -> dict[str, Any]:
     """metrics.json's `ceiling` on the held-out runs (eilab.ml.ceiling; branch points where windows' targets
     start), with the fraction of the room between ridge AR and the ceiling that the LSTM closes: next bin,
@@ -472,26 +494,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if len(ws) == 0:
         raise ConfigError(f"{run_dir}: too short for one window of {meta['k']} + {meta['horizon']} bins after "
                           f"{meta['skip_ms']} ms")
-    import torch  # after the checks: a refused run is told at once
-
     from eilab.ml.baselines import RidgeAR
-    from eilab.ml.lstm import WEIGHTS, LSTMPredictor, load_net, resolve_device
-    from eilab.ml.neuronwise import NeuronPredictor, make_streamer
 
-    device = resolve_device(meta["device"])
-    torch.set_num_threads(1)
     norm = Normaliser.from_json(meta["normaliser"])
-    neuron = meta["model"].get("kind") == "neuron"
-    if neuron:
-        stats = meta["neuron_normaliser"]
-        streamer = make_streamer(meta["model"], series[0], meta.get("external", False), np.asarray(stats["mean"]),
-                                 np.asarray(stats["sd"]), device)
-        streamer.net.load_state_dict(torch.load(model_dir / WEIGHTS, map_location=device, weights_only=True))
-        lstm = NeuronPredictor(streamer)
-    else:
-        net = load_net(model_dir, meta["n_in"], meta["n_out"], meta["horizon"], meta["model"]["hidden"],
-                       meta["model"]["layers"], device)
-        lstm = LSTMPredictor(net, norm, device)
+    lstm = load_predictor(model_dir, meta, series[0])
     ridge = RidgeAR(np.load(model_dir / "ridge.npz")["w"], meta["horizon"], meta["n_out"], meta["ridge_alpha"])
     predictors = {"lstm": lstm, **baselines(norm, meta["n_out"], meta["horizon"], series[0].summed),
                   "ridge_ar": ridge}
