@@ -298,19 +298,26 @@ def train_and_report(tc: Any, runs: dict[int, Run], out: Path, max_epochs: int |
 
 
 def train_neuron_model(tc: Any, series: list, splits: Any, norm: Any, out: Path, max_epochs: int | None,
-                       progress: bool) -> tuple[Any, dict[str, list[float]], list[dict]]:
-    """model.kind = "neuron" (eilab.ml.neuronwise): the predictor, its input normalisation (meta.json's
-    neuron_normaliser) and the training history."""
+                       progress: bool) -> tuple[Any, dict[str, Any], list[dict]]:
+    """model.kind = "neuron" (eilab.ml.neuronwise): the predictor, its input normalisation and, with
+    model.next_drive, the drive's level probabilities (meta.json's neuron_normaliser) and the training history."""
     from eilab.ml import neuronwise as nw
     from eilab.ml.lstm import resolve_device
 
     d, s = tc.data, tc.train
     per_neuron = nw.per_neuron(series)
     mean, sd = nw.input_stats(nw.NeuronInputs(d.external), per_neuron, splits.train.segments)
-    streamer = nw.make_streamer(tc.model.model_dump(), series[0], d.external, mean, sd, resolve_device(s.device))
+    stats: dict[str, Any] = {"mean": mean.tolist(), "sd": sd.tolist()}
+    if tc.model.next_drive:
+        try:
+            stats["drive_levels"] = nw.drive_levels(per_neuron, splits.train.segments).tolist()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    streamer = nw.make_streamer(tc.model.model_dump(), series[0], d.external, mean, sd, resolve_device(s.device),
+                                stats.get("drive_levels"))
     history = nw.train(streamer, per_neuron, splits.train, splits.validation, norm.outputs(splits.train.n_out)[1],
                        tc.model.streams, s, out, max_epochs, progress)
-    return nw.NeuronPredictor(streamer), {"mean": mean.tolist(), "sd": sd.tolist()}, history
+    return nw.NeuronPredictor(streamer), stats, history
 
 
 def history_improving(history: list[dict], patience: int) -> bool:
@@ -363,7 +370,7 @@ def load_predictor(model_dir: Path, meta: dict, like: Any) -> Any:
     if meta["model"].get("kind") == "neuron":
         stats = meta["neuron_normaliser"]
         streamer = make_streamer(meta["model"], like, meta.get("external", False), np.asarray(stats["mean"]),
-                                 np.asarray(stats["sd"]), device)
+                                 np.asarray(stats["sd"]), device, stats.get("drive_levels"))
         streamer.net.load_state_dict(torch.load(model_dir / WEIGHTS, map_location=device, weights_only=True))
         return NeuronPredictor(streamer)
     net = load_net(model_dir, meta["n_in"], meta["n_out"], meta["horizon"], meta["model"]["hidden"],

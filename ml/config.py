@@ -80,6 +80,12 @@ class Model(Strict):
     layers: int = Field(1, ge=1, le=16, description="stacked LSTM layers")
     tbptt: int = Field(50, ge=1, le=1_000_000, description="kind = neuron: bins per truncated-backpropagation step")
     streams: int = Field(5, ge=1, le=10_000, description="kind = neuron: run segments streamed side by side")
+    loss: Literal["outputs", "neurons"] = Field(
+        "outputs", description="kind = neuron: the squared error of the outputs over their sd, or of every "
+        "neuron's count (which neuron fires, not only how many)")
+    next_drive: bool = Field(False, description="kind = neuron with data.external: the head gives each neuron's "
+                             "count per level of its next bin's drive events; next-bin predictions average over "
+                             "the drive's levels, rollouts draw each count given its bin's true drive")
 
 
 class TrainSettings(Strict):
@@ -117,6 +123,16 @@ class TrainConfig(Strict):
         if self.model.kind == "neuron" and self.data.horizon != 1:
             raise ValueError(f"model.kind = \"neuron\" predicts the next bin: set data.horizon = 1 (it is "
                              f"{self.data.horizon})")
+        return self
+
+    @model_validator(mode="after")
+    def _next_drive_of_neurons(self) -> TrainConfig:
+        if self.model.next_drive and (self.model.kind != "neuron" or not self.data.external):
+            raise ValueError("model.next_drive needs model.kind = \"neuron\" and data.external = true (it "
+                             "conditions each neuron's count on the drive events of its bin)")
+        if self.model.loss == "neurons" and self.model.kind != "neuron":
+            raise ValueError("model.loss = \"neurons\" needs model.kind = \"neuron\" (the windowed LSTM predicts "
+                             "the outputs only)")
         return self
 
     @model_validator(mode="after")

@@ -34,6 +34,17 @@ from eilab.ml.config import TrainSettings
 from eilab.ml.data import TYPES, BlockCache, RunSeries, Segment, WindowSet, channel_stats
 from eilab.sim.reader import Run
 
+
+def draw_counts(mean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Integer counts with the given means and the least variance: floor(mean) plus a Bernoulli draw of the
+    fraction. Refractoriness keeps a neuron's count per bin below Poisson variability: in ring600 a neuron
+    fires at most once per bin of 1 to 10 ms (a second spike in 5e-6 of the 10 ms neuron-bins), and Poisson
+    draws of its expected count (variance 0.26 per neuron-bin at 10 ms, against 0.14 in the runs) feed the
+    LSTM doublets it never saw."""
+    whole = torch.floor(mean)
+    return whole + torch.bernoulli(mean - whole, generator=generator)
+
+
 ROLLOUT_SAMPLES = 16
 """Futures a rollout averages (Streamer.rollout): expected counts fed back as if they were spikes would give the
 LSTM inputs it never saw (every neuron a fraction of a spike in every bin)."""
@@ -93,27 +104,49 @@ def per_neuron(series: list[RunSeries]) -> list[RunSeries]:
 
 class NeuronLSTM(nn.Module):
     """The shared LSTM and its softplus head; `by_type` (neurons, types) sums the expected counts per type,
-    None keeps every neuron."""
+    None keeps every neuron. With `level_p` (neurons, levels; `model.next_drive`) the head gives one expected
+    count per level of the next bin's drive events (0, 1, ..., the last level and more): the count given that
+    drive, and, with the drive unknown, their mean under each neuron's level probabilities."""
 
     def __init__(self, channels: int, hidden: int, layers: int, by_type: np.ndarray | None,
-                 mean_count: float = 0.01) -> None:
+                 mean_count: float = 0.01, level_p: np.ndarray | None = None) -> None:
         super().__init__()
         self.lstm = nn.LSTM(channels, hidden, num_layers=layers, batch_first=True)
-        self.head = nn.Linear(hidden, 1)
+        self.head = nn.Linear(hidden, 1 if level_p is None else level_p.shape[1])
         nn.init.zeros_(self.head.weight)  # start at the mean count per neuron and bin
         nn.init.constant_(self.head.bias, float(np.log(np.expm1(max(mean_count, 1e-4)))))
         self.register_buffer("by_type", None if by_type is None else torch.from_numpy(by_type))
+        self.register_buffer("level_p", None if level_p is None else torch.from_numpy(level_p.astype(np.float32)))
 
-    def rates(self, x: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
-        """x (S, L, neurons, channels) normalised -> every neuron's expected count of the next bins (S, L,
-        neurons), state ((layers, S x neurons, hidden) twice, sequence-major)."""
+    def level_rates(self, x: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
+        """x (S, L, neurons, channels) normalised -> every neuron's expected count of the next bins per level of
+        their drive (S, L, neurons, levels; one level without `level_p`), state ((layers, S x neurons, hidden)
+        twice, sequence-major)."""
         s, length, n, c = x.shape
         h, state = self.lstm(x.permute(0, 2, 1, 3).reshape(s * n, length, c), state)
-        return nn.functional.softplus(self.head(h)).view(s, n, length).transpose(1, 2), state
+        return nn.functional.softplus(self.head(h)).view(s, n, length, -1).transpose(1, 2), state
 
-    def forward(self, x: torch.Tensor, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
+    def pick(self, levels: torch.Tensor, next_drive: torch.Tensor | None) -> torch.Tensor:
+        """(S, L, neurons) expected counts from `level_rates`: given the next bins' drive events (S, L, neurons)
+        or, without them, averaged over the drive's level probabilities."""
+        if self.level_p is None:
+            return levels[..., 0]
+        if next_drive is None:
+            return (levels * self.level_p).sum(-1)
+        top = self.level_p.shape[1] - 1
+        return levels.gather(-1, next_drive.round().clamp(0, top).long()[..., None])[..., 0]
+
+    def rates(self, x: torch.Tensor, state: tuple | None = None,
+              next_drive: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple]:
+        """x (S, L, neurons, channels) normalised -> every neuron's expected count of the next bins (S, L,
+        neurons; given `next_drive` (S, L, neurons) or averaged over it), state."""
+        levels, state = self.level_rates(x, state)
+        return self.pick(levels, next_drive), state
+
+    def forward(self, x: torch.Tensor, state: tuple | None = None,
+                next_drive: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple]:
         """x (S, L, neurons, channels) normalised -> expected outputs of the next bins (S, L, outputs), state."""
-        rate, state = self.rates(x, state)
+        rate, state = self.rates(x, state, next_drive)
         return (rate if self.by_type is None else rate @ self.by_type), state
 
 
@@ -127,35 +160,49 @@ class Streamer:
     sd: torch.Tensor
     tbptt: int
     device: torch.device
+    neuron_loss: bool = False  # train on every neuron's count rather than on the outputs (model.loss)
 
     def normed(self, x: torch.Tensor) -> torch.Tensor:
         """Inputs normalised with the training split's statistics, on the model's device."""
         return ((x - self.mean) / self.sd).to(self.device)
 
-    def chunks(self, series: list[RunSeries], segs: list[Segment]) -> Iterator[tuple[int, int, torch.Tensor]]:
-        """(a, b, expected outputs (S, b - a, outputs) of bins lo + a + 1 .. lo + b) per chunk of equally long
-        segments; the state is carried (detached) from chunk to chunk."""
+    def chunks(self, series: list[RunSeries], segs: list[Segment],
+               given: bool = False) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """(a, b, every neuron's expected counts (S, b - a, neurons) of bins lo + a + 1 .. lo + b) per chunk of
+        equally long segments, `given` the drive events of those bins where the model takes them
+        (`model.next_drive`: the training loss), else without them; the state is carried (detached) from chunk to
+        chunk."""
         length = segs[0].hi - segs[0].lo
         state = None
         for a in range(0, length - 1, self.tbptt):
             b = min(length - 1, a + self.tbptt)
             x = torch.stack([self.inputs.of(series[g.series], g.lo + a, g.lo + b) for g in segs])
-            pred, state = self.net(self.normed(x), state)
-            yield a, b, pred
+            nxt = self.drive(series, segs, a + 1, b + 1) if given and self.net.level_p is not None else None
+            rate, state = self.net.rates(self.normed(x), state, nxt)
+            yield a, b, rate
             state = tuple(t.detach() for t in state)
 
-    def targets(self, series: list[RunSeries], segs: list[Segment], a: int, b: int) -> torch.Tensor:
-        """The true outputs (S, b - a, outputs) of bins lo + a .. lo + b - 1."""
+    def drive(self, series: list[RunSeries], segs: list[Segment], a: int, b: int) -> torch.Tensor:
+        """The drive events (S, b - a, neurons) of bins lo + a .. lo + b - 1."""
         n = series[0].type_of.size
-        y = torch.stack([torch.from_numpy(series[g.series].bins(g.lo + a, g.lo + b)[:, :n]) for g in segs])
-        y = y.to(self.device)
-        return y if self.net.by_type is None else y @ self.net.by_type
+        return torch.stack([torch.from_numpy(series[g.series].bins(g.lo + a, g.lo + b)[:, n:])
+                            for g in segs]).to(self.device)
+
+    def counts(self, series: list[RunSeries], segs: list[Segment], a: int, b: int) -> torch.Tensor:
+        """Every neuron's true counts (S, b - a, neurons) of bins lo + a .. lo + b - 1."""
+        n = series[0].type_of.size
+        return torch.stack([torch.from_numpy(series[g.series].bins(g.lo + a, g.lo + b)[:, :n])
+                            for g in segs]).to(self.device)
+
+    def outputs(self, per_neuron: torch.Tensor) -> torch.Tensor:
+        """(..., neurons) -> (..., outputs): summed per type for summed outputs."""
+        return per_neuron if self.net.by_type is None else per_neuron @ self.net.by_type
 
     @torch.no_grad()
     def predict(self, series: list[RunSeries], seg: Segment) -> np.ndarray:
         """Expected outputs (hi - lo, outputs) of every bin of one segment; row 0 (no history) is NaN."""
         self.net.eval()
-        body = [pred[0].cpu().numpy() for _, _, pred in self.chunks(series, [seg])]
+        body = [self.outputs(rate)[0].cpu().numpy() for _, _, rate in self.chunks(series, [seg])]
         n_out = self.net.by_type.shape[1] if self.net.by_type is not None else series[0].type_of.size
         return np.concatenate([np.full((1, n_out), np.nan, np.float32), *body]).astype(np.float32)
 
@@ -164,46 +211,52 @@ class Streamer:
                 samples: int = ROLLOUT_SAMPLES, seed: int = 0) -> np.ndarray:
         """Expected outputs (len(firsts), steps, outputs) of bins f .. f + steps - 1 for each first bin f
         (ascending, seg.lo < f, f + steps <= seg.hi): the segment streamed from seg.lo to f - 1, the history of
-        the next-bin prediction; then `samples` futures, in each of which every neuron's count is drawn (Poisson
-        with its expected count, a stream keyed by `seed` and f) and fed back as its own count and, through the
-        connectivity, as the synaptic input of its targets, the drive coming from the true future (`external`);
-        each step's expected counts are averaged over the futures."""
+        the next-bin prediction; then `samples` futures, in each of which every neuron's count is drawn
+        (`draw_counts` of its expected count, a stream keyed by `seed` and f) and fed back as its own count
+        and, through the connectivity, as the synaptic input of its targets, the drive coming from the true
+        future (`external`); each step's expected counts (without that step's drive) are averaged over the
+        futures. A model that takes the next bin's drive (`model.next_drive`) draws each count given the drive
+        of its bin, so that the counts it feeds back beside the drive go with it as in a run."""
         self.net.eval()
         run, n = series[seg.series], series[seg.series].type_of.size
-        states, first_rates, state, at, rate = [], [], None, seg.lo, None
+        states, first_levels, state, at, levels = [], [], None, seg.lo, None
         for f in firsts:
             for a in range(at, f, self.tbptt):
-                r, state = self.net.rates(self.normed(self.inputs.of(run, a, min(f, a + self.tbptt)))[None], state)
-                rate = r[0, -1]
+                lv, state = self.net.level_rates(
+                    self.normed(self.inputs.of(run, a, min(f, a + self.tbptt)))[None], state)
+                levels = lv[0, -1]
             at = f
             states.append(tuple(t.repeat(1, samples, 1) for t in state))  # future m of window b: row b x samples + m
-            first_rates.append(rate)
+            first_levels.append(levels)
         state = tuple(torch.cat([st[i] for st in states], dim=1) for i in range(2))
-        rate = torch.stack(first_rates)  # (B, neurons)
+        futures = torch.stack(first_levels).repeat_interleave(samples, dim=0)  # (B x samples, neurons, levels)
         drive = torch.stack([torch.from_numpy(run.bins(f, f + steps)[:, n:]) for f in firsts]).repeat_interleave(
             samples, dim=0) if self.inputs.external else None  # (B x samples, steps, neurons)
         gens = [torch.Generator().manual_seed(int(np.random.SeedSequence([seed, int(f)]).generate_state(1)[0]))
                 for f in firsts]  # one stream per first bin: a window's futures do not depend on the batch
-        futures = rate.cpu().repeat_interleave(samples, dim=0)
-        out = [rate.cpu()]
-        for i in range(steps - 1):
-            drawn = torch.cat([torch.poisson(futures[b * samples : (b + 1) * samples], generator=g)
-                               for b, g in enumerate(gens)])
+        out = []
+        for i in range(steps):
+            out.append(self.net.pick(futures[:, None], None)[:, 0].cpu().view(len(firsts), samples, n).mean(dim=1))
+            if i == steps - 1:
+                break
+            given = None if drive is None else drive[:, i, None].to(self.device)
+            mean = self.net.pick(futures[:, None], given)[:, 0].cpu()
+            drawn = torch.cat([draw_counts(mean[b * samples : (b + 1) * samples], g) for b, g in enumerate(gens)])
             x = self.inputs.assemble(run, drawn, None if drive is None else drive[:, i])
-            r, state = self.net.rates(self.normed(x)[:, None], state)
-            futures = r[:, 0].cpu()
-            out.append(futures.view(len(firsts), samples, n).mean(dim=1))
+            lv, state = self.net.level_rates(self.normed(x)[:, None], state)
+            futures = lv[:, 0]
         rates = torch.stack(out, dim=1)
         return (rates if self.net.by_type is None else rates @ self.net.by_type.cpu()).numpy()
 
     def loss(self, series: list[RunSeries], segs: list[Segment], k: int, out_sd: torch.Tensor,
              opt: torch.optim.Optimizer | None = None) -> tuple[float, int]:
-        """Summed squared error over output sd of the bins from lo + k on (a step of `opt` per chunk when
-        given), and the number of terms."""
+        """Summed squared error of the bins from lo + k on (a step of `opt` per chunk when given), and the
+        number of terms: of the outputs over their sd, or with `neuron_loss` of every neuron's count."""
         total, terms = 0.0, 0
-        for a, b, pred in self.chunks(series, segs):
+        for a, b, rate in self.chunks(series, segs, given=True):
             keep = slice(max(0, k - a - 1), None)  # bins lo + a + 1 + j >= lo + k
-            err = ((pred - self.targets(series, segs, a + 1, b + 1)) / out_sd)[:, keep]
+            y = self.counts(series, segs, a + 1, b + 1)
+            err = (rate - y if self.neuron_loss else (self.outputs(rate) - self.outputs(y)) / out_sd)[:, keep]
             if err.numel() == 0:
                 continue
             if opt is not None:
@@ -231,6 +284,31 @@ def input_stats(inputs: NeuronInputs, series: list[RunSeries],
             x = inputs.of(series[g.series], g.lo, g.hi)
             yield x.reshape(-1, x.shape[-1]).numpy()
     return channel_stats(parts())
+
+
+MAX_LEVELS = 64
+"""Drive levels of `model.next_drive` at most (the last one holds every larger count)."""
+
+
+def drive_levels(series: list[RunSeries], segs: list[Segment]) -> np.ndarray:
+    """(types, levels) fraction of each type's neuron-bins of the segments (the training split) with 0, 1, ...
+    drive events, the last level holding the largest count seen (at most MAX_LEVELS levels). The drive is
+    independent of the network, so these are the level probabilities of any bin. ValueError for a drive that
+    is not a count of events (current drive)."""
+    hist = np.zeros((len(TYPES), MAX_LEVELS))
+    top = 0
+    for g in segs:
+        ser = series[g.series]
+        d = ser.bins(g.lo, g.hi)[:, ser.type_of.size :]
+        if not np.array_equal(d, np.round(d)) or d.min() < 0:
+            raise ValueError(f"{ser.run.path}: the drive is not a count of events (current drive?); "
+                             "model.next_drive needs Poisson or spike drives")
+        d = np.minimum(d, MAX_LEVELS - 1).astype(np.int64)
+        top = max(top, int(d.max()))
+        for t in range(len(TYPES)):
+            hist[t] += np.bincount(d[:, ser.type_of == t].ravel(), minlength=MAX_LEVELS)
+    hist = hist[:, : top + 1]
+    return hist / np.maximum(hist.sum(axis=1, keepdims=True), 1.0)
 
 
 def train(streamer: Streamer, series: list[RunSeries], train_set: WindowSet, val_set: WindowSet,
@@ -305,10 +383,14 @@ class NeuronPredictor:
 
 
 def make_streamer(model: dict, like: RunSeries, external: bool, mean: np.ndarray, sd: np.ndarray,
-                  device: torch.device) -> Streamer:
-    """A Streamer with a new NeuronLSTM (`model`: the config's [model]) for the outputs of series `like`."""
+                  device: torch.device, levels: np.ndarray | None = None) -> Streamer:
+    """A Streamer with a new NeuronLSTM (`model`: the config's [model]) for the outputs of series `like`;
+    `levels` (types, levels) the drive's level probabilities (`drive_levels`) with `model.next_drive`."""
     inputs = NeuronInputs(external)
     by_type = like.by_type if like.outputs == "sums" else None
-    net = NeuronLSTM(inputs.channels, model["hidden"], model["layers"], by_type, mean_count=float(mean[0]))
+    level_p = None if levels is None else like.by_type @ np.asarray(levels, np.float64)
+    net = NeuronLSTM(inputs.channels, model["hidden"], model["layers"], by_type, mean_count=float(mean[0]),
+                     level_p=level_p)
     return Streamer(net.to(device), inputs, torch.from_numpy(np.asarray(mean, np.float32)),
-                    torch.from_numpy(np.asarray(sd, np.float32)), model["tbptt"], device)
+                    torch.from_numpy(np.asarray(sd, np.float32)), model["tbptt"], device,
+                    model.get("loss", "outputs") == "neurons")

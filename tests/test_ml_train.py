@@ -132,6 +132,15 @@ def test_bad_training_configs_exit_2_naming_the_field(tmp_path: Path) -> None:
                        ({"shuffle": True}, "data.shuffle: unknown key")]:
         with pytest.raises(ConfigError, match=re.escape(says)):
             load_train_config(write_config(tmp_path, "bad.toml", **data))
+    path = write_config(tmp_path, "bad.toml")
+    path.write_text(path.read_text().replace("[model]\n", '[model]\nkind = "neuron"\nnext_drive = true\n'))
+    with pytest.raises(ConfigError, match=re.escape("model.next_drive needs model.kind = \"neuron\" and "
+                                                    "data.external = true")):
+        load_train_config(path)
+    text = path.read_text().replace("next_drive = true\n", 'loss = "neurons"\n')
+    path.write_text(text.replace('kind = "neuron"\n', ""))
+    with pytest.raises(ConfigError, match=re.escape("model.loss = \"neurons\" needs model.kind = \"neuron\"")):
+        load_train_config(path)
     for data, says in [({"bin_ms": 1.5}, "data.bin_ms = 1.5: must be a whole multiple"),
                        ({"k": 300}, "runs of 400.0 ms leave a split without a window of data.k + data.horizon = 301")]:
         with pytest.raises(ConfigError, match=re.escape(says)):
