@@ -35,15 +35,16 @@ def split_samples(tc: Any, runs: dict[tuple[float | None, int], Run]) -> dict[st
 def split_scores(fit: Any, logistic: Any, smp: Any, n: int, train_factor: float) -> dict[str, Any]:
     """Accuracy and confusion of the CNN and the logistic baseline on samples smp; chance and majority class;
     the regression head's factor error beside that of predicting the training mean factor."""
-    from eilab.ml.classify import scores
+    from eilab.ml.classify import mcnemar, scores
 
     pred, fac = fit.predict(smp.x)
+    base = logistic.predict(smp.feats)
     counts = np.bincount(smp.labels, minlength=n)
     return {"windows": len(smp.labels), "chance": 1.0 / n, "majority": float(counts.max() / counts.sum()),
             "cnn": {**scores(smp.labels, pred, n), "factor_mae": float(np.mean(np.abs(fac - smp.factors))),
                     "factor_rmse": float(np.sqrt(np.mean((fac - smp.factors) ** 2)))},
             "train_mean_factor": {"factor_mae": float(np.mean(np.abs(train_factor - smp.factors)))},
-            "logistic": scores(smp.labels, logistic.predict(smp.feats), n)}
+            "logistic": scores(smp.labels, base, n), "cnn_vs_logistic": mcnemar(smp.labels, pred, base)}
 
 
 def classify_and_report(tc: Any, runs: dict[tuple[float | None, int], Run], out: Path, max_epochs: int | None,
@@ -59,8 +60,7 @@ def classify_and_report(tc: Any, runs: dict[tuple[float | None, int], Run], out:
     n = len(factors)
     make_deterministic(s.seed, s.threads)
     logistic = logistic_baseline(data["train"], data["validation"], n, s.seed)
-    fit = train_cnn(data["train"], data["validation"], n, tc.model.channels, tc.model.kernel, s, out, max_epochs,
-                    progress)
+    fit = train_cnn(data["train"], data["validation"], n, tc.model.model_dump(), s, out, max_epochs, progress)
     if len(fit.history) < s.epochs and history_improving(fit.history, s.patience):  # stopped by max_epochs
         print(f"stopped after epoch {len(fit.history)} (--max-epochs); run the same command without it to resume",
               file=sys.stderr)
@@ -104,8 +104,7 @@ def predict_classifier(meta: dict[str, Any], model_dir: Path, run: Run, out_arg:
     classes = meta["classes"]
     x, feats = run_windows(open_series([run], meta["bin_ms"], "sums")[0], meta["window_ms"], meta["skip_ms"])
     try:
-        cnn = load_cnn(model_dir, len(classes), meta["model"]["channels"], meta["model"]["kernel"],
-                       Scaling.from_json(meta["scaling"]))
+        cnn = load_cnn(model_dir, len(classes), meta["model"], Scaling.from_json(meta["scaling"]))
     except (OSError, RuntimeError) as e:
         raise ConfigError(f"{model_dir / 'model.pt'}: not the weights meta.json describes ({e}); train the "
                           "classifier again") from None

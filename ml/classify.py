@@ -13,6 +13,7 @@ weights of an uninterrupted one on CPU).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,18 +154,29 @@ def logistic_baseline(train: Samples, val: Samples, n_classes: int, seed: int) -
 
 
 class RatioCNN(nn.Module):
-    """Two strided 1-D convolutions with ReLU, global average pooling; class logits and a factor."""
+    """Two strided 1-D convolutions with ReLU, global average pooling; class logits and a factor. With
+    `head_hidden` > 0 the window's mean E and I counts per bin (its rates, standardised) join the pooled
+    filters and a hidden layer of that many ReLU units feeds both heads (the rates carry nearly all of the ratio
+    that a window shows, benchmarks/ml_ratio_information.py, and the classes are not linear in them); 0: linear
+    heads on the pooled filters alone."""
 
-    def __init__(self, n_classes: int, channels: int, kernel: int) -> None:
+    def __init__(self, n_classes: int, channels: int, kernel: int, head_hidden: int = 0) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Conv1d(2, channels, kernel, stride=2), nn.ReLU(),
                                   nn.Conv1d(channels, channels, kernel, stride=2), nn.ReLU(),
                                   nn.AdaptiveAvgPool1d(1), nn.Flatten())
-        self.classes = nn.Linear(channels, n_classes)
-        self.factor = nn.Linear(channels, 1)
+        self.with_mean = head_hidden > 0
+        width = channels + 2 if self.with_mean else channels
+        self.trunk = nn.Sequential(nn.Linear(width, head_hidden), nn.ReLU()) if self.with_mean else nn.Identity()
+        self.classes = nn.Linear(head_hidden or channels, n_classes)
+        self.factor = nn.Linear(head_hidden or channels, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (n, bins, 2) standardised -> class logits (n, classes), standardised factor (n,)."""
         z = self.body(x.transpose(1, 2))
+        if self.with_mean:  # the mean of standardised bins, scaled to unit variance for independent bins
+            z = torch.cat([z, x.mean(dim=1) * x.shape[1] ** 0.5], dim=1)
+        z = self.trunk(z)
         return self.classes(z), self.factor(z)[:, 0]
 
 
@@ -217,14 +229,14 @@ def cnn_loss(net: RatioCNN, x: torch.Tensor, y: torch.Tensor, f: torch.Tensor) -
     return nn.functional.cross_entropy(logits, y) + nn.functional.mse_loss(fp, f)
 
 
-def train_cnn(train: Samples, val: Samples, n_classes: int, channels: int, kernel: int, s: TrainSettings,
-              folder: Path, max_epochs: int | None = None, progress: bool = False) -> CNNFit:
+def train_cnn(train: Samples, val: Samples, n_classes: int, model: dict, s: TrainSettings, folder: Path,
+              max_epochs: int | None = None, progress: bool = False) -> CNNFit:
     """Adam on cross-entropy + factor MSE through `eilab.ml.lstm.fit`: a checkpoint each epoch in `folder`
     (resumed from when present), early stopping on the validation loss; the best weights."""
     make_deterministic(s.seed, s.threads)
     scaling = Scaling.of(train)
     (xt, yt, ft), (xv, yv, fv) = scaling.tensors(train), scaling.tensors(val)
-    net = RatioCNN(n_classes, channels, kernel)
+    net = make_cnn(n_classes, model)
 
     def run_epoch(order: np.ndarray, opt: torch.optim.Optimizer) -> dict[str, float]:
         total = 0.0
@@ -246,11 +258,25 @@ def train_cnn(train: Samples, val: Samples, n_classes: int, channels: int, kerne
     return CNNFit(net, scaling, history)
 
 
-def load_cnn(folder: Path, n_classes: int, channels: int, kernel: int, scaling: Scaling) -> CNNFit:
+def make_cnn(n_classes: int, model: dict) -> RatioCNN:
+    """The CNN of a config's [model] (a directory's meta.json; before `head_hidden` existed: 0)."""
+    return RatioCNN(n_classes, model["channels"], model["kernel"], model.get("head_hidden", 0))
+
+
+def load_cnn(folder: Path, n_classes: int, model: dict, scaling: Scaling) -> CNNFit:
     """The best weights saved by train_cnn in folder (model.pt)."""
-    net = RatioCNN(n_classes, channels, kernel)
+    net = make_cnn(n_classes, model)
     net.load_state_dict(torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True))
     return CNNFit(net, scaling, [])
+
+
+def mcnemar(true: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict:
+    """Paired comparison of two classifiers on the same windows: the windows only `a` gets right, only `b`
+    gets right, and the exact two-sided McNemar p-value (binomial, 1/2, over the discordant windows)."""
+    only_a, only_b = int(np.sum((a == true) & (b != true))), int(np.sum((a != true) & (b == true)))
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n) if n else 1.0
+    return {"only_first": only_a, "only_second": only_b, "p": p}
 
 
 def confusion(true: np.ndarray, pred: np.ndarray, n_classes: int) -> list[list[int]]:

@@ -179,6 +179,8 @@ class ClassifyData(Strict):
 class ClassifyModel(Strict):
     channels: int = Field(16, ge=1, le=4096, description="filters of each of the two convolutions")
     kernel: int = Field(9, ge=1, le=1001, description="convolution width, bins")
+    head_hidden: int = Field(32, ge=0, le=4096, description="hidden ReLU units of the heads, fed the pooled filters "
+                             "and the window's mean E and I counts; 0: linear heads on the pooled filters alone")
 
 
 class ClassifyConfig(Strict):

@@ -96,3 +96,33 @@ def test_runs_a_classifier_cannot_take_exit_2(trained: Path, tmp_path: Path) -> 
     res = eilab("predict", str(wrong), str(trained / "runs" / "net-x3-seed3"))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "model.pt: not the weights meta.json describes" in res.stderr
+
+
+def test_mcnemar_counts_the_discordant_windows_and_gives_the_exact_binomial_p() -> None:
+    from scipy.stats import binomtest
+
+    from eilab.ml.classify import mcnemar
+
+    true = np.zeros(40, int)
+    a = np.r_[np.zeros(30, int), np.ones(10, int)]  # right on 30
+    b = np.r_[np.ones(12, int), np.zeros(28, int)]  # right on 28
+    got = mcnemar(true, a, b)
+    only_a, only_b = int(np.sum((a == 0) & (b != 0))), int(np.sum((a != 0) & (b == 0)))
+    assert (got["only_first"], got["only_second"]) == (only_a, only_b) == (12, 10)
+    assert got["p"] == pytest.approx(binomtest(10, 22, 0.5).pvalue, rel=1e-12)
+    assert mcnemar(true, a, a)["p"] == 1.0
+
+
+def test_the_cnn_sees_the_window_mean_through_its_head_and_former_directories_load_without() -> None:
+    from eilab.ml.classify import make_cnn
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 100, 2)
+    net = make_cnn(5, {"channels": 4, "kernel": 3, "head_hidden": 8})
+    logits, factor = net(x)
+    assert logits.shape == (3, 5) and factor.shape == (3,)
+    shifted, _ = net(x + torch.tensor([0.5, 0.0]))  # a higher mean E count changes the classes' logits
+    assert not torch.allclose(shifted, logits)
+    former = make_cnn(5, {"channels": 4, "kernel": 3})  # meta.json before head_hidden
+    assert sorted(former.state_dict()) == ["body.0.bias", "body.0.weight", "body.2.bias", "body.2.weight",
+                                           "classes.bias", "classes.weight", "factor.bias", "factor.weight"]
