@@ -327,7 +327,8 @@ def train(streamer: Streamer, series: list[RunSeries], train_set: WindowSet, val
         for group in groups(order, train_set.segments, streams):
             t, n = streamer.loss(series, group, k, sd, opt)
             total, terms = total + t, terms + n
-        return {"train_loss": total / max(1, terms), "target_bins": terms / sd.numel()}
+        per_bin = series[0].type_of.size if streamer.neuron_loss else sd.numel()  # squared errors per target bin
+        return {"train_loss": total / max(1, terms), "target_bins": terms / per_bin}
 
     @torch.no_grad()
     def validate() -> float:

@@ -127,15 +127,16 @@ def test_eilab_train_and_predict_with_neuron_or_sector_inputs(tmp_path: Path, in
 
 def test_eilab_train_and_predict_with_the_neuron_wise_lstm(tmp_path: Path) -> None:
     """model.kind = "neuron" with external input on a small network: one LSTM shared by the 100 neurons,
-    streamed along the runs, conditioned on the next bin's drive (model.next_drive); the loss falls, the
-    baselines stand beside it, rollouts are scored for it as for them, and `eilab predict` gives the same test
-    MSE and rollouts from the saved model."""
+    streamed along the runs, conditioned on the next bin's drive (model.next_drive), trained on every neuron's
+    count (model.loss); the loss falls, the baselines stand beside it, rollouts are scored for it as for them,
+    and `eilab predict` gives the same test MSE and rollouts from the saved model."""
     net = tmp_path / "net.toml"
     net.write_text(tomli_w.dumps(small_network(t_ms=300.0)))
     cfg = {"data": {"config": str(net), "set": ["drive.0.rate_hz=50", "drive.1.rate_hz=50"], "runs_dir": "runs",
                     "seeds": {"train": [1, 3], "validation": [4], "test": [2]}, "k": 4, "outputs": "sums",
                     "external": True, "rollout_windows": 8},
-           "model": {"kind": "neuron", "hidden": 4, "tbptt": 40, "streams": 2, "next_drive": True},
+           "model": {"kind": "neuron", "hidden": 4, "tbptt": 40, "streams": 2, "next_drive": True,
+                     "loss": "neurons"},
            "train": {"epochs": 3, "lr": 0.01, "seed": 1, "device": "cpu", "patience": 3}}
     (tmp_path / "train.toml").write_text(tomli_w.dumps(cfg))
     done = eilab("train", "train.toml", "--out", "T", "--quiet", cwd=tmp_path)
@@ -146,6 +147,7 @@ def test_eilab_train_and_predict_with_the_neuron_wise_lstm(tmp_path: Path) -> No
     assert len(meta["neuron_normaliser"]["drive_levels"]) == 2  # per type
     history = m["training"]["history"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert 0 < history[0]["target_bins"] <= 2 * 300  # bins, not neuron-bins: two training runs of 300 bins
     assert m["rollout"]["windows"] == 8 and "not_defined" not in m["rollout"]
     for name in ("lstm", "ridge_ar", "persistence", "window_mean", "train_mean"):
         assert len(m["splits"]["test"][name]["mse_per_output"]) == 2
