@@ -143,11 +143,11 @@ class NeuronLSTM(nn.Module):
         levels, state = self.level_rates(x, state)
         return self.pick(levels, next_drive), state
 
-    def forward(self, x: torch.Tensor, state: tuple | None = None,
-                next_drive: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple]:
-        """x (S, L, neurons, channels) normalised -> expected outputs of the next bins (S, L, outputs), state."""
-        rate, state = self.rates(x, state, next_drive)
-        return (rate if self.by_type is None else rate @ self.by_type), state
+    forward = rates
+
+    def outputs(self, per_neuron: torch.Tensor) -> torch.Tensor:
+        """(..., neurons) -> (..., outputs): summed per type for summed outputs."""
+        return per_neuron if self.by_type is None else per_neuron @ self.by_type
 
 
 @dataclass
@@ -167,42 +167,32 @@ class Streamer:
         return ((x - self.mean) / self.sd).to(self.device)
 
     def chunks(self, series: list[RunSeries], segs: list[Segment],
-               given: bool = False) -> Iterator[tuple[int, int, torch.Tensor]]:
-        """(a, b, every neuron's expected counts (S, b - a, neurons) of bins lo + a + 1 .. lo + b) per chunk of
-        equally long segments, `given` the drive events of those bins where the model takes them
-        (`model.next_drive`: the training loss), else without them; the state is carried (detached) from chunk to
-        chunk."""
-        length = segs[0].hi - segs[0].lo
+               targets: bool = False) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor | None]]:
+        """(a, b, every neuron's expected counts (S, b - a, neurons) of bins lo + a + 1 .. lo + b, and with
+        `targets` those bins as stored (`stored`), else None) per chunk of equally long segments; with
+        `targets` a model that takes the next bin's drive (`model.next_drive`: the training loss) is given it,
+        else it averages over it. The state is carried (detached) from chunk to chunk."""
+        length, n = segs[0].hi - segs[0].lo, series[0].type_of.size
         state = None
         for a in range(0, length - 1, self.tbptt):
             b = min(length - 1, a + self.tbptt)
             x = torch.stack([self.inputs.of(series[g.series], g.lo + a, g.lo + b) for g in segs])
-            nxt = self.drive(series, segs, a + 1, b + 1) if given and self.net.level_p is not None else None
+            later = self.stored(series, segs, a + 1, b + 1) if targets else None
+            nxt = later[..., n:] if later is not None and self.net.level_p is not None else None
             rate, state = self.net.rates(self.normed(x), state, nxt)
-            yield a, b, rate
+            yield a, b, rate, later
             state = tuple(t.detach() for t in state)
 
-    def drive(self, series: list[RunSeries], segs: list[Segment], a: int, b: int) -> torch.Tensor:
-        """The drive events (S, b - a, neurons) of bins lo + a .. lo + b - 1."""
-        n = series[0].type_of.size
-        return torch.stack([torch.from_numpy(series[g.series].bins(g.lo + a, g.lo + b)[:, n:])
-                            for g in segs]).to(self.device)
-
-    def counts(self, series: list[RunSeries], segs: list[Segment], a: int, b: int) -> torch.Tensor:
-        """Every neuron's true counts (S, b - a, neurons) of bins lo + a .. lo + b - 1."""
-        n = series[0].type_of.size
-        return torch.stack([torch.from_numpy(series[g.series].bins(g.lo + a, g.lo + b)[:, :n])
-                            for g in segs]).to(self.device)
-
-    def outputs(self, per_neuron: torch.Tensor) -> torch.Tensor:
-        """(..., neurons) -> (..., outputs): summed per type for summed outputs."""
-        return per_neuron if self.net.by_type is None else per_neuron @ self.net.by_type
+    def stored(self, series: list[RunSeries], segs: list[Segment], a: int, b: int) -> torch.Tensor:
+        """The stored bins lo + a .. lo + b - 1 (S, b - a, columns): every neuron's counts, then with `external`
+        its drive events."""
+        return torch.stack([torch.from_numpy(series[g.series].bins(g.lo + a, g.lo + b)) for g in segs]).to(self.device)
 
     @torch.no_grad()
     def predict(self, series: list[RunSeries], seg: Segment) -> np.ndarray:
         """Expected outputs (hi - lo, outputs) of every bin of one segment; row 0 (no history) is NaN."""
         self.net.eval()
-        body = [self.outputs(rate)[0].cpu().numpy() for _, _, rate in self.chunks(series, [seg])]
+        body = [self.net.outputs(rate)[0].cpu().numpy() for _, _, rate, _ in self.chunks(series, [seg])]
         n_out = self.net.by_type.shape[1] if self.net.by_type is not None else series[0].type_of.size
         return np.concatenate([np.full((1, n_out), np.nan, np.float32), *body]).astype(np.float32)
 
@@ -236,7 +226,7 @@ class Streamer:
                 for f in firsts]  # one stream per first bin: a window's futures do not depend on the batch
         out = []
         for i in range(steps):
-            out.append(self.net.pick(futures[:, None], None)[:, 0].cpu().view(len(firsts), samples, n).mean(dim=1))
+            out.append(self.net.pick(futures[:, None], None)[:, 0].view(len(firsts), samples, n).mean(dim=1))
             if i == steps - 1:
                 break
             given = None if drive is None else drive[:, i, None].to(self.device)
@@ -245,18 +235,17 @@ class Streamer:
             x = self.inputs.assemble(run, drawn, None if drive is None else drive[:, i])
             lv, state = self.net.level_rates(self.normed(x)[:, None], state)
             futures = lv[:, 0]
-        rates = torch.stack(out, dim=1)
-        return (rates if self.net.by_type is None else rates @ self.net.by_type.cpu()).numpy()
+        return self.net.outputs(torch.stack(out, dim=1)).cpu().numpy()
 
     def loss(self, series: list[RunSeries], segs: list[Segment], k: int, out_sd: torch.Tensor,
              opt: torch.optim.Optimizer | None = None) -> tuple[float, int]:
         """Summed squared error of the bins from lo + k on (a step of `opt` per chunk when given), and the
         number of terms: of the outputs over their sd, or with `neuron_loss` of every neuron's count."""
         total, terms = 0.0, 0
-        for a, b, rate in self.chunks(series, segs, given=True):
+        for a, _, rate, later in self.chunks(series, segs, targets=True):
             keep = slice(max(0, k - a - 1), None)  # bins lo + a + 1 + j >= lo + k
-            y = self.counts(series, segs, a + 1, b + 1)
-            err = (rate - y if self.neuron_loss else (self.outputs(rate) - self.outputs(y)) / out_sd)[:, keep]
+            y = later[..., : rate.shape[2]]
+            err = (rate - y if self.neuron_loss else (self.net.outputs(rate) - self.net.outputs(y)) / out_sd)[:, keep]
             if err.numel() == 0:
                 continue
             if opt is not None:

@@ -168,7 +168,7 @@ def test_the_neuron_loss_is_every_neurons_squared_error(active: Path) -> None:
     neurons, seg, k = per_neuron(series), Segment(0, 100, 160), 5
     total, terms = streamer.loss(neurons, [seg], k, torch.ones(2))
     with torch.no_grad():
-        rates = torch.cat([r[0] for _, _, r in streamer.chunks(neurons, [seg])]).numpy()
+        rates = torch.cat([r[0] for _, _, r, _ in streamer.chunks(neurons, [seg])]).numpy()
     err = rates - neurons[0].bins(101, 160)[:, :100]
     assert terms == (60 - k) * 100
     np.testing.assert_allclose(total, (err[k - 1 :] ** 2).sum(), rtol=1e-5)
