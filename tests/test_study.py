@@ -119,13 +119,22 @@ def trials(config: Path) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
+def run_status(run_dir: str | None) -> str | None:
+    """The stored status of a run directory; None while its store has no attributes yet."""
+    try:
+        return json.loads((Path(run_dir) / "run.zarr" / "zarr.json").read_text())["attributes"]["status"]
+    except (TypeError, OSError, ValueError, KeyError):
+        return None
+
+
 @pytest.mark.parametrize("journal", [False, True], ids=["sqlite", "journal"])
 def test_worker_killed_mid_trial_loses_no_trial(tmp_path: Path, journal: bool) -> None:
     """SIGKILL during trial 1: its heartbeat stops, the next worker fails it after the grace period and runs it
     again (same parameters); the study ends with exactly the asked complete trials, none left running. On a SQLite
     storage (Optuna's heartbeats) and on a journal file (eilab's JournalHeartbeatStorage)."""
     storage = f"journal:{tmp_path / 'tiny.log'}" if journal else None
-    config = write_study(tmp_path, storage=storage, objective={"set": ["run.t_ms=4000"]}, budget={"trials": 3})
+    # 12 s of ring600 simulate in about 1.5 s here: the kill lands mid-run, however late the polling sees the run
+    config = write_study(tmp_path, storage=storage, objective={"set": ["run.t_ms=12000"]}, budget={"trials": 3})
     worker = start_worker(str(config))
     deadline = time.monotonic() + 120
     killed = None
@@ -133,12 +142,12 @@ def test_worker_killed_mid_trial_loses_no_trial(tmp_path: Path, journal: bool) -
         while killed is None and time.monotonic() < deadline and worker.poll() is None:
             time.sleep(0.1)
             running = [t for t in trials(config) if t.state == RUNNING and t.number == 1]
-            if running and (Path(running[0].user_attrs.get("run_dir", "/nonexistent")) / "run.zarr").is_dir():
-                time.sleep(0.3)
+            if running and run_status(running[0].user_attrs.get("run_dir")) == "running":
                 killed = running[0]
     finally:
         kill(worker)
     assert killed is not None, "trial 1 never ran"
+    assert trials(config)[1].state == RUNNING, "trial 1 ended before the kill: the test needs a longer run"
     res = eilab("study", "optimize", str(config))
     assert res.returncode == 0, res.stderr
     study = load(config)
