@@ -95,6 +95,9 @@ class TrainSettings(Strict):
     lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate")
     batch: int = Field(256, ge=1, le=1 << 20, description="windows per step")
     patience: int = Field(3, ge=1, description="epochs without a better validation loss before stopping")
+    lr_decay: float = Field(1.0, gt=0, le=1, description="the learning rate is multiplied by this after every "
+                            "lr_patience epochs in a row without a better validation loss; 1: constant")
+    lr_patience: int = Field(2, ge=1, description="epochs without a better validation loss before a decay")
     seed: int = Field(0, ge=0, lt=2**63, description="torch seed (weights, shuffling)")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto (CUDA when present), cpu, "
                         "cuda or cuda:N")

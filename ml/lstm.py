@@ -108,7 +108,8 @@ def fit(net: nn.Module, s: TrainSettings, folder: Path, n_train: int,
     """The epoch loop every trainer shares: Adam, items of the training set in a seeded random order (at most
     s.windows_per_epoch per epoch), `run_epoch(order, optimizer)` (returns mean training losses by name),
     `validate()` (the validation loss), a checkpoint each epoch (folder/checkpoint.pt: weights, optimizer, RNG
-    states, history), resume from it, early stopping after s.patience epochs without a better validation loss;
+    states, history), resume from it, early stopping after s.patience epochs without a better validation loss,
+    the learning rate times s.lr_decay after every s.lr_patience of them (the history gives each epoch's next rate);
     `max_epochs` stops this call after that many epochs in all (to be resumed). Leaves the best weights in `net`
     and folder/model.pt; returns the history (one dict per epoch, with items per second)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,6 +141,10 @@ def fit(net: nn.Module, s: TrainSettings, folder: Path, n_train: int,
             state.update(best_loss=val, best={k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, bad=0)
         else:
             state["bad"] += 1
+            if s.lr_decay < 1 and state["bad"] % s.lr_patience == 0:
+                for group in opt.param_groups:  # saved with the optimizer: a resumed run keeps the decayed rate
+                    group["lr"] *= s.lr_decay
+        state["history"][-1]["lr"] = opt.param_groups[0]["lr"]
         save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
                      "shuffle_rng": gen.get_state(), "state": state}, ckpt)
         bar.update(1)

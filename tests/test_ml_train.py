@@ -192,3 +192,26 @@ def test_the_ei_ratio_classifier(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text(tomli_w.dumps(bad))
     with pytest.raises(ConfigError, match=re.escape("data.grid.scale: 'g' is not in the [vars]")):
         run_plan(load_train_config(tmp_path / "bad.toml")[0], tmp_path / "runs")
+
+
+def test_the_learning_rate_decays_after_epochs_without_progress_and_resumes_decayed(tmp_path: Path) -> None:
+    """fit: lr times lr_decay after every lr_patience epochs in a row without a better validation loss; a run
+    stopped by max_epochs and resumed has the same rates as one run straight through."""
+    import torch
+
+    from eilab.ml.config import TrainSettings
+    from eilab.ml.lstm import fit
+
+    s = TrainSettings(epochs=7, lr=0.01, patience=6, lr_decay=0.5, lr_patience=2)
+    val = iter([1.0, 2.0, 3.0, 0.5, 4.0, 5.0, 6.0] * 2)
+
+    def history(folder: Path, stops: list[int | None]) -> list[dict]:
+        net = torch.nn.Linear(1, 1)
+        for stop in stops:
+            h = fit(net, s, folder, 4, lambda order, opt: {"train_loss": 0.0}, lambda: next(val), stop, False)
+        return h
+
+    straight = history(tmp_path / "a", [None])
+    # bad epochs: 2, 3 (decay), best at 4, bad 5, 6 (decay), 7
+    assert [h["lr"] for h in straight] == [0.01, 0.01, 0.005, 0.005, 0.005, 0.0025, 0.0025]
+    assert [h["lr"] for h in history(tmp_path / "b", [3, None])] == [h["lr"] for h in straight]
