@@ -112,8 +112,9 @@ def write_trials(trials: dict[str, Any], path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     root = zarr.open_group(tmp, mode="w")
-    for name in ("input", "v", "spike_times_ms", "spike_cell"):
-        root.create_array(name, data=trials[name])
+    for name in ("input", "v", "v_dendrites", "spike_times_ms", "spike_cell"):
+        if name in trials:
+            root.create_array(name, data=trials[name])
     root.attrs.update({"format": DATA_FORMAT, "cell": trials["cell"], "protocol": trials["protocol"],
                        "units": trials["units"]})
     shutil.rmtree(path, ignore_errors=True)
@@ -121,8 +122,9 @@ def write_trials(trials: dict[str, Any], path: Path) -> None:
 
 
 def differences(store: Path, cells: list[CellInput], k_e: int, k_i: int, t_ms: float, dt_ms: float,
-                seed: int) -> list[str]:
-    """The protocol fields (t_ms, dt_ms, k_e, k_i, seed, cells) in which the stored chunk differs from these."""
+                seed: int, dendrites: bool = False) -> list[str]:
+    """The protocol fields (t_ms, dt_ms, k_e, k_i, seed, cells) in which the stored chunk differs from these;
+    `dendrites` when they are asked for and the chunk has none (a chunk with them serves a config without)."""
     p = dict(zarr.open_group(store, mode="r").attrs["protocol"])
     asked = json.loads(json.dumps([asdict(c) for c in cells]))  # as the attrs hold them (JSON)
     # a stored cell may carry more than the asked fields (hnn-core chunks add its train_groups)
@@ -130,21 +132,23 @@ def differences(store: Path, cells: list[CellInput], k_e: int, k_i: int, t_ms: f
     p["cells"] = ([{k: c.get(k) for k in a} for c, a in zip(stored, asked, strict=True)]
                   if len(stored) == len(asked) else None)
     want = {"t_ms": t_ms, "dt_ms": dt_ms, "k_e": k_e, "k_i": k_i, "seed": seed, "cells": asked}
-    return [k for k, v in want.items() if p.get(k) != v]
+    return [k for k, v in want.items() if p.get(k) != v] + (["dendrites"] if dendrites and not p.get("dendrites")
+                                                           else [])
 
 
 def generate_chunk(folder: str, cells: list[CellInput], k_e: int, k_i: int, t_ms: float, dt_ms: float,
-                   seed: int, cell: str = "hh", keep_run: bool = False) -> str:
+                   seed: int, cell: str = "hh", keep_run: bool = False, dendrites: bool = False) -> str:
     """Simulate one chunk (reused when its trials.zarr is there with the same protocol; ConfigError naming the
     fields when it holds another) and store its trials; returns the store path.
     `cell` "hh": eilab's engine, whose run (`run/`) is removed afterwards unless `keep_run`; an hnn-core cell
-    (eilab.ml.surrogate_hnn, weights in nS): NEURON, with `seed` drawing the trains."""
+    (eilab.ml.surrogate_hnn, weights in nS): NEURON, with `seed` drawing the trains, and with `dendrites` V of
+    its dendritic sections too."""
     from eilab.sim.engine import run
 
     out = Path(folder)
     store = out / "trials.zarr"
     if (store / "zarr.json").exists():
-        stale = differences(store, cells, k_e, k_i, t_ms, dt_ms, seed)
+        stale = differences(store, cells, k_e, k_i, t_ms, dt_ms, seed, dendrites)
         if stale:
             raise ConfigError(f"{store}: an existing chunk with another {', '.join(stale)} than the config asks for; "
                               "delete it or set data.runs_dir to a fresh folder")
@@ -153,7 +157,7 @@ def generate_chunk(folder: str, cells: list[CellInput], k_e: int, k_i: int, t_ms
         from eilab.ml.surrogate_hnn import chunk_trials
 
         out.mkdir(parents=True, exist_ok=True)
-        write_trials(chunk_trials(cell, cells, k_e, k_i, t_ms, dt_ms, seed), store)
+        write_trials(chunk_trials(cell, cells, k_e, k_i, t_ms, dt_ms, seed, dendrites), store)
         return str(store)
     cfg, raw = load_config(raw=chunk_config(cells, k_e, k_i, t_ms, dt_ms, seed))
     out.mkdir(parents=True, exist_ok=True)
@@ -165,10 +169,11 @@ def generate_chunk(folder: str, cells: list[CellInput], k_e: int, k_i: int, t_ms
 
 
 def generate(jobs: list[tuple[str, list[CellInput], int, int, float, float, int]], workers: int,
-             cell: str = "hh") -> list[str]:
+             cell: str = "hh", dendrites: bool = False) -> list[str]:
     """Every chunk of `jobs` (generate_chunk's arguments up to the seed) of `cell`, in `workers` processes;
     finished chunks are kept."""
     if workers <= 1:
-        return [generate_chunk(*j, cell) for j in jobs]
+        return [generate_chunk(*j, cell, False, dendrites) for j in jobs]
+    n = len(jobs)
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(generate_chunk, *zip(*jobs, strict=True), [cell] * len(jobs)))
+        return list(pool.map(generate_chunk, *zip(*jobs, strict=True), [cell] * n, [False] * n, [dendrites] * n))

@@ -82,22 +82,26 @@ def train_surrogate(tc: SurrogateConfig, text: str, out: Path, jobs: int, max_ep
     from eilab.ml.figures import curves_figure
     from eilab.ml.lstm import make_deterministic
     from eilab.ml.surrogate import RidgeFilter, SurrogateNet, predict, train
-    from eilab.ml.surrogate_data import Scaling, binned, open_trials, segments
+    from eilab.ml.surrogate_data import Scaling, binned, binned_dendrites, open_trials, segments
 
     d, s = tc.data, tc.train
     chunks = plan(tc, Path(d.runs_dir) if d.runs_dir else out / "runs")
-    stores = dict(zip(chunks, _split(generate([j for js in chunks.values() for j in js], jobs, d.cell),
+    stores = dict(zip(chunks, _split(generate([j for js in chunks.values() for j in js], jobs, d.cell, d.dendrites),
                                      [len(js) for js in chunks.values()]), strict=True))
     print(f"trials: {sum(len(v) for v in stores.values())} chunks ready", file=sys.stderr)
-    trials = {name: open_trials(paths) for name, paths in stores.items()}
+    # dendritic V: a target of the training and validation losses only
+    trials = {name: open_trials(paths, d.dendrites and name in ("train", "validation"))
+              for name, paths in stores.items()}
     bins = {name: binned(tr, d.bin_ms) for name, tr in trials.items()}
-    scaling = Scaling.fit(bins["train"][0], bins["train"][1], d.v_clip_mv)
-    seqs = {name: _sequences(b, scaling) for name, b in bins.items()}
+    dend = {name: binned_dendrites(tr, d.bin_ms) for name, tr in trials.items()}
+    scaling = Scaling.fit(bins["train"][0], bins["train"][1], d.v_clip_mv, dend["train"])
+    seqs = {name: _sequences(b, scaling, dend[name]) for name, b in bins.items()}
     first, length = round(d.skip_ms / d.bin_ms), round(d.segment_ms / d.bin_ms)
     warm = round(d.warmup_ms / d.bin_ms)
     seg = {name: segments(len(q.x), q.x.shape[1], length, first) for name, q in seqs.items()}
     make_deterministic(s.seed, s.threads)
-    net = SurrogateNet(trials["train"].input.shape[2], tc.model)
+    n_dendrites = 0 if dend["train"] is None else dend["train"].shape[2]
+    net = SurrogateNet(trials["train"].input.shape[2], tc.model, n_dendrites)
     history = train(net, seqs["train"], seg["train"], seqs["validation"], seg["validation"], length, warm, tc.model,
                     s, out, max_epochs, progress)
     if len(history) < s.epochs and history_improving(history, s.patience):  # stopped by max_epochs
@@ -118,7 +122,8 @@ def train_surrogate(tc: SurrogateConfig, text: str, out: Path, jobs: int, max_ep
     metrics["fi"] = fi_curve(outputs, thresholds, trials["fi"], d, first)
     metrics["psp"] = psp_responses(outputs, trials["psp"], bins["psp"][1], scaling, d)
     metrics["training"] = {"history": history, "epochs": len(history), "torch_threads": torch.get_num_threads()}
-    meta = {"format": MODEL_FORMAT, "cell": d.cell, "n_in": trials["train"].input.shape[2], "bin_ms": d.bin_ms,
+    meta = {"format": MODEL_FORMAT, "cell": d.cell, "n_in": trials["train"].input.shape[2],
+            "n_dendrites": n_dendrites, "bin_ms": d.bin_ms,
             "scaling": scaling.to_json(),
             "model": tc.model.model_dump(), "thresholds": thresholds, "ridge_alpha": ridge.alpha,
             "ridge_lags": lags, "chunks": stores, **provenance(s.seed)}
@@ -140,10 +145,10 @@ def _split(items: list[str], sizes: list[int]) -> list[list[str]]:
     return [items[a:b] for a, b in itertools.pairwise(edges)]
 
 
-def _sequences(b: tuple[np.ndarray, np.ndarray, np.ndarray], scaling: Any) -> Any:
+def _sequences(b: tuple[np.ndarray, np.ndarray, np.ndarray], scaling: Any, dendrites: np.ndarray | None) -> Any:
     from eilab.ml.surrogate import Sequences
 
-    return Sequences(scaling.inputs(b[0]), scaling.target(b[1]), b[2])
+    return Sequences(scaling.inputs(b[0]), scaling.target(b[1]), b[2], scaling.dendrites(dendrites))
 
 
 def predicted_spikes(prob: np.ndarray, threshold: float, bin_ms: float, first: int) -> list[np.ndarray]:

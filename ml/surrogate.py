@@ -1,7 +1,9 @@
 """The surrogate of a detailed neuron (issue 19, point 2): a TCN front end (causal dilated convolutions,
 Bai et al. 2018) and an LSTM (Hochreiter & Schmidhuber 1997), as the TCN-LSTM of Olah et al. (2022,
 eLife 11:e79535). Per bin in: the synaptic input per synapse group (scaled pA); out: V (scaled, clipped
-at v_clip) and a spike logit. Loss: V MSE plus `spike_weight` times the spike cross-entropy.
+at v_clip) and a spike logit (and, trained with dendritic V, one output per dendritic section: a training
+target only). Loss: V MSE plus `spike_weight` times the spike cross-entropy (plus `dendrite_weight` times the
+dendritic V MSE).
 
 `forward` runs whole sequences; `step` runs one bin with carried state (each convolution keeps its
 last (kernel - 1) * dilation inputs, the LSTM its (h, c)), so a surrogate can sit inside a network.
@@ -28,16 +30,17 @@ State = tuple[list[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 class SurrogateNet(nn.Module):
-    """Causal dilated Conv1d layers (ReLU) -> LSTM -> linear head: (B, T, n_in) -> (B, T, 2) = (V, spike logit)."""
+    """Causal dilated Conv1d layers (ReLU) -> LSTM -> linear head: (B, T, n_in) -> (B, T, 2 + n_dendrites) =
+    (V, spike logit, dendritic V per section)."""
 
-    def __init__(self, n_in: int, m: SurrogateModel) -> None:
+    def __init__(self, n_in: int, m: SurrogateModel, n_dendrites: int = 0) -> None:
         super().__init__()
         self.kernel, self.dilations = m.kernel, list(m.dilations)
         chans = [n_in] + [m.channels] * len(m.dilations)
         self.convs = nn.ModuleList(nn.Conv1d(a, b, m.kernel, dilation=d)
                                    for a, b, d in zip(chans[:-1], chans[1:], m.dilations, strict=True))
         self.lstm = nn.LSTM(m.channels + n_in, m.hidden, num_layers=m.layers, batch_first=True)
-        self.head = nn.Linear(m.hidden, 2)
+        self.head = nn.Linear(m.hidden, 2 + n_dendrites)
 
     def pads(self) -> list[int]:
         return [(self.kernel - 1) * d for d in self.dilations]
@@ -68,27 +71,34 @@ class SurrogateNet(nn.Module):
         return self.head(out[:, 0]), (new, hc)
 
 
-def loss_terms(out: torch.Tensor, v: torch.Tensor, s: torch.Tensor, m: SurrogateModel) -> tuple[torch.Tensor, ...]:
-    """(total, V MSE, spike BCE) over all bins given: out (B, T, 2), v and s (B, T)."""
+def loss_terms(out: torch.Tensor, v: torch.Tensor, s: torch.Tensor, m: SurrogateModel,
+               d: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """(total, V MSE, spike BCE, dendritic V MSE (0 without d)) over all bins given: out (B, T, 2 + sections),
+    v and s (B, T), d (B, T, sections) scaled."""
     mse = nn.functional.mse_loss(out[..., 0], v)
     bce = nn.functional.binary_cross_entropy_with_logits(out[..., 1], s, pos_weight=torch.tensor(m.spike_pos_weight))
-    return mse + m.spike_weight * bce, mse, bce
+    d_mse = nn.functional.mse_loss(out[..., 2:], d) if d is not None else torch.zeros(())
+    return mse + m.spike_weight * bce + m.dendrite_weight * d_mse, mse, bce, d_mse
 
 
 @dataclass
 class Sequences:
-    """Scaled inputs (cells, bins, groups), V targets (cells, bins) and spike flags (cells, bins) of one split."""
+    """Scaled inputs (cells, bins, groups), V targets (cells, bins), spike flags (cells, bins) and scaled dendritic
+    V (cells, bins, sections; or None) of one split."""
 
     x: np.ndarray
     v: np.ndarray
     s: np.ndarray
+    d: np.ndarray | None = None
 
-    def batch(self, seg: np.ndarray, length: int) -> tuple[torch.Tensor, ...]:
-        """Tensors of the segments `seg` ((k, 2): cell, first bin) of `length` bins."""
+    def batch(self, seg: np.ndarray, length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                            torch.Tensor | None]:
+        """Tensors (x, v, s, d or None) of the segments `seg` ((k, 2): cell, first bin) of `length` bins."""
         idx = seg[:, 1:2] + np.arange(length)
         cells = seg[:, 0:1]
         return (torch.from_numpy(self.x[cells, idx]), torch.from_numpy(self.v[cells, idx]),
-                torch.from_numpy(self.s[cells, idx].astype(np.float32)))
+                torch.from_numpy(self.s[cells, idx].astype(np.float32)),
+                None if self.d is None else torch.from_numpy(self.d[cells, idx]))
 
 
 @torch.no_grad()
@@ -97,8 +107,8 @@ def mean_loss(net: SurrogateNet, seqs: Sequences, seg: np.ndarray, length: int, 
     net.eval()
     total = 0.0
     for a in range(0, len(seg), batch):
-        x, v, s = seqs.batch(seg[a : a + batch], length)
-        total += float(loss_terms(net(x)[:, warm:], v[:, warm:], s[:, warm:], m)[0]) * len(x)
+        x, v, s, d = seqs.batch(seg[a : a + batch], length)
+        total += float(loss_terms(net(x)[:, warm:], v[:, warm:], s[:, warm:], m, tail(d, warm))[0]) * len(x)
     return total / max(1, len(seg))
 
 
@@ -107,14 +117,14 @@ def train(net: SurrogateNet, train_set: Sequences, train_seg: np.ndarray, val_se
           progress: bool = True) -> list[dict]:
     """Train (on CPU) on segments of `length` bins (the first `warm` bins out of the loss) with `lstm.fit`
     (checkpoints, resume, early stopping), gradients clipped to `m.clip_grad_norm` when set; the history adds
-    the voltage MSE and spike cross-entropy."""
+    the voltage MSE and spike cross-entropy (and the dendritic V MSE)."""
 
     def run_epoch(order: np.ndarray, opt: torch.optim.Optimizer) -> dict[str, float]:
-        total = mse_sum = bce_sum = 0.0
+        total = mse_sum = bce_sum = d_sum = 0.0
         for a in range(0, len(order), s.batch):
-            x, v, sp = train_set.batch(train_seg[order[a : a + s.batch]], length)
+            x, v, sp, d = train_set.batch(train_seg[order[a : a + s.batch]], length)
             opt.zero_grad()
-            loss, mse, bce = loss_terms(net(x)[:, warm:], v[:, warm:], sp[:, warm:], m)
+            loss, mse, bce, d_mse = loss_terms(net(x)[:, warm:], v[:, warm:], sp[:, warm:], m, tail(d, warm))
             loss.backward()
             if m.clip_grad_norm > 0:
                 nn.utils.clip_grad_norm_(net.parameters(), m.clip_grad_norm)
@@ -122,11 +132,18 @@ def train(net: SurrogateNet, train_set: Sequences, train_seg: np.ndarray, val_se
             total += loss.item() * len(x)
             mse_sum += mse.item() * len(x)
             bce_sum += bce.item() * len(x)
+            d_sum += d_mse.item() * len(x)
         n = max(1, len(order))
-        return {"train_loss": total / n, "train_v_mse": mse_sum / n, "train_spike_bce": bce_sum / n}
+        losses = {"train_loss": total / n, "train_v_mse": mse_sum / n, "train_spike_bce": bce_sum / n}
+        return losses if train_set.d is None else {**losses, "train_dendrite_mse": d_sum / n}
 
     return fit(net, s, folder, len(train_seg), run_epoch,
                lambda: mean_loss(net, val_set, val_seg, length, warm, m, s.batch), max_epochs, progress)
+
+
+def tail(d: torch.Tensor | None, warm: int) -> torch.Tensor | None:
+    """The bins of d from `warm` on (None stays None)."""
+    return None if d is None else d[:, warm:]
 
 
 @torch.no_grad()

@@ -42,14 +42,16 @@ class Trials:
     spikes: list[np.ndarray]  # per cell: spike times, ms
     dt_ms: float
     cells: list[dict[str, Any]]  # per cell: its protocol (rates, weights, input times)
+    dendrites: np.ndarray | None = None  # (cells, steps, sections) float32: dendritic V after each step, mV
 
     @property
     def t_ms(self) -> float:
         return self.v.shape[1] * self.dt_ms
 
 
-def open_trials(paths: list[str | Path]) -> Trials:
-    """The cells of the trials.zarr stores `paths`, in order; ConfigError unless they share dt and length."""
+def open_trials(paths: list[str | Path], dendrites: bool = False) -> Trials:
+    """The cells of the trials.zarr stores `paths`, in order (with `dendrites` their dendritic V too);
+    ConfigError unless they share dt and length (and, with `dendrites`, hold it)."""
     import zarr
 
     parts = []
@@ -71,8 +73,11 @@ def open_trials(paths: list[str | Path]) -> Trials:
         n = r["v"].shape[0]
         spikes += [t[c == k] for k in range(n)]
         cells += r.attrs["protocol"]["cells"]
+    if dendrites and not all("v_dendrites" in r for r in parts):
+        raise ConfigError(f"{paths[0]}: chunks without dendritic V; data.dendrites needs chunks generated with it")
     return Trials(np.concatenate([r["input"][:] for r in parts]), np.concatenate([r["v"][:] for r in parts]),
-                  spikes, dts.pop(), cells)
+                  spikes, dts.pop(), cells,
+                  np.concatenate([r["v_dendrites"][:] for r in parts]) if dendrites and parts else None)
 
 
 def bin_steps(bin_ms: float, dt_ms: float) -> int:
@@ -91,6 +96,14 @@ def spike_bins(times_ms: np.ndarray, dt_ms: float, g: int, n_bins: int) -> np.nd
     return out
 
 
+def binned_dendrites(tr: Trials, bin_ms: float) -> np.ndarray | None:
+    """Dendritic V at each bin's end (cells, bins, sections) mV; None without it."""
+    if tr.dendrites is None:
+        return None
+    g = bin_steps(bin_ms, tr.dt_ms)
+    return tr.dendrites[:, g - 1 : (tr.dendrites.shape[1] // g) * g : g]
+
+
 def binned(tr: Trials, bin_ms: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x, v, s): input summed per bin (cells, bins, groups) pA, V at each bin's end (cells, bins) mV,
     spike flags (cells, bins) bool."""
@@ -105,18 +118,26 @@ def binned(tr: Trials, bin_ms: float) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 @dataclass
 class Scaling:
-    """Input and voltage normalisation from the training split: x / x_scale, (min(V, v_clip) - v_mean) / v_sd."""
+    """Input and voltage normalisation from the training split: x / x_scale, (min(V, v_clip) - v_mean) / v_sd,
+    dendritic V (d - d_mean) / d_sd per section."""
 
     x_scale: np.ndarray  # (groups,) pA per bin
     v_clip: float
     v_mean: float
     v_sd: float
+    d_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (sections,) mV
+    d_sd: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (sections,) mV
 
     @classmethod
-    def fit(cls, x: np.ndarray, v: np.ndarray, v_clip: float) -> Scaling:
+    def fit(cls, x: np.ndarray, v: np.ndarray, v_clip: float, d: np.ndarray | None = None) -> Scaling:
         vc = np.minimum(v, v_clip)
         sd = x.reshape(-1, x.shape[-1]).std(axis=0)
-        return cls(np.where(sd > 0, sd, 1.0), v_clip, float(vc.mean()), float(max(vc.std(), 1e-6)))
+        flat = np.zeros((1, 0)) if d is None else d.reshape(-1, d.shape[-1]).astype(np.float64)
+        return cls(np.where(sd > 0, sd, 1.0), v_clip, float(vc.mean()), float(max(vc.std(), 1e-6)),
+                   flat.mean(axis=0), np.maximum(flat.std(axis=0), 1e-6))
+
+    def dendrites(self, d: np.ndarray | None) -> np.ndarray | None:
+        return None if d is None else ((d - self.d_mean) / self.d_sd).astype(np.float32)
 
     def inputs(self, x: np.ndarray) -> np.ndarray:
         return (x / self.x_scale).astype(np.float32)
@@ -128,11 +149,13 @@ class Scaling:
         return z * self.v_sd + self.v_mean
 
     def to_json(self) -> dict[str, Any]:
-        return {"x_scale": self.x_scale.tolist(), "v_clip": self.v_clip, "v_mean": self.v_mean, "v_sd": self.v_sd}
+        return {"x_scale": self.x_scale.tolist(), "v_clip": self.v_clip, "v_mean": self.v_mean, "v_sd": self.v_sd,
+                "d_mean": self.d_mean.tolist(), "d_sd": self.d_sd.tolist()}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Scaling:
-        return cls(np.asarray(d["x_scale"]), d["v_clip"], d["v_mean"], d["v_sd"])
+        return cls(np.asarray(d["x_scale"]), d["v_clip"], d["v_mean"], d["v_sd"], np.asarray(d.get("d_mean", [])),
+                   np.asarray(d.get("d_sd", [])))
 
 
 def segments(n_cells: int, n_bins: int, length: int, first: int) -> np.ndarray:
@@ -159,6 +182,9 @@ class SurrogateData(Strict):
                           "w_*_pa, fi_w_*_pa and psp_total_pa are then in nS)")
     seeds: Seeds = Field(description="chunk seeds of the training, validation and test trials")
     runs_dir: str = Field("", description="where the chunks are kept and reused; default <out>/runs")
+    dendrites: bool = Field(False, description="hnn-core pyramidal cells: record V at the centre of every dendritic "
+                                               "section too, a training target beside the somatic V (weighted by "
+                                               "model.dendrite_weight; the surrogate's outputs stay V and spikes)")
     cells_per_chunk: int = Field(32, ge=1, le=4096, description="cells (trials) per chunk")
     t_ms: float = Field(2000.0, gt=0, description="length of a trial, ms")
     dt_ms: float = Field(0.1, gt=0, description="simulation step, ms")
@@ -191,6 +217,8 @@ class SurrogateData(Strict):
         if not self.seeds.validation:
             raise ValueError("seeds.validation: the surrogate needs validation chunks (early stopping and the spike "
                              "threshold are chosen on them)")
+        if self.dendrites and not self.cell.endswith("pyramidal"):
+            raise ValueError(f"dendrites = true: the {self.cell} cell has no dendrites (only the pyramidal cells)")
         if self.skip_ms + self.segment_ms > self.t_ms:
             raise ValueError(f"t_ms ({self.t_ms}) holds no training sequence of segment_ms ({self.segment_ms}) "
                              f"after skip_ms ({self.skip_ms})")
@@ -207,6 +235,8 @@ class SurrogateModel(Strict):
     layers: int = Field(1, ge=1, le=16, description="stacked LSTM layers")
     spike_weight: float = Field(1.0, ge=0, description="weight of the spike cross-entropy beside the V MSE")
     spike_pos_weight: float = Field(10.0, gt=0, description="weight of spike bins within the cross-entropy")
+    dendrite_weight: float = Field(1.0, ge=0, description="with data.dendrites: weight of the dendritic V MSE "
+                                                          "(scaled per section) beside the somatic V MSE")
     clip_grad_norm: float = Field(0.0, ge=0, description="gradients rescaled to at most this norm each step "
                                                            "(Pascanu et al. 2013); 0: off")
 

@@ -85,10 +85,13 @@ def sections_at(c: Any, location: str) -> list[str]:
 
 
 def simulate(cell: str, inputs: list[list[Source]], t_ms: float, dt_ms: float,
-             timings: dict[str, float] | None = None) -> tuple[np.ndarray, list]:
+             timings: dict[str, float] | None = None,
+             dendrites: bool = False) -> tuple[np.ndarray, list, np.ndarray]:
     """Simulate one unconnected cell per entry of `inputs` in one NEURON run of t_ms at fixed step dt_ms:
-    (V at the soma centre after each step (cells, steps) mV, per cell its spike times (ms)). `timings` gets
-    build_s and run_s (wall seconds of building the cells and of the run) and run_cpu_s (the run's CPU seconds)."""
+    (V at the soma centre after each step (cells, steps) mV, per cell its spike times (ms), V at the centre of
+    each of `dendrite_sections` after each step (cells, steps, sections) mV, with `dendrites`; else no
+    sections). `timings` gets build_s and run_s (wall seconds of building the cells and of the run) and
+    run_cpu_s (the run's CPU seconds)."""
     import time
 
     from neuron import h
@@ -96,11 +99,13 @@ def simulate(cell: str, inputs: list[list[Source]], t_ms: float, dt_ms: float,
     t0 = time.perf_counter()
     steps = round(t_ms / dt_ms)
     pairs = [*groups(cell)[0], *groups(cell)[1]]
-    keep, v_rec, t_rec = [], [], []
+    keep, v_rec, t_rec, d_rec = [], [], [], []
+    names = dendrite_sections(cell) if dendrites else []
     for gid, cell_sources in enumerate(inputs):
         c = build_cell(cell, gid)
         soma = c._nrn_sections["soma"]
         v_rec.append(h.Vector().record(soma(0.5)._ref_v))
+        d_rec += [h.Vector().record(c._nrn_sections[n](0.5)._ref_v) for n in names]
         t_rec.append(h.Vector())
         detector = h.NetCon(soma(0.5)._ref_v, None, sec=soma)
         detector.threshold = THRESHOLD_MV
@@ -123,13 +128,22 @@ def simulate(cell: str, inputs: list[list[Source]], t_ms: float, dt_ms: float,
     if timings is not None:
         timings.update(build_s=t1 - t0, run_s=time.perf_counter() - t1, run_cpu_s=time.process_time() - c1)
     v = np.array([np.asarray(r)[1 : steps + 1] for r in v_rec]).reshape(len(inputs), steps)
-    return v, [np.asarray(t) for t in t_rec]
+    v_d = np.array([np.asarray(r)[1 : steps + 1] for r in d_rec]).reshape(len(inputs), len(names), steps)
+    return v, [np.asarray(t) for t in t_rec], v_d.transpose(0, 2, 1)
 
 
-def replay(cell: str, x: np.ndarray, dt_ms: float) -> tuple[np.ndarray, list]:
+def dendrite_sections(cell: str) -> list[str]:
+    """The sections of an hnn-core cell other than its soma, in hnn-core's order (none for a basket cell)."""
+    from hnn_core.cells_default import basket, pyramidal
+
+    c = pyramidal(cell) if cell.endswith("pyramidal") else basket(cell)
+    return [n for n in c.sections if n != "soma"]
+
+
+def replay(cell: str, x: np.ndarray, dt_ms: float, dendrites: bool = False) -> tuple[np.ndarray, list, np.ndarray]:
     """Simulate cells driven by stored inputs x (cells, steps, groups), nS per step: `simulate`'s output."""
     return simulate(cell, [[s for g in range(x.shape[2]) for s in sources(g, x[c, :, g])] for c in range(len(x))],
-                    x.shape[1] * dt_ms, dt_ms)
+                    x.shape[1] * dt_ms, dt_ms, dendrites=dendrites)
 
 
 def draw_trains(inp: CellInput, k_e: int, k_i: int, n_e: int, n_i: int, steps: int, dt_ms: float,
@@ -172,21 +186,24 @@ def cell_inputs(cell: str, cells: list[CellInput], k_e: int, k_i: int, t_ms: flo
 
 
 def chunk_trials(cell: str, cells: list[CellInput], k_e: int, k_i: int, t_ms: float, dt_ms: float,
-                 seed: int) -> dict[str, Any]:
+                 seed: int, dendrites: bool = False) -> dict[str, Any]:
     """The trial arrays of one chunk (eilab.cluster.surrogate_gen.write_trials' layout), simulated in NEURON.
-    The weights of `cells` (w_e_pa, w_i_pa) are taken in nS."""
+    The weights of `cells` (w_e_pa, w_i_pa) are taken in nS. With `dendrites` the chunk also holds V at the
+    centre of every dendritic section after each step (`v_dendrites`, (cells, steps, sections) mV)."""
     x, srcs, train_groups = cell_inputs(cell, cells, k_e, k_i, t_ms, dt_ms, seed)
-    v, spikes = simulate(cell, srcs, t_ms, dt_ms)
+    v, spikes, v_d = simulate(cell, srcs, t_ms, dt_ms, dendrites=dendrites)
     import hnn_core
     import neuron
 
     return {"input": x.astype(np.float32), "v": v.astype(np.float32),
+            **({"v_dendrites": v_d.astype(np.float32)} if dendrites else {}),
             "spike_times_ms": np.concatenate(spikes) if spikes else np.zeros(0),
             "spike_cell": np.concatenate([np.full(len(t), c, np.int32) for c, t in enumerate(spikes)]),
             "cell": {"model": cell, "simulator": "hnn-core + NEURON", "hnn_core": hnn_core.__version__,
                      "neuron": neuron.__version__, "celsius": CELSIUS, "threshold_mv": THRESHOLD_MV},
             "protocol": {"dt_ms": dt_ms, "t_ms": t_ms, "k_e": k_e, "k_i": k_i, "seed": seed, "delay_steps": 1,
+                         "dendrites": dendrite_sections(cell) if dendrites else [],
                          "groups": group_names(cell), "weight_unit": "nS",
                          "cells": [{**asdict(inp), "train_groups": g.tolist()}
                                    for inp, g in zip(cells, train_groups, strict=True)]},
-            "units": {"input": "nS", "v": "mV", "spike_times_ms": "ms"}}
+            "units": {"input": "nS", "v": "mV", "v_dendrites": "mV", "spike_times_ms": "ms"}}

@@ -93,7 +93,7 @@ def load_surrogate(folder: str | Path) -> Surrogate:
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != SURROGATE_FORMAT:
         raise ConfigError(f"{meta_path}: format {meta.get('format')!r}, expected {SURROGATE_FORMAT}")
-    net = SurrogateNet(int(meta["n_in"]), SurrogateModel.model_validate(meta["model"]))
+    net = SurrogateNet(int(meta["n_in"]), SurrogateModel.model_validate(meta["model"]), int(meta.get("n_dendrites", 0)))
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     net.eval()
     for p in net.parameters():

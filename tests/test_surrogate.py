@@ -17,7 +17,7 @@ import torch
 from eilab.cluster.surrogate_gen import CellInput, generate_chunk
 from eilab.cluster.surrogate_train import fi_curve
 from eilab.ml.config import TrainSettings, load_train_config
-from eilab.ml.surrogate import RidgeFilter, Sequences, SurrogateNet, train
+from eilab.ml.surrogate import RidgeFilter, Sequences, SurrogateNet, loss_terms, train
 from eilab.ml.surrogate_data import Scaling, SurrogateModel, Trials, binned, open_trials, segments
 from eilab.ml.surrogate_metrics import (
     block_rate_sem,
@@ -301,3 +301,26 @@ def test_missing_torch_names_the_ml_extra(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr and "eilab[ml]" in res.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_dendritic_targets_add_their_weighted_mse_and_train() -> None:
+    """model.dendrite_weight: the loss adds the weighted MSE of the extra outputs against the dendritic V; a few
+    steps of training on such targets lower it."""
+    torch.manual_seed(0)
+    m = tiny_model().model_copy(update={"dendrite_weight": 0.5})
+    net = SurrogateNet(2, m, 3)
+    x, v, s = torch.randn(4, 60, 2), torch.randn(4, 60), (torch.rand(4, 60) < 0.1).float()
+    d = torch.cumsum(x[..., :1], dim=1).repeat(1, 1, 3) / 5  # a filtered input: learnable
+    out = net(x)
+    assert out.shape == (4, 60, 5)
+    total, mse, bce, d_mse = loss_terms(out, v, s, m, d)
+    assert float(d_mse) == pytest.approx(float(((out[..., 2:] - d) ** 2).mean()))
+    assert float(total) == pytest.approx(float(mse + bce + 0.5 * d_mse))
+    assert float(loss_terms(out, v, s, m)[3]) == 0.0
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    first = float(d_mse)
+    for _ in range(30):
+        opt.zero_grad()
+        loss_terms(net(x), v, s, m, d)[0].backward()
+        opt.step()
+    assert float(loss_terms(net(x), v, s, m, d)[3]) < 0.5 * first

@@ -34,22 +34,26 @@ def chunk(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_hnn_core_simulates_the_cell_the_generator_simulates() -> None:
     """One evoked input to the L5 pyramidal cell of hnn-core's own network (the Jones 2009 model, under its
     current name neymotin_2020_model, on a 1 x 1 grid, connections removed, simulate_dipole): the generator's
-    NEURON cell gives the same somatic V."""
+    NEURON cell gives the same somatic V, and the same V at the centre of every dendritic section."""
     from hnn_core import neymotin_2020_model, simulate_dipole
 
-    from eilab.ml.surrogate_hnn import group_names, simulate
+    from eilab.ml.surrogate_hnn import dendrite_sections, group_names, simulate
 
     net = neymotin_2020_model(mesh_shape=(1, 1))
     net.connectivity = []
     net.add_evoked_drive("ev", mu=20.0, sigma=0.0, numspikes=1, location="proximal",
                          weights_ampa={CELL: 0.004}, weights_nmda={CELL: 0.002}, synaptic_delays={CELL: 0.1})
-    simulate_dipole(net, tstop=60.0, dt=DT, n_trials=1, record_vsec="soma")
-    v_hnn = np.array(net.cell_response.vsec[0][net.gid_ranges[CELL][0]]["soma"])
+    simulate_dipole(net, tstop=60.0, dt=DT, n_trials=1, record_vsec="all")
+    vsec = net.cell_response.vsec[0][net.gid_ranges[CELL][0]]
     names = group_names(CELL)
     k = round(20.1 / DT) - 1  # the event arrives at mu + delay = (k + 1) dt
-    v, spikes = simulate(CELL, [[(names.index("proximal_ampa"), np.array([k]), 4.0),
-                                 (names.index("proximal_nmda"), np.array([k]), 2.0)]], 60.0, DT)
-    np.testing.assert_allclose(v[0], v_hnn[1 : v.shape[1] + 1], rtol=0, atol=1e-9)
+    v, spikes, v_d = simulate(CELL, [[(names.index("proximal_ampa"), np.array([k]), 4.0),
+                                      (names.index("proximal_nmda"), np.array([k]), 2.0)]], 60.0, DT, dendrites=True)
+    np.testing.assert_allclose(v[0], np.array(vsec["soma"])[1 : v.shape[1] + 1], rtol=0, atol=1e-9)
+    sections = dendrite_sections(CELL)
+    assert set(sections) == set(vsec) - {"soma"} and v_d.shape == (1, v.shape[1], len(sections))
+    for j, sec in enumerate(sections):
+        np.testing.assert_allclose(v_d[0, :, j], np.array(vsec[sec])[1 : v.shape[1] + 1], rtol=0, atol=1e-9)
     assert v[0].max() > 0.0 and len(spikes[0]) >= 1, "the evoked input makes the cell fire"
 
 
@@ -62,7 +66,7 @@ def test_stored_trials_are_the_neuron_cells_own_output(chunk: Path) -> None:
     steps, names = round(T_MS / DT), group_names(CELL)
     assert tr.input.shape == (2, steps, len(names)) and tr.v.shape == (2, steps)
     # the stored inputs, fed back into NEURON as one train per group, give the stored V and spikes
-    v, spikes = replay(CELL, tr.input, DT)
+    v, spikes, _ = replay(CELL, tr.input, DT)
     np.testing.assert_allclose(tr.v, v.astype(np.float32), rtol=0, atol=1e-4)
     for c in range(2):
         np.testing.assert_array_equal(tr.spikes[c], spikes[c])
@@ -86,6 +90,29 @@ def test_chunks_are_resumed_not_redone(chunk: Path) -> None:
     before = (chunk / "trials.zarr" / "zarr.json").stat().st_mtime_ns
     generate_chunk(str(chunk), CELLS, K_E, K_I, T_MS, DT, 5, CELL)
     assert (chunk / "trials.zarr" / "zarr.json").stat().st_mtime_ns == before
+
+
+@needs_hnn
+def test_a_chunk_with_dendrites_holds_their_voltage(chunk: Path, tmp_path: Path) -> None:
+    """data.dendrites: the chunk also holds V of every dendritic section, as NEURON gives it for the stored
+    inputs; a chunk without them is refused for a config that asks for them, naming the field."""
+    from eilab.ml.surrogate_data import binned_dendrites, open_trials
+    from eilab.ml.surrogate_hnn import dendrite_sections, replay
+    from eilab.sim.config import ConfigError
+
+    with pytest.raises(ConfigError, match="dendrites"):
+        generate_chunk(str(chunk), CELLS, K_E, K_I, T_MS, DT, 5, CELL, dendrites=True)
+    with pytest.raises(ConfigError, match="dendritic V"):
+        open_trials([chunk / "trials.zarr"], dendrites=True)
+    folder = tmp_path / "dend"
+    generate_chunk(str(folder), CELLS[:1], K_E, K_I, 100.0, DT, 5, CELL, dendrites=True)
+    tr = open_trials([folder / "trials.zarr"], dendrites=True)
+    _, _, v_d = replay(CELL, tr.input, DT, dendrites=True)
+    assert tr.dendrites is not None and tr.dendrites.shape == (1, round(100.0 / DT), len(dendrite_sections(CELL)))
+    np.testing.assert_allclose(tr.dendrites, v_d.astype(np.float32), rtol=0, atol=1e-4)
+    d = binned_dendrites(tr, 0.5)  # V at the end of each bin of 20 steps
+    assert d is not None
+    np.testing.assert_array_equal(d, tr.dendrites[:, 19::20])
 
 
 def test_the_bundled_l5pyr_config_plans_neuron_chunks(tmp_path: Path) -> None:
@@ -116,7 +143,7 @@ def test_the_other_hnn_cells_replay_their_own_output(cell: str) -> None:
 
     tr = chunk_trials(cell, [CellInput(40.0, 2.0, 10.0, 1.0)], K_E, K_I, 100.0, DT, 3)
     assert tr["input"].shape == (1, round(100.0 / DT), len(group_names(cell)))
-    v, spikes = replay(cell, tr["input"], DT)
+    v, spikes, _ = replay(cell, tr["input"], DT)
     np.testing.assert_allclose(tr["v"], v.astype(np.float32), rtol=0, atol=1e-4)
     np.testing.assert_array_equal(tr["spike_times_ms"], spikes[0])
     assert np.ptp(v[0, round(20.0 / DT):]) > 5.0, "the input moves V"
