@@ -131,8 +131,8 @@ def train_surrogate(tc: SurrogateConfig, text: str, out: Path, jobs: int, max_ep
     metrics["setup"] = {k: meta[k] for k in ("bin_ms", "ridge_alpha", "ridge_lags", "seed", "versions", "git_commit")}
     write_json(metrics, out / "metrics.json")
     (out / "figures").mkdir(exist_ok=True)
-    traces_figure(trials["test"], outputs, scaling, d.bin_ms, out / "figures" / "traces.png")
-    fi_figure(metrics["fi"], out / "figures" / "fi.png")
+    traces_figure(trials["test"], outputs, thresholds, scaling, d.bin_ms, d.cell, out / "figures" / "traces.png")
+    fi_figure(metrics["fi"], d.cell, out / "figures" / "fi.png")
     if history:
         curves_figure(history, out / "figures" / "curves.png")
     print(table(metrics))
@@ -230,31 +230,41 @@ def psp_responses(outputs: dict, tr: Trials, v_true: np.ndarray, scaling: Any, d
     return out
 
 
-def traces_figure(tr: Trials, outputs: dict, scaling: Any, bin_ms: float, path: Path) -> None:
-    """V of three test cells over 500 ms: detailed (full step) against the predictors (clipped, per bin)."""
+def traces_figure(tr: Trials, outputs: dict, thresholds: dict, scaling: Any, bin_ms: float, cell: str,
+                  path: Path) -> None:
+    """V of three test cells (the median, upper-quartile and highest spike counts) over 500 ms: detailed (full
+    step) against the predictors (clipped, per bin), and the spikes of each as ticks above the traces."""
     from matplotlib.figure import Figure
 
+    from eilab.ml.surrogate_metrics import spike_times
+
     fig = Figure(figsize=(10, 7), layout="constrained")
-    spiking = np.argsort([-len(t) for t in tr.spikes])[:3]
-    for row, c in enumerate(spiking):
+    by_count = np.argsort([len(t) for t in tr.spikes])
+    for row, q in enumerate((0.5, 0.75, 1.0)):
+        c = by_count[min(len(by_count) - 1, int(q * len(by_count)))]
         ax = fig.add_subplot(3, 1, row + 1)
         n = min(round(500.0 / tr.dt_ms), tr.v.shape[1])
-        ax.plot(np.arange(n) * tr.dt_ms, tr.v[c, :n], color="k", lw=0.8, label="detailed hh")
-        nb = round(n * tr.dt_ms / bin_ms)
-        for name, o in outputs.items():
-            ax.plot(np.arange(nb) * bin_ms, scaling.volts(o["test"][0][c, :nb]), lw=0.8, label=name)
+        ax.plot(np.arange(n) * tr.dt_ms, tr.v[c, :n], color="k", lw=0.8, label=f"detailed {cell}")
+        t_end = n * tr.dt_ms
+        ax.plot(tr.spikes[c][tr.spikes[c] < t_end], np.full(np.sum(tr.spikes[c] < t_end), 60.0), "k|", ms=8)
+        nb = round(t_end / bin_ms)
+        for k, (name, o) in enumerate(outputs.items()):
+            line, = ax.plot(np.arange(nb) * bin_ms, scaling.volts(o["test"][0][c, :nb]), lw=0.8, label=name)
+            t = spike_times(o["test"][1][c, :nb], thresholds[name], bin_ms)
+            ax.plot(t, np.full(t.size, 70.0 + 10.0 * k), "|", color=line.get_color(), ms=8)
         ax.set_ylabel("V (mV)")
+        ax.set_title(f"test cell {c}: {len(tr.spikes[c])} spikes; ticks: spikes (detailed at 60 mV)", fontsize=8)
         ax.legend(loc="upper right", fontsize=7)
     ax.set_xlabel("time (ms)")
     fig.savefig(path, dpi=110)
 
 
-def fi_figure(fi: dict, path: Path) -> None:
+def fi_figure(fi: dict, cell: str, path: Path) -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5, 4), layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(fi["rate_e_hz"], fi["detailed_hz"], "k-o", label="detailed hh")
+    ax.plot(fi["rate_e_hz"], fi["detailed_hz"], "k-o", label=f"detailed {cell}")
     for name in ("surrogate", "ridge"):
         ax.plot(fi["rate_e_hz"], fi[name]["rate_hz"], "-o", label=name)
     ax.set(xlabel="E input rate per synapse (Hz)", ylabel="output rate (Hz)", title="f-I curve (held out)")

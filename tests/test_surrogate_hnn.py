@@ -147,3 +147,35 @@ def test_the_other_hnn_cells_replay_their_own_output(cell: str) -> None:
     np.testing.assert_allclose(tr["v"], v.astype(np.float32), rtol=0, atol=1e-4)
     np.testing.assert_array_equal(tr["spike_times_ms"], spikes[0])
     assert np.ptp(v[0, round(20.0 / DT):]) > 5.0, "the input moves V"
+
+
+@needs_hnn
+def test_eilab_train_an_l5_surrogate_with_dendritic_targets(tmp_path: Path) -> None:
+    """A tiny L5 pyramidal surrogate with data.dendrites through eilab train: the net has one extra output per
+    dendritic section, meta.json and the scaling say so, the history has the dendritic loss, and the trained
+    directory loads as a surrogate (for a network) whose V and spike outputs stay the first two."""
+    import json
+
+    import torch
+
+    from eilab.ml.surrogate_hnn import dendrite_sections
+    from eilab.ml.surrogate_net import load_surrogate
+    from tests.test_surrogate import TINY
+
+    cfg = tmp_path / "l5.toml"
+    cfg.write_text(TINY.format(extra='cell = "L5_pyramidal"\ndendrites = true\ndt_ms = 0.025\nk_e = 20\nk_i = 10\n'
+                                     'w_e_pa = [0.5, 3.0]\nw_i_pa = [0.5, 2.0]\nfi_w_e_pa = 1.0\nfi_w_i_pa = 1.0\n'
+                                     'psp_total_pa = 2.0').replace("cells_per_chunk = 4", "cells_per_chunk = 2")
+                   .replace("fi_t_ms = 300.0", "fi_t_ms = 200.0"))
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "eilab.cluster.cli", "train", str(cfg), "--out", str(out), "--quiet"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    n = len(dendrite_sections(CELL))
+    assert meta["n_dendrites"] == n and len(meta["scaling"]["d_sd"]) == n
+    history = json.loads((out / "metrics.json").read_text())["training"]["history"]
+    assert all(h["train_dendrite_mse"] > 0 for h in history)
+    s = load_surrogate(out)
+    assert s.net.head.out_features == 2 + n
+    assert s.net(torch.zeros(1, 5, meta["n_in"])).shape == (1, 5, 2 + n)
