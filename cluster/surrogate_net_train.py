@@ -25,6 +25,7 @@ from eilab.cluster.surrogate_train import require_extras
 from eilab.cluster.train import provenance, write_json
 from eilab.ml.surrogate_net_config import SurrogateNetConfig
 from eilab.sim.config import ConfigError, load_config
+from eilab.sim.reader import open_run
 
 
 def check(tc: SurrogateNetConfig) -> tuple[Any, dict, dict]:
@@ -65,7 +66,6 @@ def engine_run(config: str, run_dir: str) -> str:
 def engine_spectrum(run_dir: Path, population: str, skip_ms: float, segment_ms: float) -> tuple[np.ndarray, ...]:
     """(f Hz, PSD Hz^2/Hz) of a run's population rate after skip_ms (eilab.analysis.spikes)."""
     from eilab.analysis.spikes import population_rate, power_spectrum
-    from eilab.sim.reader import open_run
 
     run = open_run(run_dir)
     return power_spectrum(population_rate(run.counts(population, skip_ms), run.bin_ms), run.bin_ms, segment_ms)
@@ -103,7 +103,7 @@ def train_surrogate_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int,
     torch.set_num_threads(s.threads)
     spec = network_spec(cfg, tc.network, bin_ms, s.seed)
     model = SurrogateNetwork(spec, per_pop, tc.train or [p.name for p in spec.projections], s.spikes)
-    weights_before = {p.name: float(w.detach()) for p, w in zip(spec.projections, model.weights(), strict=True)}
+    weights_before = model.named_weights()
     eval_seed = s.seed + s.steps + 1  # a drive the optimisation never saw
     sur_before = surrogate_spectrum(model, s.eval_t_ms, s.skip_ms, eval_seed, o.population, o.report_segment_ms)
 
@@ -113,7 +113,7 @@ def train_surrogate_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int,
             print(f"step {e['step']:>3}  loss {e['loss']:.3f}  peak {e['peak_hz']:5.1f} "
                   f"({e['fundamental_hz']:.1f}) Hz  rate {e['rate_hz']:5.1f} Hz  {weights} pA", file=sys.stderr)
 
-    trajectory = optimise(model, o, s, log)
+    trajectory = optimise(model, o, s, (s.min_weight_pa, s.max_weight_pa), log)
     weights_after = trajectory[-1]["weights_pa"]
     sur_after = surrogate_spectrum(model, s.eval_t_ms, s.skip_ms, eval_seed, o.population, o.report_segment_ms)
     optimised = out / "runs" / "optimised.toml"
@@ -137,18 +137,18 @@ def train_surrogate_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int,
         "surrogates": {p: sg.path for p, sg in per_pop.items()}, **provenance(s.seed)}
     write_json(metrics, out / "metrics.json")
     (out / "figures").mkdir(exist_ok=True)
-    spectra_figure(sur_before, sur_after, eng, o, out / "figures" / "spectra.png")
-    raster_figure([Path(d) for d in dirs], [sur_before[2], sur_after[2]], spec, s.skip_ms,
-                  out / "figures" / "raster.png")
+    spectra_figure(sur_before, sur_after, eng, o, out / "figures" / "spectra.png", "engine (hh)")
+    raster_figure([open_run(d).spikes() for d in dirs], [sur_before[2], sur_after[2]], spec.bin_ms, s.skip_ms,
+                  out / "figures" / "raster.png", "engine")
     trajectory_figure(trajectory, o, out / "figures" / "trajectory.png")
     print(table(metrics))
     print(f"training directory: {out}")
     return 0
 
 
-def table(metrics: dict) -> str:
+def table(metrics: dict, simulator: str = "engine") -> str:
     rows = [f"{'':<22}{'peak Hz':>9}{'fund. Hz':>10}{'P from':>10}{'P to':>10}{'P to / total':>14}"]
-    for where in ("surrogate", "engine"):
+    for where in ("surrogate", simulator):
         for when in ("before", "after"):
             m = metrics[where][when]
             rows.append(f"{where + ' ' + when:<22}{m['peak_hz']:>9.1f}{m['fundamental_hz']:>10.1f}"
@@ -157,12 +157,13 @@ def table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def spectra_figure(sur_before: tuple, sur_after: tuple, eng: list, o: Any, path: Path) -> None:
+def spectra_figure(sur_before: tuple, sur_after: tuple, sim: list, o: Any, path: Path, simulator: str) -> None:
+    """The population rate spectra before and after: the surrogate network's and the simulator's (`sim`)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4), layout="constrained")
     for col, (title, before, after) in enumerate((("surrogate network", sur_before, sur_after),
-                                                   ("engine (hh)", eng[0], eng[1]))):
+                                                   (simulator, sim[0], sim[1]))):
         ax = fig.add_subplot(1, 2, col + 1)
         for band, colour in ((o.band_from_hz, "tab:blue"), (o.band_to_hz, "tab:orange")):
             ax.axvspan(*band, color=colour, alpha=0.12)
@@ -174,23 +175,21 @@ def spectra_figure(sur_before: tuple, sur_after: tuple, eng: list, o: Any, path:
     fig.savefig(path, dpi=110)
 
 
-def raster_figure(dirs: list[Path], sur_spikes: list[np.ndarray], spec: Any, skip_ms: float, path: Path) -> None:
-    """500 ms after skip_ms: engine and surrogate network, before and after."""
+def raster_figure(sim_spikes: list[tuple[np.ndarray, np.ndarray]], sur_spikes: list[np.ndarray], bin_ms: float,
+                  skip_ms: float, path: Path, simulator: str) -> None:
+    """500 ms after skip_ms: the simulator's spikes ((times ms, cell) before and after) and the surrogate
+    network's ((bins, N) before and after)."""
     from matplotlib.figure import Figure
-
-    from eilab.sim.reader import open_run
 
     fig = Figure(figsize=(10, 7), layout="constrained")
     window = (skip_ms, skip_ms + 500.0)
-    for col, (d, sp) in enumerate(zip(dirs, sur_spikes, strict=True)):
-        run = open_run(d)
-        times, gids = run.spikes()
+    for col, ((times, gids), sp) in enumerate(zip(sim_spikes, sur_spikes, strict=True)):
         keep = (times >= window[0]) & (times < window[1])
         ax = fig.add_subplot(2, 2, col + 1)
         ax.plot(times[keep], gids[keep], "k.", ms=1.5)
-        ax.set(title=f"engine, {('before', 'after')[col]}", xlim=window, ylabel="neuron")
+        ax.set(title=f"{simulator}, {('before', 'after')[col]}", xlim=window, ylabel="neuron")
         bins, cells = np.nonzero(sp)
-        t = (bins + 0.5) * spec.bin_ms
+        t = (bins + 0.5) * bin_ms
         keep = (t >= window[0]) & (t < window[1])
         ax = fig.add_subplot(2, 2, col + 3)
         ax.plot(t[keep], cells[keep], "k.", ms=1.5)

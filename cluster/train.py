@@ -225,6 +225,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         return train_surrogate(tc, text, out, args.jobs, args.max_epochs, not args.quiet)
     if tc.task == "surrogate_net":  # issue 19: connectivity of a surrogate network by gradient descent
+        if tc.hnn is not None:
+            from eilab.cluster.surrogate_hnn_train import train_hnn_net
+
+            return train_hnn_net(tc, text, out, args.jobs, not args.quiet)
         from eilab.cluster.surrogate_net_train import train_surrogate_net
 
         return train_surrogate_net(tc, text, out, args.jobs, not args.quiet)

@@ -79,6 +79,7 @@ class Surrogate:
     bin_ms: float
     threshold: float
     path: str
+    cell: str = "hh"  # the detailed cell it was trained on
 
 
 def load_surrogate(folder: str | Path) -> Surrogate:
@@ -100,7 +101,7 @@ def load_surrogate(folder: str | Path) -> Surrogate:
         p.requires_grad_(False)
     scaling = Scaling.from_json(meta["scaling"])
     return Surrogate(net, torch.as_tensor(scaling.x_scale, dtype=torch.float32), float(meta["bin_ms"]),
-                     float(meta["thresholds"]["surrogate"]), str(folder))
+                     float(meta["thresholds"]["surrogate"]), str(folder), str(meta.get("cell", "hh")))
 
 
 # ---------------------------------------------------------------- the network
@@ -221,6 +222,8 @@ class Stepper:
 class SurrogateNetwork(nn.Module):
     """The surrogate network: `theta` (log pA) of the trained projections; the others fixed."""
 
+    weight_key = "weights_pa"  # the trajectory's name of the weights (and their unit)
+
     def __init__(self, spec: NetSpec, surrogates: dict[str, Surrogate], trained: list[str],
                  spikes: str = "threshold") -> None:
         super().__init__()
@@ -228,17 +231,7 @@ class SurrogateNetwork(nn.Module):
         names = [p.name for p in spec.projections]
         self.theta = nn.Parameter(torch.tensor([math.log(spec.projections[names.index(t)].weight_pa)
                                                 for t in trained], dtype=torch.float32))
-        self.groups: list[tuple[Surrogate, Stepper, torch.Tensor]] = []  # a surrogate, its stepper, its cells
-        for name, _, _ in spec.populations:
-            s, cells = surrogates[name], torch.arange(spec.cells(name).start, spec.cells(name).stop)
-            k = next((k for k, g in enumerate(self.groups) if g[0] is s), None)
-            if k is None:
-                self.groups.append((s, Stepper(s.net), cells))
-            else:
-                self.groups[k] = (s, self.groups[k][1], torch.cat([self.groups[k][2], cells]))
-        self.threshold = torch.empty(spec.n)
-        for s, _, idx in self.groups:
-            self.threshold[idx] = s.threshold
+        self.groups, self.threshold = group_cells(spec.populations, spec.cells, surrogates)
         self.logit_threshold = torch.log(self.threshold / (1.0 - self.threshold))
 
     def weights(self) -> list[torch.Tensor]:
@@ -246,6 +239,10 @@ class SurrogateNetwork(nn.Module):
         w = torch.exp(self.theta)
         return [w[self.trained.index(p.name)] if p.name in self.trained else torch.tensor(p.weight_pa)
                 for p in self.spec.projections]
+
+    def named_weights(self) -> dict[str, float]:
+        """Per projection its weight, pA."""
+        return {p.name: float(w.detach()) for p, w in zip(self.spec.projections, self.weights(), strict=True)}
 
     def drive(self, bins: int, seed: int) -> torch.Tensor:
         """(bins, N, 2) external input, pA per bin on the E group: Poisson events (torch generator `seed`) and
@@ -276,24 +273,7 @@ class SurrogateNetwork(nn.Module):
             for p, wp in zip(spec.projections, w, strict=True):
                 syn[p.channel] = syn[p.channel] + wp * (p.counts @ history[-p.delay_bins])
             x = torch.stack(syn, dim=1) + ext[t]
-            if len(self.groups) == 1:
-                s, stepper, _ = self.groups[0]
-                y, states[0] = stepper.step(x / s.x_scale, states[0])
-                logit = y[:, 1]
-            else:
-                logit = torch.zeros(n)
-                for k, (s, stepper, idx) in enumerate(self.groups):
-                    y, states[k] = stepper.step(x[idx] / s.x_scale, states[k])
-                    logit = logit.index_put((idx,), y[:, 1])
-            prob = torch.sigmoid(logit)
-            if self.soft:
-                spikes = prob
-            else:
-                now = prob >= self.threshold
-                u = logit - self.logit_threshold
-                slope = u / (1.0 + u.abs())  # fast sigmoid: its derivative 1 / (1 + |u|)^2 is the backward pass
-                spikes = (now & ~above).float() + (slope - slope.detach())  # exactly 0/1 forward
-                above = now
+            spikes, above = spike_of(step_groups(self.groups, x, states, n), self.logit_threshold, above, self.soft)
             history = [*history[1:], spikes]
             out.append(spikes)
         return torch.stack(out)
@@ -301,6 +281,54 @@ class SurrogateNetwork(nn.Module):
     def clamp(self, lo_pa: float, hi_pa: float) -> None:
         with torch.no_grad():
             self.theta.clamp_(math.log(lo_pa), math.log(hi_pa))
+
+
+Groups = list[tuple[Surrogate, Stepper, torch.Tensor]]
+"""Per distinct surrogate: it, its stepper, the indices of the cells it stands for."""
+
+
+def group_cells(populations: list[tuple[str, int, str]], cells: Any,
+                surrogates: dict[str, Surrogate]) -> tuple[Groups, torch.Tensor]:
+    """The cells of each distinct surrogate (populations sharing one surrogate step together), and every cell's
+    spike threshold (N,). `cells(name)` is a population's slice of cells."""
+    groups: Groups = []
+    for name, _, _ in populations:
+        s, idx = surrogates[name], torch.arange(cells(name).start, cells(name).stop)
+        k = next((k for k, g in enumerate(groups) if g[0] is s), None)
+        if k is None:
+            groups.append((s, Stepper(s.net), idx))
+        else:
+            groups[k] = (s, groups[k][1], torch.cat([groups[k][2], idx]))
+    threshold = torch.empty(sum(p[1] for p in populations))
+    for s, _, idx in groups:
+        threshold[idx] = s.threshold
+    return groups, threshold
+
+
+def step_groups(groups: Groups, x: torch.Tensor, states: list, n: int) -> torch.Tensor:
+    """One bin of every cell: x (N, channels) input (each surrogate reads its first n_in channels, scaled as it was
+    trained); `states` (one per group) is updated in place; returns the spike logits (N,)."""
+    if len(groups) == 1:
+        s, stepper, _ = groups[0]
+        y, states[0] = stepper.step(x[:, : len(s.x_scale)] / s.x_scale, states[0])
+        return y[:, 1]
+    logit = torch.zeros(n)
+    for k, (s, stepper, idx) in enumerate(groups):
+        y, states[k] = stepper.step(x[idx, : len(s.x_scale)] / s.x_scale, states[k])
+        logit = logit.index_put((idx,), y[:, 1])
+    return logit
+
+
+def spike_of(logit: torch.Tensor, logit_threshold: torch.Tensor, above: torch.Tensor,
+             soft: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spikes (N,), whether each cell is above threshold now). A spike is the first bin of a run at or above
+    threshold: exactly 0/1 forward, the SuperSpike surrogate gradient backward; with `soft`, the probability."""
+    if soft:
+        return torch.sigmoid(logit), above
+    now = logit >= logit_threshold
+    u = logit - logit_threshold
+    slope = u / (1.0 + u.abs())  # fast sigmoid: its derivative 1 / (1 + |u|)^2 is the backward pass
+    return (now & ~above).float() + (slope - slope.detach()), now
 
 
 def population_rate(spikes: torch.Tensor, cells: slice, bin_ms: float) -> torch.Tensor:
@@ -328,9 +356,12 @@ def summary(f: np.ndarray, psd: np.ndarray, o: NetObjective) -> dict[str, float]
             "power_to": float(band_power(ft, pt, o.band_to_hz)), "power_total": float(band_power(ft, pt, o.total_hz))}
 
 
-def optimise(model: SurrogateNetwork, o: NetObjective, s: NetOptimise, log: Any = None) -> list[dict[str, Any]]:
-    """Adam on the trained log weights for s.steps steps (drive seed s.seed + step); per step the loss, peak
-    frequency, band powers and weights before the update (the last entry: after the last update, no update)."""
+def optimise(model: SurrogateNetwork, o: NetObjective, s: NetOptimise, bounds: tuple[float, float],
+             log: Any = None) -> list[dict[str, Any]]:
+    """Adam on the trained log weights for s.steps steps (drive seed s.seed + step), each kept within `bounds`
+    after every update; per step the loss, peak frequency, band powers and weights (`model.weight_key`) before the
+    update (the last entry: after the last update, no update). The model: SurrogateNetwork or
+    eilab.ml.surrogate_hnn_net.HnnSurrogateNetwork (bounds in its weights' unit)."""
     opt = torch.optim.Adam([model.theta], lr=s.lr)
     bins, skip = round(s.t_ms / model.spec.bin_ms), round(s.skip_ms / model.spec.bin_ms)
     cells = model.spec.cells(o.population)
@@ -343,8 +374,7 @@ def optimise(model: SurrogateNetwork, o: NetObjective, s: NetOptimise, log: Any 
         fr, pr = spectrum(rate, model.spec.bin_ms, min(o.report_segment_ms, (bins - skip) * model.spec.bin_ms))
         entry = {"step": step, "loss": float(loss.detach()), **summary(fr.numpy(), pr.numpy(), o),
                  "rate_hz": float(spikes[skip:, cells].detach().mean() / (model.spec.bin_ms / 1000.0)),
-                 "weights_pa": {p.name: float(w.detach()) for p, w in zip(model.spec.projections, model.weights(),
-                                                                          strict=True)}}
+                 model.weight_key: model.named_weights()}
         trajectory.append(entry)
         if log is not None:
             log(entry)
@@ -353,7 +383,7 @@ def optimise(model: SurrogateNetwork, o: NetObjective, s: NetOptimise, log: Any 
         opt.zero_grad()
         loss.backward()
         opt.step()
-        model.clamp(s.min_weight_pa, s.max_weight_pa)
+        model.clamp(*bounds)
     return trajectory
 
 

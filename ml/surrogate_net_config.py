@@ -51,8 +51,8 @@ class NetOptimise(Strict):
     spikes: Literal["threshold", "probability"] = Field(
         "threshold", description="threshold: 0/1 spikes forward, surrogate gradient backward; probability: the spike "
         "probability itself is the spike (smooth, an expected-input network)")
-    min_weight_pa: float = Field(1.0, gt=0, description="weights are kept at or above this, pA")
-    max_weight_pa: float = Field(5000.0, gt=0, description="weights are kept at or below this, pA")
+    min_weight_pa: float = Field(1.0, gt=0, description="weights are kept at or above this, pA (hh network)")
+    max_weight_pa: float = Field(5000.0, gt=0, description="weights are kept at or below this, pA (hh network)")
 
     @model_validator(mode="after")
     def _times(self) -> NetOptimise:
@@ -64,13 +64,83 @@ class NetOptimise(Strict):
         return self
 
 
+HNN_TYPES = ("L2_pyramidal", "L5_pyramidal", "L2_basket", "L5_basket")
+
+
+class HnnDrive(Strict):
+    """An external drive of the HNN circuit, as hnn-core's Network.add_poisson_drive (one drive cell per target
+    cell, each at rate_hz) or add_bursty_drive (n_drive_cells cells, bursts at rate_hz); weights in nS."""
+
+    name: str = Field(min_length=1, description="drive name (hnn-core's)")
+    kind: Literal["poisson", "bursty"]
+    location: Literal["proximal", "distal"]
+    rate_hz: float = Field(gt=0, description="poisson: events per second per drive cell; bursty: bursts per second")
+    weights_ampa_ns: dict[str, float] = Field(default_factory=dict, description="per target cell type, nS")
+    weights_nmda_ns: dict[str, float] = Field(default_factory=dict, description="per target cell type, nS")
+    delays_ms: dict[str, float] = Field(default_factory=dict, description="synaptic delay per target cell type "
+                                        "(ms; default 0.1)")
+    tstart_ms: float = Field(0.0, ge=0, description="drive start, ms")
+    burst_std_ms: float = Field(20.0, ge=0, description="bursty: jitter of the bursts, ms")
+    numspikes: int = Field(2, ge=1, description="bursty: spikes per burst")
+    spike_isi_ms: float = Field(10.0, ge=0, description="bursty: interval of the spikes within a burst, ms")
+    n_drive_cells: int = Field(10, ge=1, description="bursty: drive cells")
+    event_seed: int = Field(2, ge=0, description="hnn-core's event seed (the simulation's seed is added)")
+
+    @model_validator(mode="after")
+    def _types(self) -> HnnDrive:
+        for field in ("weights_ampa_ns", "weights_nmda_ns", "delays_ms"):
+            for t, v in getattr(self, field).items():
+                if t not in HNN_TYPES:
+                    raise ValueError(f"{field}.{t}: not a cell type of the HNN circuit ({', '.join(HNN_TYPES)})")
+                if v < 0:
+                    raise ValueError(f"{field}.{t} = {v}: give a value >= 0")
+        if not self.weights_ampa_ns and not self.weights_nmda_ns:
+            raise ValueError("give weights_ampa_ns or weights_nmda_ns (nS per target cell type)")
+        return self
+
+
+class HnnCircuit(Strict):
+    """hnn-core's Jones 2009 circuit (neymotin_2020_model) on a mesh of pyramidal cells, with drives."""
+
+    mesh_shape: tuple[int, int] = Field((10, 10), description="pyramidal cells per layer, (x, y)")
+    weights_ns: dict[str, float] = Field(default_factory=dict, description="A_weight * gain of connections "
+                                         "(SOURCE->TARGET/LOCATION_RECEPTOR), nS, in place of hnn-core's")
+    drives: list[HnnDrive] = Field(min_length=1, description="external drives")
+    dt_ms: float = Field(0.025, gt=0, description="NEURON's step of the before/after simulations, ms (the "
+                         "surrogates' training data step)")
+    min_weight_ns: float = Field(0.01, gt=0, description="trained strengths (A_weight * gain) are kept at or above "
+                                 "this, nS")
+    max_weight_ns: float = Field(200.0, gt=0, description="trained strengths are kept at or below this, nS")
+
+    @model_validator(mode="after")
+    def _mesh(self) -> HnnCircuit:
+        if min(self.mesh_shape) < 1:
+            raise ValueError(f"mesh_shape = {list(self.mesh_shape)}: give two positive counts")
+        if self.min_weight_ns >= self.max_weight_ns:
+            raise ValueError(f"min_weight_ns ({self.min_weight_ns}) must be below max_weight_ns ({self.max_weight_ns})")
+        return self
+
+
 class SurrogateNetConfig(Strict):
     task: Literal["surrogate_net"]
-    network: str = Field(description="eilab engine config (TOML) of the starting hh network")
-    surrogate: str = Field(description="training directory of the hh surrogate (eilab train "
-                                       "configs/train/surrogate_hh.toml)")
+    network: str = Field("", description="eilab engine config (TOML) of the starting hh network")
+    hnn: HnnCircuit | None = Field(None, description="the HNN circuit of hnn-core's cells, in place of network")
+    surrogate: str = Field("", description="training directory of the surrogate (eilab train "
+                                           "configs/train/surrogate_hh.toml); the default of every population")
     surrogates: dict[str, str] = Field(default_factory=dict, description="per population another surrogate")
     train: list[str] = Field(default_factory=list, description="projections whose weights are trained; "
                                                                "default all")
     objective: NetObjective = Field(default_factory=NetObjective)
     optimise: NetOptimise = Field(default_factory=NetOptimise)
+
+    @model_validator(mode="after")
+    def _network(self) -> SurrogateNetConfig:
+        if bool(self.network) == (self.hnn is not None):
+            raise ValueError("give either network (an engine config of hh cells) or [hnn] (the HNN circuit)")
+        if self.hnn is None and not self.surrogate:
+            raise ValueError("surrogate: give the training directory of the hh surrogate")
+        if self.hnn is not None and not self.surrogate:
+            missing = [t for t in HNN_TYPES if t not in self.surrogates]
+            if missing:
+                raise ValueError(f"surrogates: give a surrogate for {', '.join(missing)} (or a default surrogate)")
+        return self

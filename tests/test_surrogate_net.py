@@ -38,14 +38,17 @@ torch.set_num_threads(1)
 TINY = SurrogateModel(channels=6, kernel=3, dilations=[1, 2, 4], hidden=12)
 
 
-def tiny_surrogate(folder: Path, threshold: float = 0.5) -> Path:
-    """An untrained tiny surrogate (seeded weights) in the layout `eilab train` writes (meta.json, model.pt)."""
+def tiny_surrogate(folder: Path, threshold: float = 0.5, cell: str = "hh",
+                   x_scale: tuple[float, ...] = (500.0, 50.0)) -> Path:
+    """An untrained tiny surrogate (seeded weights) of `cell`, one input per x_scale entry (its scale per bin), in
+    the layout `eilab train` writes (meta.json, model.pt)."""
     torch.manual_seed(0)
-    net = SurrogateNet(2, TINY)
+    net = SurrogateNet(len(x_scale), TINY)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), folder / "model.pt")
-    meta = {"format": "eilab-surrogate/1", "cell": "hh", "n_in": 2, "bin_ms": 0.5, "model": TINY.model_dump(),
-            "scaling": {"x_scale": [500.0, 50.0], "v_clip": -50.0, "v_mean": -65.0, "v_sd": 4.0},
+    meta = {"format": "eilab-surrogate/1", "cell": cell, "n_in": len(x_scale), "bin_ms": 0.5,
+            "model": TINY.model_dump(),
+            "scaling": {"x_scale": list(x_scale), "v_clip": -50.0, "v_mean": -65.0, "v_sd": 4.0},
             "thresholds": {"surrogate": threshold}}
     (folder / "meta.json").write_text(json.dumps(meta))
     return folder
@@ -126,7 +129,7 @@ def test_loss_falls_under_adam(tmp_path: Path) -> None:
     model = tiny_model(tmp_path / "sur", spikes="probability")
     o = NetObjective(segment_ms=40.0)
     s = NetOptimise(steps=4, lr=0.3, t_ms=100.0, eval_t_ms=100.0, skip_ms=10.0, spikes="probability")
-    trajectory = optimise(model, o, s)
+    trajectory = optimise(model, o, s, (s.min_weight_pa, s.max_weight_pa))
     assert len(trajectory) == 5 and trajectory[-1]["loss"] < trajectory[0]["loss"]
     assert trajectory[-1]["weights_pa"] != trajectory[0]["weights_pa"]
 
