@@ -130,7 +130,7 @@ def train_hnn_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int, progr
         if progress:
             moved = "  ".join(f"{k} {e['weights_ns'][k]:.3g}" for k in model.trained)
             print(f"step {e['step']:>3}  loss {e['loss']:.3f}  peak {e['peak_hz']:5.1f} ({e['fundamental_hz']:.1f}) Hz"
-                  f"  rate {e['rate_hz']:5.1f} Hz  {moved} nS", file=sys.stderr)
+                  f"  rate {e['rate_hz']:5.1f} Hz  {moved} nS  {e.get('stopped', '')}", file=sys.stderr)
 
     trajectory = optimise(model, o, s, (tc.hnn.min_weight_ns, tc.hnn.max_weight_ns), log)
     weights_after = trajectory[-1]["weights_ns"]

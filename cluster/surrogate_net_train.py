@@ -111,7 +111,8 @@ def train_surrogate_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int,
         if progress:
             weights = "  ".join(f"{k} {v:.0f}" for k, v in e["weights_pa"].items())
             print(f"step {e['step']:>3}  loss {e['loss']:.3f}  peak {e['peak_hz']:5.1f} "
-                  f"({e['fundamental_hz']:.1f}) Hz  rate {e['rate_hz']:5.1f} Hz  {weights} pA", file=sys.stderr)
+                  f"({e['fundamental_hz']:.1f}) Hz  rate {e['rate_hz']:5.1f} Hz  {weights} pA  {e.get('stopped', '')}",
+                  file=sys.stderr)
 
     trajectory = optimise(model, o, s, (s.min_weight_pa, s.max_weight_pa), log)
     weights_after = trajectory[-1]["weights_pa"]

@@ -360,7 +360,9 @@ def optimise(model: SurrogateNetwork, o: NetObjective, s: NetOptimise, bounds: t
              log: Any = None) -> list[dict[str, Any]]:
     """Adam on the trained log weights for s.steps steps (drive seed s.seed + step), each kept within `bounds`
     after every update; per step the loss, peak frequency, band powers and weights (`model.weight_key`) before the
-    update (the last entry: after the last update, no update). The model: SurrogateNetwork or
+    update (the last entry: after the last update, no update). A loss or gradient that is not finite (BPTT through
+    inputs far outside what the surrogates were trained on can overflow) ends the descent there, before any update
+    from it: that entry says so under "stopped". The model: SurrogateNetwork or
     eilab.ml.surrogate_hnn_net.HnnSurrogateNetwork (bounds in its weights' unit)."""
     opt = torch.optim.Adam([model.theta], lr=s.lr)
     bins, skip = round(s.t_ms / model.spec.bin_ms), round(s.skip_ms / model.spec.bin_ms)
@@ -376,12 +378,15 @@ def optimise(model: SurrogateNetwork, o: NetObjective, s: NetOptimise, bounds: t
                  "rate_hz": float(spikes[skip:, cells].detach().mean() / (model.spec.bin_ms / 1000.0)),
                  model.weight_key: model.named_weights()}
         trajectory.append(entry)
+        if step < s.steps:
+            opt.zero_grad()
+            loss.backward()
+            if not (torch.isfinite(loss) and torch.isfinite(model.theta.grad).all()):
+                entry["stopped"] = "the loss or its gradient is not finite: no update from this step"
         if log is not None:
             log(entry)
-        if step == s.steps:
+        if step == s.steps or "stopped" in entry:
             break
-        opt.zero_grad()
-        loss.backward()
         opt.step()
         model.clamp(*bounds)
     return trajectory

@@ -134,6 +134,16 @@ def test_loss_falls_under_adam(tmp_path: Path) -> None:
     assert trajectory[-1]["weights_pa"] != trajectory[0]["weights_pa"]
 
 
+def test_a_gradient_that_is_not_finite_ends_the_descent_without_an_update(tmp_path: Path) -> None:
+    model = tiny_model(tmp_path / "sur", spikes="probability")
+    before = model.theta.detach().clone()
+    model.theta.register_hook(lambda g: g * float("nan"))  # as an overflow in BPTT would leave it
+    s = NetOptimise(steps=4, lr=0.3, t_ms=100.0, eval_t_ms=100.0, skip_ms=10.0, spikes="probability")
+    trajectory = optimise(model, NetObjective(segment_ms=40.0), s, (s.min_weight_pa, s.max_weight_pa))
+    assert len(trajectory) == 1 and "not finite" in trajectory[0]["stopped"]
+    assert torch.equal(model.theta.detach(), before)
+
+
 def test_written_config_loads_and_runs_in_the_engine(tmp_path: Path) -> None:
     raw = tiny_network(t_ms=60.0)
     path = tmp_path / "optimised.toml"
