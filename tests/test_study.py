@@ -136,7 +136,7 @@ def test_worker_killed_mid_trial_loses_no_trial(tmp_path: Path, journal: bool) -
     # 12 s of ring600 simulate in about 1.5 s here: the kill lands mid-run, however late the polling sees the run
     config = write_study(tmp_path, storage=storage, objective={"set": ["run.t_ms=12000"]}, budget={"trials": 3})
     worker = start_worker(str(config))
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 400  # trial 0 first; a loaded machine has taken over 120 s to get to trial 1
     killed = None
     try:
         while killed is None and time.monotonic() < deadline and worker.poll() is None:
