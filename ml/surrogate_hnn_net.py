@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from eilab.ml.surrogate_hnn import groups, require_hnn
-from eilab.ml.surrogate_net import Surrogate, group_cells, spike_of, step_groups
+from eilab.ml.surrogate_net import Surrogate, group_cells, population_cells, spike_of, step_groups
 from eilab.sim.config import ConfigError
 
 if TYPE_CHECKING:
@@ -75,12 +75,7 @@ class HnnWiring:
         return sum(p[1] for p in self.populations)
 
     def cells(self, name: str) -> slice:
-        start = 0
-        for pop, n, _ in self.populations:
-            if pop == name:
-                return slice(start, start + n)
-            start += n
-        raise ConfigError(f"population {name!r}: not in the HNN circuit (it has {[p[0] for p in self.populations]})")
+        return population_cells(self.populations, name)
 
     def drive_events(self, t_ms: float, seed: int) -> list[np.ndarray]:
         """Per drive cell its event times (ms) over t_ms: hnn-core's draws with every event_seed offset by seed."""

@@ -131,12 +131,17 @@ class NetSpec:
         return sum(p[1] for p in self.populations)
 
     def cells(self, name: str) -> slice:
-        start = 0
-        for pop, n, _ in self.populations:
-            if pop == name:
-                return slice(start, start + n)
-            start += n
-        raise ConfigError(f"population {name!r}: not in the network (it has {[p[0] for p in self.populations]})")
+        return population_cells(self.populations, name)
+
+
+def population_cells(populations: list[tuple[str, int, str]], name: str) -> slice:
+    """The cells of population `name` among (name, n, type) populations numbered in order; ConfigError if none."""
+    start = 0
+    for pop, n, _ in populations:
+        if pop == name:
+            return slice(start, start + n)
+        start += n
+    raise ConfigError(f"population {name!r}: not in the network (it has {[p[0] for p in populations]})")
 
 
 def network_spec(cfg: Config, where: str, bin_ms: float, seed: int) -> NetSpec:
