@@ -6,7 +6,7 @@ with hnn-core in place of the engine:
 
   metrics.json   peak frequency and band powers before/after in the surrogate network and in hnn-core (rate
                  spectrum of the objective's cell type, and the aggregate dipole's peak), the weights (A_weight *
-                 gain, nS) before/after, the trajectory
+                 gain, nS) before/after, the trajectory, the optimised circuit's path within the directory
   figures/       spectra.png, raster.png, trajectory.png
   runs/          optimised.json (the optimised circuit, hnn-core's network configuration: read it with
                  hnn_core.read_network_configuration), before.npz and after.npz (spikes and dipoles of hnn-core)
@@ -135,7 +135,8 @@ def train_hnn_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int, progr
     trajectory = optimise(model, o, s, (tc.hnn.min_weight_ns, tc.hnn.max_weight_ns), log)
     weights_after = trajectory[-1]["weights_ns"]
     sur_after = surrogate_spectrum(model, s.eval_t_ms, s.skip_ms, eval_seed, o.population, o.report_segment_ms)
-    write_network_configuration(with_hnn_weights(net, weights_after), str(out / "runs" / "optimised.json"))
+    optimised = out / "runs" / "optimised.json"
+    write_network_configuration(with_hnn_weights(net, weights_after), str(optimised))
     paths = [str(out / "runs" / "before.npz"), str(out / "runs" / "after.npz")]
     args = ([tc.hnn.model_dump()] * 2, [weights_before, weights_after], [s.eval_t_ms] * 2, [eval_seed] * 2, paths)
     if jobs > 1:
@@ -151,7 +152,7 @@ def train_hnn_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int, progr
                      for when, sim in zip(("before", "after"), sims, strict=True)},
         "weights_ns": {"before": weights_before, "after": weights_after},
         "bands_hz": {"from": o.band_from_hz, "to": o.band_to_hz, "total": o.total_hz},
-        "trajectory": trajectory, "optimised_config": str(out / "runs" / "optimised.json"),
+        "trajectory": trajectory, "optimised_config": str(optimised.relative_to(out)),
         "surrogates": {t: sg.path for t, sg in per_type.items()}, "n_cells": wiring.n, **provenance(s.seed)}
     write_json(metrics, out / "metrics.json")
     (out / "figures").mkdir(exist_ok=True)

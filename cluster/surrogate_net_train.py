@@ -134,7 +134,7 @@ def train_surrogate_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int,
         "engine": {"before": summary(*eng[0], o), "after": summary(*eng[1], o)},
         "weights_pa": {"before": weights_before, "after": weights_after},
         "bands_hz": {"from": o.band_from_hz, "to": o.band_to_hz, "total": o.total_hz},
-        "trajectory": trajectory, "optimised_config": str(optimised),
+        "trajectory": trajectory, "optimised_config": str(optimised.relative_to(out)),
         "surrogates": {p: sg.path for p, sg in per_pop.items()}, **provenance(s.seed)}
     write_json(metrics, out / "metrics.json")
     (out / "figures").mkdir(exist_ok=True)

@@ -63,9 +63,15 @@ def groups(cell: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     return PYR_GROUPS if cell.endswith("pyramidal") else BASKET_GROUPS
 
 
-def group_names(cell: str) -> list[str]:
+def input_groups(cell: str) -> list[tuple[str, str]]:
+    """All synapse groups (location, receptor) of an hnn-core cell in input order: the excitatory, then the
+    inhibitory."""
     e, i = groups(cell)
-    return [f"{loc}_{rec}" for loc, rec in e + i]
+    return e + i
+
+
+def group_names(cell: str) -> list[str]:
+    return [f"{loc}_{rec}" for loc, rec in input_groups(cell)]
 
 
 def build_cell(cell: str, gid: int) -> Any:
@@ -98,7 +104,7 @@ def simulate(cell: str, inputs: list[list[Source]], t_ms: float, dt_ms: float,
 
     t0 = time.perf_counter()
     steps = round(t_ms / dt_ms)
-    pairs = [*groups(cell)[0], *groups(cell)[1]]
+    pairs = input_groups(cell)
     keep, v_rec, t_rec, d_rec = [], [], [], []
     names = dendrite_sections(cell) if dendrites else []
     for gid, cell_sources in enumerate(inputs):

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from eilab.ml.surrogate_hnn import groups, require_hnn
+from eilab.ml.surrogate_hnn import input_groups, require_hnn
 from eilab.ml.surrogate_net import Surrogate, group_cells, population_cells, spike_of, step_groups
 from eilab.sim.config import ConfigError
 
@@ -122,7 +122,7 @@ def seeded(net: Any, seed: int, t_ms: float) -> Iterator[None]:
 
 def channel_of(cell_type: str, sections: list[str], loc: str, receptor: str, where: str) -> int:
     """The surrogate input group of a synapse with `receptor` at `loc` (reaching `sections`) of `cell_type`."""
-    pairs = [*groups(cell_type)[0], *groups(cell_type)[1]]
+    pairs = input_groups(cell_type)
     key = ("soma" if sections == ["soma"] else loc, receptor)
     if key not in pairs:
         raise ConfigError(f"{where}: {receptor} at {loc} of {cell_type}: no such input group of its surrogate "
@@ -185,7 +185,7 @@ def hnn_wiring(net: Any, bin_ms: float) -> HnnWiring:
         raise ConfigError("the hnn-core network has two connections of one source, target, location and receptor; "
                           "merge them")
     return HnnWiring(net, pops, names, weights, concat(cell_parts), concat(drive_parts), drive_gids, bin_ms,
-                     max(len(groups(t)[0]) + len(groups(t)[1]) for t in types))
+                     max(len(input_groups(t)) for t in types))
 
 
 class Delivery:
@@ -227,7 +227,7 @@ class HnnSurrogateNetwork(nn.Module):
         self.spec, self.trained, self.soft = wiring, trained, spikes == "probability"
         self.theta = nn.Parameter(torch.tensor([math.log(wiring.weight_ns[wiring.names.index(t)]) for t in trained],
                                                dtype=torch.float32))
-        self.groups, self.threshold = group_cells(wiring.populations, wiring.cells, surrogates)
+        self.groups, self.threshold = group_cells(wiring.populations, surrogates)
         self.logit_threshold = torch.log(self.threshold / (1.0 - self.threshold))
 
     def weights(self) -> torch.Tensor:

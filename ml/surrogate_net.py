@@ -236,7 +236,7 @@ class SurrogateNetwork(nn.Module):
         names = [p.name for p in spec.projections]
         self.theta = nn.Parameter(torch.tensor([math.log(spec.projections[names.index(t)].weight_pa)
                                                 for t in trained], dtype=torch.float32))
-        self.groups, self.threshold = group_cells(spec.populations, spec.cells, surrogates)
+        self.groups, self.threshold = group_cells(spec.populations, surrogates)
         self.logit_threshold = torch.log(self.threshold / (1.0 - self.threshold))
 
     def weights(self) -> list[torch.Tensor]:
@@ -292,13 +292,14 @@ Groups = list[tuple[Surrogate, Stepper, torch.Tensor]]
 """Per distinct surrogate: it, its stepper, the indices of the cells it stands for."""
 
 
-def group_cells(populations: list[tuple[str, int, str]], cells: Any,
+def group_cells(populations: list[tuple[str, int, str]],
                 surrogates: dict[str, Surrogate]) -> tuple[Groups, torch.Tensor]:
     """The cells of each distinct surrogate (populations sharing one surrogate step together), and every cell's
-    spike threshold (N,). `cells(name)` is a population's slice of cells."""
+    spike threshold (N,); cells numbered in population order (`population_cells`)."""
     groups: Groups = []
     for name, _, _ in populations:
-        s, idx = surrogates[name], torch.arange(cells(name).start, cells(name).stop)
+        cells = population_cells(populations, name)
+        s, idx = surrogates[name], torch.arange(cells.start, cells.stop)
         k = next((k for k, g in enumerate(groups) if g[0] is s), None)
         if k is None:
             groups.append((s, Stepper(s.net), idx))

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 from eilab.ml.surrogate import SurrogateNet  # noqa: E402
 from eilab.ml.surrogate_data import SurrogateModel  # noqa: E402
-from eilab.ml.surrogate_hnn import groups  # noqa: E402
+from eilab.ml.surrogate_hnn import input_groups  # noqa: E402
 from eilab.ml.surrogate_hnn_net import (  # noqa: E402
     Delivery,
     HnnSurrogateNetwork,
@@ -65,7 +65,7 @@ def netcons(net):
 
 
 def channel(cell_type: str, loc: str, rec: str) -> int:
-    pairs = [*groups(cell_type)[0], *groups(cell_type)[1]]
+    pairs = input_groups(cell_type)
     return pairs.index(("soma" if cell_type.endswith("basket") else loc, rec))
 
 
