@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from eilab.cluster.surrogate_net_train import (
+    one_bin,
     raster_figure,
     spectra_figure,
     surrogate_spectrum,
@@ -54,8 +55,7 @@ def surrogates_of(tc: SurrogateNetConfig) -> dict[str, Any]:
     for t in tc.surrogates:
         if t not in HNN_TYPES:
             raise ConfigError(f"surrogates.{t}: not a cell type of the HNN circuit ({', '.join(HNN_TYPES)})")
-    if len({s.bin_ms for s in out.values()}) != 1:
-        raise ConfigError("surrogates: trained on different bins; give surrogates of one bin_ms")
+    one_bin(out)
     return out
 
 
@@ -113,7 +113,7 @@ def train_hnn_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int, progr
     if o.population not in HNN_TYPES:
         raise ConfigError(f"objective.population = {o.population!r}: give a cell type of the HNN circuit "
                           f"({', '.join(HNN_TYPES)})")
-    bin_ms = next(iter(per_type.values())).bin_ms
+    bin_ms = one_bin(per_type)
     net = build_circuit(tc.hnn)
     wiring = hnn_wiring(net, bin_ms)
     out.mkdir(parents=True, exist_ok=True)

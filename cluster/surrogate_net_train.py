@@ -41,8 +41,7 @@ def check(tc: SurrogateNetConfig) -> tuple[Any, dict, dict]:
             raise ConfigError(f"surrogates.{pop}: no population {pop!r} in {tc.network} (it has {names})")
         loaded.setdefault(path, load_surrogate(path))
     per_pop = {p: loaded[tc.surrogates.get(p, tc.surrogate)] for p in names}
-    if len({s.bin_ms for s in per_pop.values()}) != 1:
-        raise ConfigError("surrogates: trained on different bins; give surrogates of one bin_ms")
+    one_bin(per_pop)
     projections = [p.name for p in cfg.projections]
     for name in tc.train:
         if name not in projections:
@@ -52,6 +51,14 @@ def check(tc: SurrogateNetConfig) -> tuple[Any, dict, dict]:
     if not cfg.record.counts_bin_ms:
         raise ConfigError(f"{tc.network}: record.counts_bin_ms = 0; the engine's spectra need spike counts (give 1.0)")
     return cfg, raw, per_pop
+
+
+def one_bin(surrogates: dict[str, Any]) -> float:
+    """The bin (ms) all the surrogates were trained on; ConfigError if they differ."""
+    bins = {s.bin_ms for s in surrogates.values()}
+    if len(bins) != 1:
+        raise ConfigError("surrogates: trained on different bins; give surrogates of one bin_ms")
+    return bins.pop()
 
 
 def engine_run(config: str, run_dir: str) -> str:
@@ -95,7 +102,7 @@ def train_surrogate_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int,
 
     cfg, raw, per_pop = check(tc)
     o, s = tc.objective, tc.optimise
-    bin_ms = next(iter(per_pop.values())).bin_ms
+    bin_ms = one_bin(per_pop)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(text)
     (out / "runs").mkdir(exist_ok=True)
