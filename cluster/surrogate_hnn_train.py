@@ -121,7 +121,7 @@ def train_hnn_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int, progr
     (out / "runs").mkdir(exist_ok=True)
     torch.manual_seed(s.seed)
     torch.set_num_threads(s.threads)
-    model = HnnSurrogateNetwork(wiring, per_type, tc.train or wiring.names, s.spikes)
+    model = HnnSurrogateNetwork(wiring, per_type, tc.train or wiring.names, s.spikes, s.dampening)
     weights_before = model.named_weights()
     eval_seed = s.seed + s.steps + 1  # drives the optimisation never saw
     sur_before = surrogate_spectrum(model, s.eval_t_ms, s.skip_ms, eval_seed, o.population, o.report_segment_ms)

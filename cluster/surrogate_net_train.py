@@ -109,7 +109,7 @@ def train_surrogate_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int,
     torch.manual_seed(s.seed)
     torch.set_num_threads(s.threads)
     spec = network_spec(cfg, tc.network, bin_ms, s.seed)
-    model = SurrogateNetwork(spec, per_pop, tc.train or [p.name for p in spec.projections], s.spikes)
+    model = SurrogateNetwork(spec, per_pop, tc.train or [p.name for p in spec.projections], s.spikes, s.dampening)
     weights_before = model.named_weights()
     eval_seed = s.seed + s.steps + 1  # a drive the optimisation never saw
     sur_before = surrogate_spectrum(model, s.eval_t_ms, s.skip_ms, eval_seed, o.population, o.report_segment_ms)

@@ -219,12 +219,12 @@ class HnnSurrogateNetwork(nn.Module):
     weight_key = "weights_ns"
 
     def __init__(self, wiring: HnnWiring, surrogates: dict[str, Surrogate], trained: list[str],
-                 spikes: str = "threshold") -> None:
+                 spikes: str = "threshold", dampening: float = 1.0) -> None:
         super().__init__()
         for name in trained:
             if name not in wiring.names:
                 raise ConfigError(f"train: no connection {name!r} in the HNN circuit (it has {wiring.names})")
-        self.spec, self.trained, self.soft = wiring, trained, spikes == "probability"
+        self.spec, self.trained, self.soft, self.dampening = wiring, trained, spikes == "probability", dampening
         self.theta = nn.Parameter(torch.tensor([math.log(wiring.weight_ns[wiring.names.index(t)]) for t in trained],
                                                dtype=torch.float32))
         self.groups, self.threshold = group_cells(wiring.populations, surrogates)
@@ -253,7 +253,8 @@ class HnnSurrogateNetwork(nn.Module):
         out = []
         for t in range(bins):
             x = delivery.arriving(ext[t]).reshape(n, c)
-            spikes, above = spike_of(step_groups(self.groups, x, states, n), self.logit_threshold, above, self.soft)
+            spikes, above = spike_of(step_groups(self.groups, x, states, n), self.logit_threshold, above, self.soft,
+                                     self.dampening)
             delivery.push(spikes)
             out.append(spikes)
         return torch.stack(out)

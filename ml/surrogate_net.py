@@ -230,9 +230,9 @@ class SurrogateNetwork(nn.Module):
     weight_key = "weights_pa"  # the trajectory's name of the weights (and their unit)
 
     def __init__(self, spec: NetSpec, surrogates: dict[str, Surrogate], trained: list[str],
-                 spikes: str = "threshold") -> None:
+                 spikes: str = "threshold", dampening: float = 1.0) -> None:
         super().__init__()
-        self.spec, self.trained, self.soft = spec, trained, spikes == "probability"
+        self.spec, self.trained, self.soft, self.dampening = spec, trained, spikes == "probability", dampening
         names = [p.name for p in spec.projections]
         self.theta = nn.Parameter(torch.tensor([math.log(spec.projections[names.index(t)].weight_pa)
                                                 for t in trained], dtype=torch.float32))
@@ -278,7 +278,8 @@ class SurrogateNetwork(nn.Module):
             for p, wp in zip(spec.projections, w, strict=True):
                 syn[p.channel] = syn[p.channel] + wp * (p.counts @ history[-p.delay_bins])
             x = torch.stack(syn, dim=1) + ext[t]
-            spikes, above = spike_of(step_groups(self.groups, x, states, n), self.logit_threshold, above, self.soft)
+            spikes, above = spike_of(step_groups(self.groups, x, states, n), self.logit_threshold, above, self.soft,
+                                     self.dampening)
             history = [*history[1:], spikes]
             out.append(spikes)
         return torch.stack(out)
@@ -326,14 +327,16 @@ def step_groups(groups: Groups, x: torch.Tensor, states: list, n: int) -> torch.
 
 
 def spike_of(logit: torch.Tensor, logit_threshold: torch.Tensor, above: torch.Tensor,
-             soft: bool) -> tuple[torch.Tensor, torch.Tensor]:
+             soft: bool, dampening: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(spikes (N,), whether each cell is above threshold now). A spike is the first bin of a run at or above
-    threshold: exactly 0/1 forward, the SuperSpike surrogate gradient backward; with `soft`, the probability."""
+    threshold: exactly 0/1 forward, the SuperSpike surrogate gradient backward, times `dampening` (the dampening
+    factor of Bellec et al. 2018, NeurIPS: below 1 it keeps BPTT through strong recurrence from overflowing);
+    with `soft`, the probability."""
     if soft:
         return torch.sigmoid(logit), above
     now = logit >= logit_threshold
     u = logit - logit_threshold
-    slope = u / (1.0 + u.abs())  # fast sigmoid: its derivative 1 / (1 + |u|)^2 is the backward pass
+    slope = dampening * u / (1.0 + u.abs())  # its derivative dampening / (1 + |u|)^2 is the backward pass
     return (now & ~above).float() + (slope - slope.detach()), now
 
 

@@ -51,6 +51,8 @@ class NetOptimise(Strict):
     spikes: Literal["threshold", "probability"] = Field(
         "threshold", description="threshold: 0/1 spikes forward, surrogate gradient backward; probability: the spike "
         "probability itself is the spike (smooth, an expected-input network)")
+    dampening: float = Field(1.0, gt=0, le=1, description="threshold spikes: the surrogate gradient times this "
+                             "(Bellec et al. 2018); below 1 keeps BPTT through a strongly coupled circuit finite")
     min_weight_pa: float = Field(1.0, gt=0, description="weights are kept at or above this, pA (hh network)")
     max_weight_pa: float = Field(5000.0, gt=0, description="weights are kept at or below this, pA (hh network)")
 

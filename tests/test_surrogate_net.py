@@ -24,6 +24,7 @@ from eilab.ml.surrogate_net import (
     load_surrogate,
     network_spec,
     optimise,
+    spike_of,
     summary,
     toml_text,
     welch,
@@ -68,10 +69,10 @@ def tiny_network(t_ms: float = 100.0) -> dict:
             "record": {"spikes": True, "counts_bin_ms": 1.0}}
 
 
-def tiny_model(folder: Path, spikes: str = "threshold") -> SurrogateNetwork:
+def tiny_model(folder: Path, spikes: str = "threshold", dampening: float = 1.0) -> SurrogateNetwork:
     cfg, _ = load_config(raw=tiny_network())
     sur = load_surrogate(tiny_surrogate(folder))
-    return SurrogateNetwork(network_spec(cfg, "tiny", 0.5, 0), {"E": sur, "I": sur}, ["EI", "IE"], spikes)
+    return SurrogateNetwork(network_spec(cfg, "tiny", 0.5, 0), {"E": sur, "I": sur}, ["EI", "IE"], spikes, dampening)
 
 
 # ---------------------------------------------------------------- spectra
@@ -123,6 +124,25 @@ def test_gradient_reaches_the_connectivity(tmp_path: Path) -> None:
     band_power(f, psd, (15.0, 30.0)).backward()
     assert model.theta.grad is not None and torch.all(torch.isfinite(model.theta.grad))
     assert torch.all(model.theta.grad != 0)
+
+
+def test_dampened_surrogate_gradient_matches_its_closed_form(tmp_path: Path) -> None:
+    logit = torch.tensor([-3.0, -0.5, 0.2, 2.0], requires_grad=True)
+    above = torch.tensor([False, False, True, False])
+    spikes, now = spike_of(logit, torch.tensor(0.0), above, soft=False, dampening=0.3)
+    assert spikes.tolist() == [0.0, 0.0, 0.0, 1.0] and now.tolist() == [False, False, True, True]
+    spikes.sum().backward()
+    assert torch.allclose(logit.grad, 0.3 / (1.0 + logit.detach().abs()) ** 2)
+    # the network: the same spikes forward, a smaller gradient backward
+    full, damped = tiny_model(tmp_path / "a"), tiny_model(tmp_path / "b", dampening=0.1)
+    runs = []
+    for model in (full, damped):
+        spikes = model(200, 0)
+        runs.append(spikes)
+        f, psd = welch(spikes[:, :8].mean(dim=1) * 2000.0, 2000.0, 100)
+        band_power(f, psd, (15.0, 30.0)).backward()
+    assert torch.equal(runs[0].detach(), runs[1].detach())
+    assert torch.all(damped.theta.grad.abs() < full.theta.grad.abs())
 
 
 def test_loss_falls_under_adam(tmp_path: Path) -> None:
