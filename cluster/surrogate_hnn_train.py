@@ -123,8 +123,7 @@ def train_hnn_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int, progr
     torch.set_num_threads(s.threads)
     model = HnnSurrogateNetwork(wiring, per_type, tc.train or wiring.names, s.spikes, s.dampening)
     weights_before = model.named_weights()
-    eval_seed = s.seed + s.steps + 1  # drives the optimisation never saw
-    sur_before = surrogate_spectrum(model, s.eval_t_ms, s.skip_ms, eval_seed, o.population, o.report_segment_ms)
+    sur_before = surrogate_spectrum(model, s.eval_t_ms, s.skip_ms, s.eval_seed, o.population, o.report_segment_ms)
 
     def log(e: dict) -> None:
         if progress:
@@ -134,11 +133,11 @@ def train_hnn_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int, progr
 
     trajectory = optimise(model, o, s, (tc.hnn.min_weight_ns, tc.hnn.max_weight_ns), log)
     weights_after = trajectory[-1]["weights_ns"]
-    sur_after = surrogate_spectrum(model, s.eval_t_ms, s.skip_ms, eval_seed, o.population, o.report_segment_ms)
+    sur_after = surrogate_spectrum(model, s.eval_t_ms, s.skip_ms, s.eval_seed, o.population, o.report_segment_ms)
     optimised = out / "runs" / "optimised.json"
     write_network_configuration(with_hnn_weights(net, weights_after), str(optimised))
     paths = [str(out / "runs" / "before.npz"), str(out / "runs" / "after.npz")]
-    args = ([tc.hnn.model_dump()] * 2, [weights_before, weights_after], [s.eval_t_ms] * 2, [eval_seed] * 2, paths)
+    args = ([tc.hnn.model_dump()] * 2, [weights_before, weights_after], [s.eval_t_ms] * 2, [s.eval_seed] * 2, paths)
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=2, mp_context=get_context("spawn")) as pool:
             list(pool.map(hnn_run, *args))

@@ -111,8 +111,7 @@ def train_surrogate_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int,
     spec = network_spec(cfg, tc.network, bin_ms, s.seed)
     model = SurrogateNetwork(spec, per_pop, tc.train or [p.name for p in spec.projections], s.spikes, s.dampening)
     weights_before = model.named_weights()
-    eval_seed = s.seed + s.steps + 1  # a drive the optimisation never saw
-    sur_before = surrogate_spectrum(model, s.eval_t_ms, s.skip_ms, eval_seed, o.population, o.report_segment_ms)
+    sur_before = surrogate_spectrum(model, s.eval_t_ms, s.skip_ms, s.eval_seed, o.population, o.report_segment_ms)
 
     def log(e: dict) -> None:
         if progress:
@@ -123,7 +122,7 @@ def train_surrogate_net(tc: SurrogateNetConfig, text: str, out: Path, jobs: int,
 
     trajectory = optimise(model, o, s, (s.min_weight_pa, s.max_weight_pa), log)
     weights_after = trajectory[-1]["weights_pa"]
-    sur_after = surrogate_spectrum(model, s.eval_t_ms, s.skip_ms, eval_seed, o.population, o.report_segment_ms)
+    sur_after = surrogate_spectrum(model, s.eval_t_ms, s.skip_ms, s.eval_seed, o.population, o.report_segment_ms)
     optimised = out / "runs" / "optimised.toml"
     optimised.write_text(toml_text(with_weights(raw, weights_after), f"{Path(tc.network).name} with the weights "
                                    f"Adam found on its surrogate network (eilab train, task = \"surrogate_net\")"))

@@ -367,31 +367,37 @@ def summary(f: np.ndarray, psd: np.ndarray, o: NetObjective) -> dict[str, float]
 
 def optimise(model: SurrogateNetwork, o: NetObjective, s: NetOptimise, bounds: tuple[float, float],
              log: Any = None) -> list[dict[str, Any]]:
-    """Adam on the trained log weights for s.steps steps (drive seed s.seed + step), each kept within `bounds`
-    after every update; per step the loss, peak frequency, band powers and weights (`model.weight_key`) before the
+    """Adam on the trained log weights for s.steps steps (s.draws drive draws per step, seeds as NetOptimise.seed
+    says; the gradient of their mean loss), each kept within `bounds` after every update; per step the mean loss,
+    peak frequency and band powers of the draws' mean spectrum, rate and weights (`model.weight_key`) before the
     update (the last entry: after the last update, no update). A loss or gradient that is not finite (BPTT through
     inputs far outside what the surrogates were trained on can overflow) ends the descent there, before any update
     from it: that entry says so under "stopped". The model: SurrogateNetwork or
     eilab.ml.surrogate_hnn_net.HnnSurrogateNetwork (bounds in its weights' unit)."""
     opt = torch.optim.Adam([model.theta], lr=s.lr)
-    bins, skip = round(s.t_ms / model.spec.bin_ms), round(s.skip_ms / model.spec.bin_ms)
+    bin_ms = model.spec.bin_ms
+    bins, skip = round(s.t_ms / bin_ms), round(s.skip_ms / bin_ms)
     cells = model.spec.cells(o.population)
     trajectory = []
     for step in range(s.steps + 1):
-        spikes = model(bins, s.seed + step)
-        f, psd = spectrum(population_rate(spikes, cells, model.spec.bin_ms)[skip:], model.spec.bin_ms, o.segment_ms)
-        loss = loss_of(f, psd, o)
-        rate = population_rate(spikes.detach(), cells, model.spec.bin_ms)[skip:].double()
-        fr, pr = spectrum(rate, model.spec.bin_ms, min(o.report_segment_ms, (bins - skip) * model.spec.bin_ms))
-        entry = {"step": step, "loss": float(loss.detach()), **summary(fr.numpy(), pr.numpy(), o),
-                 "rate_hz": float(spikes[skip:, cells].detach().mean() / (model.spec.bin_ms / 1000.0)),
-                 model.weight_key: model.named_weights()}
+        opt.zero_grad()
+        loss, psds, rates = 0.0, [], []
+        for j in range(s.draws):
+            spikes = model(bins, s.seed + step * s.draws + j)
+            f, psd = spectrum(population_rate(spikes, cells, bin_ms)[skip:], bin_ms, o.segment_ms)
+            draw_loss = loss_of(f, psd, o) / s.draws
+            if step < s.steps:
+                draw_loss.backward()
+            loss += float(draw_loss.detach())
+            rate = population_rate(spikes.detach(), cells, bin_ms)[skip:].double()
+            fr, pr = spectrum(rate, bin_ms, min(o.report_segment_ms, (bins - skip) * bin_ms))
+            psds.append(pr.numpy())
+            rates.append(float(spikes[skip:, cells].detach().mean() / (bin_ms / 1000.0)))
+        entry = {"step": step, "loss": loss, **summary(fr.numpy(), np.mean(psds, axis=0), o),
+                 "rate_hz": float(np.mean(rates)), model.weight_key: model.named_weights()}
         trajectory.append(entry)
-        if step < s.steps:
-            opt.zero_grad()
-            loss.backward()
-            if not (torch.isfinite(loss) and torch.isfinite(model.theta.grad).all()):
-                entry["stopped"] = "the loss or its gradient is not finite: no update from this step"
+        if step < s.steps and not (math.isfinite(loss) and torch.isfinite(model.theta.grad).all()):
+            entry["stopped"] = "the loss or its gradient is not finite: no update from this step"
         if log is not None:
             log(entry)
         if step == s.steps or "stopped" in entry:

@@ -46,7 +46,10 @@ class NetOptimise(Strict):
     t_ms: float = Field(1000.0, gt=0, description="simulated time per step, ms")
     eval_t_ms: float = Field(2000.0, gt=0, description="simulated time of the before/after evaluations, ms")
     skip_ms: float = Field(200.0, ge=0, description="start of every simulation left out of the spectrum, ms")
-    seed: int = Field(0, ge=0, lt=2**63, description="connectivity and drive seed; step k draws drive seed + k")
+    seed: int = Field(0, ge=0, lt=2**63, description="connectivity and drive seed; step k draws drive seeds "
+                      "seed + k * draws ... seed + k * draws + draws - 1")
+    draws: int = Field(1, ge=1, le=64, description="drive draws per Adam step: the gradient of their mean loss "
+                       "(a gradient less tied to one draw, at draws x the cost)")
     threads: int = Field(1, ge=1, le=1024, description="CPU threads of torch")
     spikes: Literal["threshold", "probability"] = Field(
         "threshold", description="threshold: 0/1 spikes forward, surrogate gradient backward; probability: the spike "
@@ -55,6 +58,11 @@ class NetOptimise(Strict):
                              "(Bellec et al. 2018); below 1 keeps BPTT through a strongly coupled circuit finite")
     min_weight_pa: float = Field(1.0, gt=0, description="weights are kept at or above this, pA (hh network)")
     max_weight_pa: float = Field(5000.0, gt=0, description="weights are kept at or below this, pA (hh network)")
+
+    @property
+    def eval_seed(self) -> int:
+        """The drive seed of the before/after evaluations: one the descent never drew."""
+        return self.seed + (self.steps + 1) * self.draws
 
     @model_validator(mode="after")
     def _times(self) -> NetOptimise:

@@ -22,8 +22,11 @@ from eilab.ml.surrogate_net import (
     SurrogateNetwork,
     band_power,
     load_surrogate,
+    loss_of,
     network_spec,
     optimise,
+    population_rate,
+    spectrum,
     spike_of,
     summary,
     toml_text,
@@ -152,6 +155,27 @@ def test_loss_falls_under_adam(tmp_path: Path) -> None:
     trajectory = optimise(model, o, s, (s.min_weight_pa, s.max_weight_pa))
     assert len(trajectory) == 5 and trajectory[-1]["loss"] < trajectory[0]["loss"]
     assert trajectory[-1]["weights_pa"] != trajectory[0]["weights_pa"]
+
+
+def test_draws_average_the_gradient_over_drive_seeds(tmp_path: Path) -> None:
+    """optimise.draws = 2: step 0 draws drive seeds 0 and 1, the gradient is the mean of theirs, and the
+    evaluations take a seed the descent never drew."""
+    o = NetObjective(segment_ms=40.0)
+    s = NetOptimise(steps=1, lr=0.3, t_ms=100.0, eval_t_ms=100.0, skip_ms=10.0, spikes="probability", draws=2)
+    single = []
+    for seed in (0, 1):
+        m = tiny_model(tmp_path / "sur", spikes="probability")
+        rate = population_rate(m(200, seed), m.spec.cells(o.population), 0.5)[20:]
+        loss_of(*spectrum(rate, 0.5, o.segment_ms), o).backward()
+        single.append((m.theta.grad.clone(), rate.detach()))
+    assert not torch.equal(single[0][1], single[1][1])  # two draws indeed
+    model = tiny_model(tmp_path / "sur", spikes="probability")
+    grads: list[torch.Tensor] = []
+    model.theta.register_hook(lambda g: grads.append(g.clone()))
+    trajectory = optimise(model, o, s, (s.min_weight_pa, s.max_weight_pa))
+    assert len(grads) == 2 and len(trajectory) == 2
+    assert torch.allclose(grads[0] + grads[1], (single[0][0] + single[1][0]) / 2)
+    assert s.eval_seed == 4 and NetOptimise(steps=3, seed=5).eval_seed == 9
 
 
 def test_a_gradient_that_is_not_finite_ends_the_descent_without_an_update(tmp_path: Path) -> None:
