@@ -384,13 +384,12 @@ def optimise(model: SurrogateNetwork, o: NetObjective, s: NetOptimise, bounds: t
         loss, psds, rates = 0.0, [], []
         for j in range(s.draws):
             spikes = model(bins, s.seed + step * s.draws + j)
-            f, psd = spectrum(population_rate(spikes, cells, bin_ms)[skip:], bin_ms, o.segment_ms)
-            draw_loss = loss_of(f, psd, o) / s.draws
+            rate = population_rate(spikes, cells, bin_ms)[skip:]
+            draw_loss = loss_of(*spectrum(rate, bin_ms, o.segment_ms), o) / s.draws
             if step < s.steps:
                 draw_loss.backward()
             loss += float(draw_loss.detach())
-            rate = population_rate(spikes.detach(), cells, bin_ms)[skip:].double()
-            fr, pr = spectrum(rate, bin_ms, min(o.report_segment_ms, (bins - skip) * bin_ms))
+            fr, pr = spectrum(rate.detach().double(), bin_ms, min(o.report_segment_ms, (bins - skip) * bin_ms))
             psds.append(pr.numpy())
             rates.append(float(spikes[skip:, cells].detach().mean() / (bin_ms / 1000.0)))
         entry = {"step": step, "loss": loss, **summary(fr.numpy(), np.mean(psds, axis=0), o),
