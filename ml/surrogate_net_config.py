@@ -27,6 +27,9 @@ class NetObjective(Strict):
     segment_ms: float = Field(250.0, gt=0, description="Welch segment length of the loss, ms")
     smooth_ms: float = Field(5.0, ge=0, description="reported `fundamental_hz`: the peak of the rate's spectrum "
                              "after Gaussian smoothing of this sigma, ms")
+    loss_smooth_ms: float = Field(0.0, ge=0, description="the loss's band powers from the rate smoothed by a "
+                                  "Gaussian of this sigma, ms (0: unsmoothed): it damps the harmonics of sharp "
+                                  "volleys, which put a 10 Hz train's power into the target band as well")
     report_segment_ms: float = Field(500.0, gt=0, description="Welch segment length of the reported peaks and band "
                                      "powers (trajectory, before/after), ms: finer than the loss's, so that a "
                                      "10 Hz rhythm is not split between bins")

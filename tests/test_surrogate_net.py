@@ -105,6 +105,33 @@ def test_fundamental_of_a_volley_train() -> None:
     assert s["fundamental_hz"] == 20.0 and s["peak_hz"] in (20.0, 40.0, 60.0, 80.0, 100.0)
 
 
+def test_smoothed_loss_is_the_welch_share_of_the_gaussian_smoothed_rate() -> None:
+    """loss_smooth_ms: the loss is -log of the target band's share of the PSD times the Gaussian's power gain
+    (numpy and scipy), which sets a 20 Hz volley train apart from a 10 Hz one's harmonics."""
+    fs, sigma = 1000.0, 10.0
+    shares = {}
+    for period in (100, 50):
+        rate = np.zeros(4000)
+        rate[::period] = 1000.0  # sharp volleys, 1 ms bins
+        f_ref, psd_ref = signal.welch(rate, fs=fs, nperseg=250)
+        gain = np.exp(-((2 * np.pi * f_ref * sigma / 1000.0) ** 2))
+        share = {}
+        for smooth in (0.0, sigma):
+            o = NetObjective(loss_smooth_ms=smooth)
+            ref = psd_ref * (gain if smooth else 1.0)
+            in_to = (f_ref >= 15.0) & (f_ref <= 30.0)
+            in_total = (f_ref >= 2.0) & (f_ref <= 100.0)
+            expected = ref[in_to].sum() / ref[in_total].sum()
+            loss = loss_of(*welch(torch.from_numpy(rate), fs, 250), o)
+            assert float(loss) == pytest.approx(-np.log(expected), rel=1e-9)
+            share[smooth] = expected
+        shares[period] = share
+    # unsmoothed, the harmonics give a 10 Hz train nearly the share of a 20 Hz one; smoothed, the 20 Hz train's
+    # fundamental is nearly all of its power and the 10 Hz train keeps a quarter (20 and 30 Hz at gains 0.2, 0.03)
+    assert abs(shares[50][0.0] - shares[100][0.0]) < 0.1
+    assert shares[100][sigma] < 0.3 and shares[50][sigma] > 0.95
+
+
 # ---------------------------------------------------------------- the network
 def test_fast_step_equals_the_surrogates_step() -> None:
     torch.manual_seed(1)
