@@ -1,7 +1,9 @@
 """A trained neuron surrogate's spike precision and recall (within 2 ms) per window of its held-out trials, streamed
 from t = 0 as the scores run it, and restarted `--warmup-ms` before each window as the training sequences are:
 whether its state drifts over trials longer than the sequences it was trained on; on training cells (`--split
-train`), whether it fits the cells it learnt from any better than held-out ones. Prints one JSON line per window.
+train`), whether it fits the cells it learnt from any better than held-out ones. Prints one JSON line per window,
+then one for the whole trials (from `--first-ms`, streamed): precision and recall at several tolerances, and the
+recall within 2 ms of the spikes that open a burst (none in the `--burst-isi-ms` before) and of the others.
 
     python benchmarks/surrogate_windows.py runs/train-surrogate_l5pyr --window-ms 400
 """
@@ -23,12 +25,14 @@ def main() -> None:
     ap.add_argument("--first-ms", type=float, default=50.0, help="start of the first window, ms")
     ap.add_argument("--window-ms", type=float, default=400.0, help="window length, ms")
     ap.add_argument("--warmup-ms", type=float, default=100.0, help="a restarted window's lead-in, ms")
+    ap.add_argument("--tolerances-ms", type=float, nargs="+", default=[1.0, 2.0, 5.0, 10.0, 20.0])
+    ap.add_argument("--burst-isi-ms", type=float, default=15.0, help="a spike this close after another is in a burst")
     a = ap.parse_args()
     import torch
 
     from eilab.ml.surrogate import SurrogateNet, predict
     from eilab.ml.surrogate_data import Scaling, SurrogateModel, binned, open_trials
-    from eilab.ml.surrogate_metrics import precision_recall, spike_times
+    from eilab.ml.surrogate_metrics import matches, precision_recall, spike_times
 
     d = Path(a.model)
     meta = json.loads((d / "meta.json").read_text())
@@ -52,6 +56,20 @@ def main() -> None:
             pr = precision_recall([spike_times(p, th, b) + first * b for p in prob], truth, 2.0)
             row[name] = {k: round(pr[k], 3) for k in ("precision", "recall", "f1")}
         print(json.dumps(row), flush=True)
+    first = round(a.first_ms / b)
+    pred = [spike_times(p, th, b) + first * b for p in streamed[:, first:]]
+    truth = [t[t >= a.first_ms] for t in trials.spikes]
+    opens = [np.diff(t, prepend=-np.inf) >= a.burst_isi_ms for t in truth]
+    split = {name: [t[o == keep] for t, o in zip(truth, opens, strict=True)]
+             for name, keep in (("burst_opening", True), ("within_burst", False))}
+    keys = ("precision", "recall", "f1")
+    by_tol = {str(tol): {k: round(v, 3) for k, v in precision_recall(pred, truth, tol).items() if k in keys}
+              for tol in a.tolerances_ms}
+    recall = {f"recall_2ms_{name}": round(sum(matches(p, t, 2.0) for p, t in zip(pred, ts, strict=True))
+                                          / max(1, sum(len(t) for t in ts)), 3) for name, ts in split.items()}
+    print(json.dumps({"model": a.model, "split": a.split, "cells": len(truth), "from_ms": a.first_ms,
+                      "by_tolerance_ms": by_tol, **recall,
+                      "true_spikes": {name: sum(len(t) for t in ts) for name, ts in split.items()}}), flush=True)
 
 
 if __name__ == "__main__":
